@@ -1,0 +1,1 @@
+"""Numba kernels (installed as ``neurosim.kernels``): private ``@njit`` functions of arrays."""

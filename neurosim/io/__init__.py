@@ -1,0 +1,115 @@
+"""Reading and writing networks.
+
+:func:`load_network` picks the reader from the file (or object) it is given:
+
+============================  ============================================================
+``.h5`` written by neurosim   neurosim's own format (:mod:`neurosim.io.hdf5`)
+``.keras``                    Keras 3 model archive
+``.weights.h5``               Keras 3 weights; needs ``activations=[...]``
+``.h5`` with ``model_config`` legacy Keras 2 Sequential model
+``.npz``                      arrays ``W0, b0, ...`` and ``activations``
+``.pt`` / ``.pth`` / ``.ts``  PyTorch: TorchScript, a state_dict (needs ``activations`` or
+                              ``architecture``), or a pickled module (needs
+                              ``trust_pickle=True``); extra ``torch``
+``torch.nn.Module``           an ``nn.Sequential`` of Linear layers and activations
+============================  ============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
+from neurosim.io.hdf5 import FORMAT_VERSION, load_network_h5, save_network_h5
+from neurosim.io.npz import load_network_npz, save_network_npz
+from neurosim.network import Network
+
+__all__ = ["load_network", "save_network", "FORMAT_VERSION"]
+
+_TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+
+
+def load_network(
+    source,
+    *,
+    trust_pickle: bool = False,
+    activations=None,
+    architecture=None,
+) -> Network:
+    """Load a network from a file or a PyTorch module.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or torch.nn.Module
+        A model file (see the module docstring for the formats) or an ``nn.Sequential``.
+    trust_pickle : bool
+        Allow loading a pickled PyTorch module. Unpickling runs code from the file: only
+        set this for files you trust.
+    activations : list of str, optional
+        Activation of each layer, for formats that store weights only (a PyTorch
+        state_dict, Keras ``.weights.h5``).
+    architecture : torch.nn.Module, optional
+        A module whose ``load_state_dict`` accepts a state_dict file.
+
+    Raises
+    ------
+    NeurosimFileNotFoundError
+        If the file does not exist.
+    FileFormatError, UnsupportedLayerError
+        If the file is malformed or holds layers neurosim cannot represent.
+    UntrustedPickleError
+        For a pickled module without ``trust_pickle=True``.
+    MissingExtraError
+        If the reader's library (torch) is not installed.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        from neurosim.io.torch import network_from_torch
+
+        return network_from_torch(source)
+    path = Path(source)
+    if not path.exists():
+        raise NeurosimFileNotFoundError(f"Model file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise FileFormatError(f"{str(path)!r} is a folder; expected a model file.")
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        return load_network_npz(path)
+    if name.endswith(".keras") or name.endswith(".weights.h5"):
+        from neurosim.io.keras import load_keras
+
+        return load_keras(path, activations=activations)
+    if name.endswith((".h5", ".hdf5")):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                attrs = set(f.attrs)
+        except OSError:
+            raise FileFormatError(f"{str(path)!r} is not a readable HDF5 file.") from None
+        if "neurosim_format" in attrs:
+            return load_network_h5(path)
+        from neurosim.io.keras import load_keras
+
+        return load_keras(path, activations=activations)
+    if name.endswith(_TORCH_SUFFIXES):
+        from neurosim.io.torch import load_torch
+
+        return load_torch(path, trust_pickle=trust_pickle, activations=activations,
+                          architecture=architecture)
+    raise FileFormatError(
+        f"Cannot tell the format of {str(path)!r} from its name. Supported: .h5 (neurosim or "
+        "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch)."
+    )
+
+
+def save_network(network: Network, path: "str | os.PathLike") -> None:
+    """Save ``network`` atomically: neurosim's HDF5 format, or ``.npz`` by the file's suffix."""
+    if str(path).lower().endswith(".npz"):
+        save_network_npz(network, path)
+    elif str(path).lower().endswith((".h5", ".hdf5")):
+        save_network_h5(network, path)
+    else:
+        raise FileFormatError(
+            f"Cannot save a network to {os.fspath(path)!r}: use a .h5 (neurosim's format) or .npz name."
+        )

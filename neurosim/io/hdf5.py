@@ -1,0 +1,115 @@
+"""neurosim's own HDF5 network format.
+
+Layout (``format_version`` 1)::
+
+    /                      attrs: neurosim_format = "network", format_version = 1,
+                                  metadata = JSON text (free-form: name, training, ...)
+    /layers/0, /layers/1   one group per layer, in order; attrs: kind = "dense",
+                           activation = "relu" | ..., alpha (leaky_relu's slope)
+        W                  (n_out, n_in) weights
+        b                  (n_out,) biases
+
+Writes are atomic: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
+from neurosim.io._atomic import atomic_path
+from neurosim.network import Dense, Network, make_activation
+
+#: Version of the network file layout written by :func:`save_network_h5`.
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+def is_neurosim_h5(path) -> bool:
+    """True if ``path`` is an HDF5 file written by neurosim (any kind)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "neurosim_format" in f.attrs
+    except OSError:
+        return False
+
+
+def write_network_group(group: h5py.Group, network: Network) -> None:
+    """Write ``network`` into an open HDF5 group (also used inside mapping and result files)."""
+    group.attrs["metadata"] = json.dumps(network.metadata, sort_keys=True, default=str)
+    layers = group.create_group("layers")
+    for index, layer in enumerate(network.layers):
+        g = layers.create_group(str(index))
+        g.attrs["kind"] = layer.kind
+        g.attrs["activation"] = layer.activation.name
+        g.attrs["alpha"] = float(layer.activation.alpha)
+        g.create_dataset("W", data=layer.W)
+        g.create_dataset("b", data=layer.b)
+
+
+def read_network_group(group: h5py.Group, source: str) -> Network:
+    """Read a network written by :func:`write_network_group`; ``source`` names it in errors."""
+    if "layers" not in group:
+        raise FileFormatError(f"{source}: no 'layers' group; this is not a neurosim network.")
+    layers_group = group["layers"]
+    try:
+        order = sorted(layers_group, key=int)
+    except ValueError:
+        raise FileFormatError(
+            f"{source}: layer groups must be named 0, 1, 2, ...; got {sorted(layers_group)}."
+        ) from None
+    if order != [str(i) for i in range(len(order))]:
+        raise FileFormatError(f"{source}: layer groups must be numbered 0..L-1 without gaps; got {order}.")
+    layers = []
+    for name in order:
+        g = layers_group[name]
+        kind = g.attrs.get("kind", "dense")
+        if kind != "dense":
+            raise UnsupportedLayerError(
+                f"{source}: layer {name} is of kind {kind!r}; supported layer kinds: dense."
+            )
+        for key in ("W", "b"):
+            if key not in g:
+                raise FileFormatError(f"{source}: layer {name} has no dataset {key!r}.")
+        if "activation" not in g.attrs:
+            raise FileFormatError(f"{source}: layer {name} has no 'activation' attribute.")
+        try:
+            activation = make_activation(str(g.attrs["activation"]), float(g.attrs.get("alpha", 0.01)))
+        except UnsupportedLayerError as exc:
+            raise UnsupportedLayerError(f"{source}: layer {name}: {exc}") from None
+        layers.append(Dense(np.asarray(g["W"]), np.asarray(g["b"]), activation))
+    metadata = json.loads(group.attrs.get("metadata", "{}"))
+    try:
+        return Network(layers, metadata=metadata)
+    except NeurosimError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
+
+
+def save_network_h5(network: Network, path: "str | os.PathLike") -> None:
+    """Save ``network`` in neurosim's HDF5 format, atomically."""
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["neurosim_format"] = "network"
+            f.attrs["format_version"] = FORMAT_VERSION
+            write_network_group(f, network)
+
+
+def load_network_h5(path: "str | os.PathLike") -> Network:
+    """Load a network saved by :func:`save_network_h5`."""
+    with h5py.File(path, "r") as f:
+        kind = f.attrs.get("neurosim_format")
+        if kind != "network":
+            raise FileFormatError(
+                f"{os.fspath(path)}: a neurosim file of kind {kind!r}, expected a network file."
+            )
+        version = int(f.attrs.get("format_version", -1))
+        if version not in SUPPORTED_VERSIONS:
+            raise FileFormatError(
+                f"{os.fspath(path)}: format_version {version} is not supported by this neurosim "
+                f"(supported: {SUPPORTED_VERSIONS}); upgrade neurosim."
+            )
+        return read_network_group(f, os.fspath(path))
