@@ -1,0 +1,183 @@
+"""The ``neurosim`` command line.
+
+Exit codes: 0 success, 1 not certified (later subcommands), 2 bad input. Bad input prints one
+line naming the file, flag or field and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from neurosim.errors import NeurosimError
+
+EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
+BUNDLED_MODEL = "digits"
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", nargs="?", default=BUNDLED_MODEL,
+        help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts) or 'digits', the "
+             "bundled digits classifier (default)")
+    parser.add_argument(
+        "--trust-pickle", action="store_true",
+        help="allow loading a pickled PyTorch module; this runs code from the file, so only use "
+             "it for files you trust")
+    parser.add_argument(
+        "--activations", default=None,
+        help="comma-separated activation per layer, for files that store weights only "
+             "(a PyTorch state_dict, Keras .weights.h5), e.g. relu,relu,identity")
+
+
+def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="loihi2",
+                        help="built-in profile name (see 'neurosim profiles') or a TOML file "
+                             "(default: loihi2)")
+
+
+def load_model_arg(args) -> "Network":
+    from neurosim.datasets import load_digits_model
+    from neurosim.io import load_network
+
+    if args.model == BUNDLED_MODEL and not Path(args.model).exists():
+        return load_digits_model()
+    activations = args.activations.split(",") if args.activations else None
+    return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations)
+
+
+# --- subcommands ----------------------------------------------------------------------------
+
+def cmd_profiles(args) -> int:
+    from neurosim.hardware import list_profiles, load_profile
+
+    profiles = [load_profile(name) for name in list_profiles()]
+    if args.json:
+        print(json.dumps([p.summary() for p in profiles], indent=2))
+        return EXIT_OK
+    print(f"{'name':<14} {'arch':<9} {'cores':>6} {'neurons/core':>12} {'fan-in':>7} "
+          f"{'w bits':>6} {'crash':>8} {'stuck0':>8} {'stuck1':>8} {'bitflip':>8} {'core':>8}")
+    for p in profiles:
+        r = p.fault_rates
+        print(f"{p.name:<14} {p.architecture:<9} {p.cores_per_chip:>6} {p.neurons_per_core:>12} "
+              f"{p.max_fan_in:>7} {p.weight_bits:>6} {r.neuron_crash:>8.1e} "
+              f"{r.synapse_stuck_at_zero:>8.1e} {r.synapse_stuck_at_max:>8.1e} "
+              f"{r.weight_bit_flip:>8.1e} {r.core_failure:>8.1e}")
+    print("fault rates: defaults per element; 'neurosim profiles --json' lists each number's "
+          "source and confidence")
+    return EXIT_OK
+
+
+def cmd_map(args) -> int:
+    from neurosim.datasets import load_data
+    from neurosim.mapping import map_network
+
+    network = load_model_arg(args)
+    mapping = map_network(network, args.profile)
+    report = None
+    if args.data:
+        X, y = load_data(args.data, network=network)
+        report = mapping.quantization_report(X, y)
+    if args.output:
+        mapping.save(args.output)
+    if args.json:
+        out = mapping.to_dict()
+        if report is not None:
+            out["quantization"] = report
+        if args.output:
+            out["output"] = str(args.output)
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(mapping.table())
+    if report is not None:
+        _print_quantization(report)
+    if args.output:
+        print(f"mapping saved to {args.output}")
+    return EXIT_OK
+
+
+def _print_quantization(report: dict) -> None:
+    line = (f"quantization on {report['n_inputs']} inputs: max |output error| "
+            f"{report['max_abs_error']:.4g}, relative {report['relative_error']:.3%}, "
+            f"argmax unchanged on {report['argmax_agreement']:.1%}")
+    print(line)
+    if "float_accuracy" in report:
+        print(f"accuracy: float {report['float_accuracy']:.2%}, quantized "
+              f"{report['quantized_accuracy']:.2%} ({100 * report['accuracy_change']:+.2f} points)")
+
+
+def cmd_demo(args) -> int:
+    from neurosim.datasets import load_digits_model, load_digits_test
+    from neurosim.mapping import map_network
+
+    network = load_digits_model()
+    X, y = load_digits_test()
+    print(f"bundled model: {network!r}, test split: {X.shape[0]} images")
+    mapping = map_network(network, "loihi2")
+    print(mapping.table())
+    report = mapping.quantization_report(X, y)
+    _print_quantization(report)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        mapping.save(out / "mapping.h5")
+        summary = {"mapping": mapping.to_dict(), "quantization": report}
+        (out / "demo.json").write_text(json.dumps(summary, indent=2))
+        print(f"wrote {out / 'mapping.h5'} and {out / 'demo.json'}")
+    return EXIT_OK
+
+
+# --- parser and entry point -----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from neurosim import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="neurosim",
+        description="Simulate neuromorphic hardware faults and certify the fault tolerance of "
+                    "trained neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurosim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("profiles", help="list the built-in chip profiles")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_profiles)
+
+    p = sub.add_parser("map", help="map a model onto a chip profile and print the per-core table")
+    _add_model_arguments(p)
+    _add_profile_argument(p)
+    p.add_argument("--data", default=None,
+                   help="data to report the quantization error on: 'digits' or a .npz/.h5 with X, y")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.h5",
+                   help="save the mapping (neuron -> core, integer weights, scales) to HDF5")
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("demo", help="run the bundled model and data end to end")
+    p.add_argument("--out", default=None, metavar="DIR", help="also write the outputs to DIR")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NeurosimError as exc:
+        print(f"neurosim {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"neurosim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

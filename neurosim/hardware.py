@@ -1,0 +1,356 @@
+"""Chip profiles: a typed schema and the TOML files that fill it.
+
+A profile is data with provenance: every number in a built-in profile file cites where it
+came from and how sure we are of it (``confidence``: ``vendor``, ``code``, ``derived`` or
+``unverified``; fault rates may also be ``illustrative``). No vendor publishes per-core or
+per-neuron failure rates for digital neuromorphic chips: their default fault rates are
+user-set parameters with documented defaults, not measurements.
+
+A profile file looks like::
+
+    name = "loihi2"
+    description = "Intel Loihi 2 neurocores"
+    architecture = "cores"             # or "crossbar"
+    cores_per_chip = 128
+    neurons_per_core = 8192
+    ...
+    [fault_rates]
+    neuron_crash = 1e-4
+    ...
+    [confidence]                       # one entry per number above
+    cores_per_chip = "vendor"
+    [sources]                          # one entry per number above (free text)
+    cores_per_chip = "Intel Loihi 2 brief; wikichip"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from neurosim.errors import NeurosimFileNotFoundError, ProfileError
+
+__all__ = [
+    "FaultRates",
+    "HardwareProfile",
+    "load_profile",
+    "list_profiles",
+    "DEFAULT_PROFILE",
+    "CONFIDENCE_LEVELS",
+]
+
+DEFAULT_PROFILE = "loihi2"
+CONFIDENCE_LEVELS = ("vendor", "code", "derived", "unverified", "illustrative")
+
+
+def _spec(doc: str, unit: str = "", required: bool = True, lo: float | None = None,
+          hi: float | None = None, choices: tuple | None = None):
+    """Field metadata: documentation, unit and allowed range, used by validation and --help."""
+    return {"doc": doc, "unit": unit, "required": required, "lo": lo, "hi": hi, "choices": choices}
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """Default fault rates of a chip (probabilities, per element and per inference or deployment).
+
+    Every rate is a probability in [0, 1]. They are the defaults that ``simulate`` and
+    ``certify`` use when the user gives no ``--fault``.
+    """
+
+    neuron_crash: float = field(metadata=_spec(
+        "Probability that a neuron is crashed (emits nothing).", "probability per neuron", lo=0, hi=1))
+    synapse_stuck_at_zero: float = field(metadata=_spec(
+        "Probability that a synapse / crossbar cell is stuck at 0 (open).",
+        "probability per synapse", lo=0, hi=1))
+    synapse_stuck_at_max: float = field(metadata=_spec(
+        "Probability that a synapse / crossbar cell is stuck at the layer's largest representable "
+        "magnitude (sign kept).", "probability per synapse", lo=0, hi=1))
+    weight_bit_flip: float = field(metadata=_spec(
+        "Probability that one bit of a stored integer weight word is flipped.",
+        "probability per bit", lo=0, hi=1))
+    core_failure: float = field(metadata=_spec(
+        "Probability that a whole core (or crossbar tile) fails: all its neurons crash.",
+        "probability per core", lo=0, hi=1))
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A neuromorphic chip as neurosim maps networks onto it.
+
+    Core-based chips (``architecture = "cores"``) hold whole neurons in cores: a core holds
+    neurons of one layer only and is limited by ``neurons_per_core``, ``max_fan_in`` (axons
+    in) and ``synapses_per_core``. Crossbar chips (``architecture = "crossbar"``) tile each
+    weight matrix into ``crossbar_rows x crossbar_cols`` blocks, one tile per crossbar; there
+    ``cores_per_chip`` counts crossbar tiles.
+    """
+
+    name: str = field(metadata=_spec("Short name, used on the command line.", "text"))
+    description: str = field(metadata=_spec("One-line description of the chip.", "text"))
+    architecture: str = field(metadata=_spec(
+        "How weights are laid out: 'cores' (neurons in cores) or 'crossbar' (weight tiles).",
+        "text", choices=("cores", "crossbar")))
+    cores_per_chip: int = field(metadata=_spec(
+        "Cores (or crossbar tiles) on one chip that can hold network layers.", "cores", lo=1))
+    neurons_per_core: int = field(metadata=_spec(
+        "Most neurons one core can hold (crossbar: output columns per tile).", "neurons", lo=1))
+    max_fan_in: int = field(metadata=_spec(
+        "Most distinct inputs (axons in) a core accepts; a neuron's fan-in cannot be split "
+        "across cores (crossbar: input rows per tile).", "axons", lo=1))
+    synapses_per_core: int = field(metadata=_spec(
+        "Synapse memory of one core: neurons in the core x fan-in must not exceed it.",
+        "synapses", lo=1))
+    weight_bits: int = field(metadata=_spec(
+        "Width of the stored integer weight word, sign included (two's complement).",
+        "bits", lo=1, hi=32))
+    fault_rates: FaultRates = field(metadata=_spec("Default fault rates (see FaultRates).", ""))
+    spare_cores_per_chip: int = field(default=0, metadata=_spec(
+        "Cores per chip held in reserve to replace failed cores (not used by the mapping).",
+        "cores", required=False, lo=0))
+    mixed_sign_drop_lsb: bool = field(default=False, metadata=_spec(
+        "Loihi rule: a layer with weights of both signs stores word values shifted left by one "
+        "(the lowest bit dropped), so integer weights step by 2 (Lava's truncate_weights: "
+        "num_truncate_bits = 8 - num_weight_bits + is_mixed).", "flag", required=False))
+    power_of_two_scale: bool = field(default=False, metadata=_spec(
+        "The per-layer weight scale is a power of two (Loihi's weight exponent) instead of "
+        "max|W| / largest integer.", "flag", required=False))
+    crossbar_rows: int = field(default=0, metadata=_spec(
+        "Crossbar tile rows (inputs); crossbar profiles only.", "rows", required=False, lo=0))
+    crossbar_cols: int = field(default=0, metadata=_spec(
+        "Crossbar tile columns (outputs); crossbar profiles only.", "columns", required=False, lo=0))
+    confidence: dict = field(default_factory=dict, metadata=_spec(
+        "How sure each number is: vendor, code, derived, unverified (or illustrative for fault "
+        "rates). Keys are field names; fault rates as 'fault_rates.neuron_crash'.", "",
+        required=False))
+    sources: dict = field(default_factory=dict, metadata=_spec(
+        "Where each number came from (free text), keyed like 'confidence'.", "", required=False))
+    notes: str = field(default="", metadata=_spec("Free-text remarks.", "text", required=False))
+    path: str = field(default="", compare=False, metadata=_spec(
+        "File the profile was read from (set by the loader).", "", required=False))
+
+    # --- derived quantities ---------------------------------------------------------------
+    @property
+    def usable_cores_per_chip(self) -> int:
+        """Cores per chip that the mapping may fill (spares excluded)."""
+        return self.cores_per_chip - self.spare_cores_per_chip
+
+    @property
+    def word_min(self) -> int:
+        """Smallest stored weight word (two's complement)."""
+        return -(2 ** (self.weight_bits - 1))
+
+    @property
+    def word_max(self) -> int:
+        """Largest stored weight word (two's complement)."""
+        return 2 ** (self.weight_bits - 1) - 1
+
+    def summary(self) -> dict[str, Any]:
+        """A flat, JSON-friendly description (what ``neurosim profiles --json`` prints)."""
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "architecture": self.architecture,
+            "cores_per_chip": self.cores_per_chip,
+            "spare_cores_per_chip": self.spare_cores_per_chip,
+            "neurons_per_core": self.neurons_per_core,
+            "max_fan_in": self.max_fan_in,
+            "synapses_per_core": self.synapses_per_core,
+            "weight_bits": self.weight_bits,
+            "mixed_sign_drop_lsb": self.mixed_sign_drop_lsb,
+            "power_of_two_scale": self.power_of_two_scale,
+        }
+        if self.architecture == "crossbar":
+            out["crossbar_rows"] = self.crossbar_rows
+            out["crossbar_cols"] = self.crossbar_cols
+        out["fault_rates"] = self.fault_rates.as_dict()
+        out["confidence"] = dict(self.confidence)
+        out["sources"] = dict(self.sources)
+        return out
+
+    @classmethod
+    def field_docs(cls) -> dict[str, dict]:
+        """Documentation, unit and range of every field (profile and fault rates)."""
+        docs = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
+        for f in dataclasses.fields(FaultRates):
+            docs[f"fault_rates.{f.name}"] = dict(f.metadata)
+        return docs
+
+
+# --- loading and validation ---------------------------------------------------------------
+
+_PROFILE_FIELDS = {f.name: f for f in dataclasses.fields(HardwareProfile) if f.name != "path"}
+_RATE_FIELDS = {f.name: f for f in dataclasses.fields(FaultRates)}
+
+
+def _unknown_key(source: str, key: str, valid, where: str = "") -> ProfileError:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ProfileError(
+        f"{source}: unknown key {where}{key!r}.{hint} Valid keys: {', '.join(sorted(valid))}."
+    )
+
+
+def _check_value(source: str, key: str, f: dataclasses.Field, value):
+    spec = f.metadata
+    kind = f.type
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProfileError(f"{source}: {key} must be an integer. Got {value!r} instead.")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ProfileError(f"{source}: {key} must be a finite number. Got {value!r} instead.")
+        value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ProfileError(f"{source}: {key} must be true or false. Got {value!r} instead.")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ProfileError(f"{source}: {key} must be a string. Got {value!r} instead.")
+    elif kind == "dict":
+        if not isinstance(value, dict):
+            raise ProfileError(f"{source}: [{key}] must be a table. Got {value!r} instead.")
+    lo, hi, choices = spec.get("lo"), spec.get("hi"), spec.get("choices")
+    if choices is not None and value not in choices:
+        raise ProfileError(
+            f"{source}: {key} must be one of {', '.join(map(repr, choices))}. Got {value!r} instead."
+        )
+    if lo is not None and value < lo or hi is not None and value > hi:
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ProfileError(f"{source}: {key} must be {rng}. Got {value!r} instead.")
+    return value
+
+
+def profile_from_dict(data: dict, source: str = "<profile>") -> HardwareProfile:
+    """Validate a parsed TOML table and build a :class:`HardwareProfile`.
+
+    Raises
+    ------
+    ProfileError
+        For an unknown key (with the closest valid key suggested), a missing required key, a
+        value of the wrong type or out of range, or a crossbar profile without tile sizes.
+    """
+    for key in data:
+        if key not in _PROFILE_FIELDS:
+            raise _unknown_key(source, key, _PROFILE_FIELDS)
+    kwargs: dict[str, Any] = {}
+    for name, f in _PROFILE_FIELDS.items():
+        if name not in data:
+            if f.metadata["required"]:
+                raise ProfileError(
+                    f"{source}: missing required key {name!r} ({f.metadata['doc']})."
+                )
+            continue
+        if name == "fault_rates":
+            continue
+        kwargs[name] = _check_value(source, name, f, data[name])
+    rates_table = data["fault_rates"]
+    if not isinstance(rates_table, dict):
+        raise ProfileError(f"{source}: [fault_rates] must be a table. Got {rates_table!r} instead.")
+    for key in rates_table:
+        if key not in _RATE_FIELDS:
+            raise _unknown_key(source, key, _RATE_FIELDS, where="in [fault_rates] ")
+    rates = {}
+    for name, f in _RATE_FIELDS.items():
+        if name not in rates_table:
+            raise ProfileError(
+                f"{source}: missing required key 'fault_rates.{name}' ({f.metadata['doc']})."
+            )
+        rates[name] = _check_value(source, f"fault_rates.{name}", f, rates_table[name])
+    kwargs["fault_rates"] = FaultRates(**rates)
+
+    documented = set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in _RATE_FIELDS}
+    for table in ("confidence", "sources"):
+        for key, value in kwargs.get(table, {}).items():
+            if key not in documented:
+                raise _unknown_key(source, key, documented, where=f"in [{table}] ")
+            if table == "confidence" and value not in CONFIDENCE_LEVELS:
+                raise ProfileError(
+                    f"{source}: confidence of {key!r} must be one of "
+                    f"{', '.join(CONFIDENCE_LEVELS)}. Got {value!r} instead."
+                )
+    profile = HardwareProfile(**kwargs, path=source)
+    if profile.architecture == "crossbar" and (profile.crossbar_rows < 1 or profile.crossbar_cols < 1):
+        raise ProfileError(
+            f"{source}: a crossbar profile needs crossbar_rows and crossbar_cols >= 1. Got "
+            f"{profile.crossbar_rows} x {profile.crossbar_cols} instead."
+        )
+    if profile.spare_cores_per_chip >= profile.cores_per_chip:
+        raise ProfileError(
+            f"{source}: spare_cores_per_chip ({profile.spare_cores_per_chip}) must be smaller "
+            f"than cores_per_chip ({profile.cores_per_chip})."
+        )
+    return profile
+
+
+def _builtin_files() -> dict[str, Any]:
+    root = resources.files("neurosim.hw_profiles")
+    return {
+        entry.name[: -len(".toml")]: entry
+        for entry in root.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+def list_profiles() -> list[str]:
+    """Names of the built-in profiles, default first, then alphabetical."""
+    names = sorted(_builtin_files())
+    if DEFAULT_PROFILE in names:
+        names.remove(DEFAULT_PROFILE)
+        names.insert(0, DEFAULT_PROFILE)
+    return names
+
+
+def _parse(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{source}: not valid TOML ({exc}).") from None
+
+
+def load_profile(name_or_path: "str | os.PathLike | HardwareProfile" = DEFAULT_PROFILE) -> HardwareProfile:
+    """Load a built-in profile by name, or a user's profile from a TOML file.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A built-in name (see :func:`list_profiles`) or a path to a ``.toml`` file.
+
+    Raises
+    ------
+    ProfileError
+        For an unknown name (with the closest built-in suggested) or an invalid file.
+    NeurosimFileNotFoundError
+        For a ``.toml`` path that does not exist.
+    """
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    text = os.fspath(name_or_path)
+    builtins = _builtin_files()
+    if text in builtins:
+        data = _parse(builtins[text].read_text(encoding="utf-8"), f"profile {text!r}")
+        return profile_from_dict(data, source=f"profile {text!r}")
+    path = Path(text)
+    if path.suffix.lower() == ".toml" or path.exists():
+        if not path.is_file():
+            raise NeurosimFileNotFoundError(f"Profile file {text!r} does not exist.")
+        return profile_from_dict(_parse(path.read_text(encoding="utf-8"), text), source=text)
+    close = difflib.get_close_matches(text, list(builtins), n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ProfileError(
+        f"Unknown profile {text!r}.{hint} Built-in profiles: {', '.join(list_profiles())}; "
+        "or give the path of a .toml file."
+    )

@@ -1,0 +1,445 @@
+"""Placing a network onto a chip profile: cores, crossbar tiles and integer weights.
+
+Core-based chips (``architecture = "cores"``): a core holds neurons of one layer only, and each
+layer is split into the fewest cores such that every core respects
+
+* the neurons-per-core limit: ``neurons <= neurons_per_core``;
+* the fan-in limit: ``n_{l-1} <= max_fan_in`` (axons in; a neuron's inputs cannot be split);
+* the synapse memory: ``neurons x n_{l-1} <= synapses_per_core``.
+
+Neurons are spread evenly over a layer's cores (sizes differ by at most one).
+
+Crossbar chips (``architecture = "crossbar"``) tile each weight matrix ``W_l`` (``n_l x
+n_{l-1}``) into blocks of ``crossbar_rows`` inputs x ``crossbar_cols`` outputs, one tile per
+crossbar.
+
+Cores are numbered in layer order; a chip holds ``cores_per_chip - spare_cores_per_chip``
+of them, and a network that needs more cores needs more chips.
+
+Quantization (per layer): ``W_l ~= scale_l * Q_l`` with ``Q_l`` integer. With a ``weight_bits``
+wide two's complement word, ``Q_l`` lies in ``[-2^(b-1), 2^(b-1) - 1]``. Profiles with
+``mixed_sign_drop_lsb`` (Loihi) follow Lava: a layer whose weights have both signs stores the
+word shifted left by one (the lowest bit dropped), ``Q_l in {-2^b, ..., 2^b - 2}`` in steps of 2,
+while a single-sign layer stores a ``b``-bit magnitude, ``|Q_l| <= 2^b - 1``. With
+``power_of_two_scale`` the scale is a power of two (Loihi's weight exponent). Biases are not
+quantized.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from neurosim.errors import FileFormatError, MappingError, NeurosimFileNotFoundError
+from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
+from neurosim.network import Network
+
+__all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping"]
+
+MAPPING_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Core:
+    """One used core (or crossbar tile) and what it holds.
+
+    ``layer`` counts from 1 (the first weight layer, paper notation). The core holds output
+    neurons ``out_start:out_stop`` of that layer and reads inputs ``in_start:in_stop``.
+    """
+
+    core_id: int
+    chip: int
+    layer: int
+    out_start: int
+    out_stop: int
+    in_start: int
+    in_stop: int
+    utilization: float
+
+    @property
+    def n_neurons(self) -> int:
+        return self.out_stop - self.out_start
+
+    @property
+    def axons_in(self) -> int:
+        return self.in_stop - self.in_start
+
+    @property
+    def synapses(self) -> int:
+        return self.n_neurons * self.axons_in
+
+    def as_dict(self) -> dict:
+        return {
+            "core_id": self.core_id,
+            "chip": self.chip,
+            "layer": self.layer,
+            "neurons": self.n_neurons,
+            "axons_in": self.axons_in,
+            "synapses": self.synapses,
+            "utilization": round(self.utilization, 6),
+            "out_range": [self.out_start, self.out_stop],
+            "in_range": [self.in_start, self.in_stop],
+        }
+
+
+@dataclass(frozen=True)
+class LayerQuantization:
+    """How one layer's weights are stored as integers.
+
+    Attributes
+    ----------
+    Q : ndarray of int32, shape (n_out, n_in)
+        Integer weights as the chip multiplies with them.
+    scale : float
+        Float value of one integer unit: ``W ~= scale * Q``.
+    sign_mode : str
+        ``mixed``, ``excitatory`` or ``inhibitory``.
+    step : int
+        Spacing of representable integers (2 for Loihi mixed-sign layers).
+    q_min, q_max : int
+        Representable range of ``Q``.
+    """
+
+    Q: np.ndarray
+    scale: float
+    sign_mode: str
+    step: int
+    q_min: int
+    q_max: int
+
+    @property
+    def max_magnitude(self) -> int:
+        """Largest representable ``|Q|`` (what a stuck-at-max synapse takes)."""
+        return max(abs(self.q_min), abs(self.q_max))
+
+
+def quantize_layer(W: np.ndarray, profile: HardwareProfile) -> LayerQuantization:
+    """Quantize one weight matrix to the profile's integer weights (see the module docstring)."""
+    W = np.asarray(W, dtype=np.float64)
+    w_max, w_min = float(W.max(initial=0.0)), float(W.min(initial=0.0))
+    if w_min < 0 < w_max:
+        sign_mode = "mixed"
+    elif w_min < 0:
+        sign_mode = "inhibitory"
+    else:
+        sign_mode = "excitatory"
+    b = profile.weight_bits
+    if profile.mixed_sign_drop_lsb:
+        if sign_mode == "mixed":
+            step, q_min, q_max = 2, -(2**b), 2**b - 2
+        else:
+            step, q_min, q_max = 1, -(2**b - 1), 2**b - 1
+    else:
+        step, q_min, q_max = 1, -(2 ** (b - 1)), 2 ** (b - 1) - 1
+    # Smallest scale that keeps both ends of W inside [q_min, q_max].
+    candidates = [w_max / q_max if w_max > 0 else 0.0, w_min / q_min if w_min < 0 else 0.0]
+    scale = max(candidates)
+    if scale == 0.0:
+        scale = 1.0
+    elif profile.power_of_two_scale:
+        scale = 2.0 ** math.ceil(math.log2(scale))
+    Q = np.rint(W / (scale * step)) * step
+    Q = np.clip(Q, q_min, q_max).astype(np.int32)
+    return LayerQuantization(Q, float(scale), sign_mode, step, q_min, q_max)
+
+
+class Mapping:
+    """A network placed on a chip profile: cores, integer weights and scales.
+
+    Build it with :func:`map_network`. Layers are numbered from 1 (paper notation).
+
+    Attributes
+    ----------
+    network : Network
+        The float network that was mapped.
+    profile : HardwareProfile
+    cores : list of Core
+        Every used core (or tile), numbered in layer order.
+    quantization : list of LayerQuantization
+        One entry per layer 1..L.
+    neuron_core : list of ndarray or None
+        For core-based profiles, ``neuron_core[l-1][i]`` is the core id holding neuron ``i`` of
+        layer ``l``; None for crossbar profiles (a neuron spans several tiles).
+    """
+
+    def __init__(self, network: Network, profile: HardwareProfile, cores: list[Core],
+                 quantization: list[LayerQuantization]) -> None:
+        self.network = network
+        self.profile = profile
+        self.cores = cores
+        self.quantization = quantization
+        if profile.architecture == "cores":
+            self.neuron_core = []
+            for l in range(1, network.n_layers + 1):
+                owner = np.full(network.widths[l], -1, dtype=np.int64)
+                for core in cores:
+                    if core.layer == l:
+                        owner[core.out_start:core.out_stop] = core.core_id
+                self.neuron_core.append(owner)
+        else:
+            self.neuron_core = None
+
+    # --- summary numbers ------------------------------------------------------------------
+    @property
+    def cores_used(self) -> int:
+        return len(self.cores)
+
+    @property
+    def chips_needed(self) -> int:
+        return max(1, math.ceil(self.cores_used / self.profile.usable_cores_per_chip))
+
+    @property
+    def fits(self) -> bool:
+        """True if the network fits on one chip."""
+        return self.chips_needed == 1
+
+    def layer_cores(self, layer: int) -> list[Core]:
+        """The cores holding layer ``layer`` (1-based)."""
+        return [c for c in self.cores if c.layer == layer]
+
+    @property
+    def integer_weights(self) -> list[np.ndarray]:
+        return [q.Q for q in self.quantization]
+
+    @property
+    def scales(self) -> list[float]:
+        return [q.scale for q in self.quantization]
+
+    def quantized_network(self) -> Network:
+        """The network the chip computes: weights ``scale_l * Q_l``, biases unchanged."""
+        weights = [q.scale * q.Q.astype(np.float64) for q in self.quantization]
+        meta = dict(self.network.metadata)
+        meta["quantized_for"] = self.profile.name
+        return self.network.with_weights(weights, metadata=meta)
+
+    def quantization_report(self, X, y=None) -> dict:
+        """How much quantization alone changes the output on data ``X`` (and labels ``y``).
+
+        Returns a dict with ``max_abs_error``, ``mean_abs_error``, ``relative_error`` (mean
+        L2 norm of the output difference over mean L2 norm of the float output) and, given
+        ``y``, ``float_accuracy``, ``quantized_accuracy`` and ``accuracy_change``; also
+        ``argmax_agreement``, the fraction of inputs whose predicted class is unchanged.
+        """
+        out_float = self.network.forward(X).astype(np.float64)
+        out_quant = self.quantized_network().forward(X).astype(np.float64)
+        diff = out_quant - out_float
+        norm = float(np.linalg.norm(out_float, axis=1).mean())
+        report = {
+            "n_inputs": int(out_float.shape[0]),
+            "max_abs_error": float(np.abs(diff).max()),
+            "mean_abs_error": float(np.abs(diff).mean()),
+            "relative_error": float(np.linalg.norm(diff, axis=1).mean() / norm) if norm > 0 else 0.0,
+            "argmax_agreement": float(np.mean(out_float.argmax(1) == out_quant.argmax(1))),
+        }
+        if y is not None:
+            y = np.asarray(y).reshape(-1)
+            acc_f = float(np.mean(out_float.argmax(1) == y))
+            acc_q = float(np.mean(out_quant.argmax(1) == y))
+            report.update(float_accuracy=acc_f, quantized_accuracy=acc_q,
+                          accuracy_change=acc_q - acc_f)
+        return report
+
+    # --- presentation ---------------------------------------------------------------------
+    def layer_summaries(self) -> list[dict]:
+        out = []
+        for l, q in enumerate(self.quantization, start=1):
+            out.append({
+                "index": l,
+                "n_neurons": self.network.widths[l],
+                "fan_in": self.network.widths[l - 1],
+                "cores": len(self.layer_cores(l)),
+                "activation": str(self.network.activations[l - 1]),
+                "scale": q.scale,
+                "sign_mode": q.sign_mode,
+                "weight_step": q.step,
+                "weight_range": [q.q_min, q.q_max],
+            })
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (what ``neurosim map --json`` prints)."""
+        return {
+            "profile": self.profile.name,
+            "architecture": self.profile.architecture,
+            "fits": self.fits,
+            "cores_used": self.cores_used,
+            "chips_needed": self.chips_needed,
+            "usable_cores_per_chip": self.profile.usable_cores_per_chip,
+            "layers": self.layer_summaries(),
+            "cores": [c.as_dict() for c in self.cores],
+            "totals": {
+                "neurons": int(sum(self.network.widths[1:])),
+                "synapses": int(sum(c.synapses for c in self.cores)),
+                "mean_utilization": float(np.mean([c.utilization for c in self.cores])),
+            },
+        }
+
+    def table(self, max_rows: int = 40) -> str:
+        """The per-core table as text (core, chip, layer, neurons, axons in, synapses, use)."""
+        unit = "tile" if self.profile.architecture == "crossbar" else "core"
+        head = f"{unit:>6} {'chip':>5} {'layer':>5} {'neurons':>8} {'axons_in':>9} {'synapses':>10} {'util':>7}"
+        lines = [
+            f"{self.network!r} on profile '{self.profile.name}' ({self.profile.description})",
+            head,
+            "-" * len(head),
+        ]
+        shown = self.cores if len(self.cores) <= max_rows else self.cores[: max_rows - 1]
+        for c in shown:
+            lines.append(
+                f"{c.core_id:>6} {c.chip:>5} {c.layer:>5} {c.n_neurons:>8} {c.axons_in:>9} "
+                f"{c.synapses:>10} {100 * c.utilization:>6.1f}%"
+            )
+        if len(shown) < len(self.cores):
+            lines.append(f"{'...':>6} ({len(self.cores) - len(shown)} more {unit}s; --json lists all)")
+        lines.append("-" * len(head))
+        total_syn = sum(c.synapses for c in self.cores)
+        mean_util = 100 * float(np.mean([c.utilization for c in self.cores]))
+        lines.append(
+            f"{'total':>6} {self.chips_needed:>5} {self.network.n_layers:>5} "
+            f"{sum(self.network.widths[1:]):>8} {sum(c.axons_in for c in self.cores):>9} "
+            f"{total_syn:>10} {mean_util:>6.1f}%"
+        )
+        verdict = (
+            f"fits on one chip: {self.cores_used} of {self.profile.usable_cores_per_chip} usable {unit}s"
+            if self.fits else
+            f"does NOT fit on one chip: {self.cores_used} {unit}s need {self.chips_needed} chips "
+            f"({self.profile.usable_cores_per_chip} usable {unit}s per chip)"
+        )
+        lines.append(verdict)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<Mapping of {self.network!r} on '{self.profile.name}': {self.cores_used} cores, "
+                f"{self.chips_needed} chip(s)>")
+
+    # --- files ----------------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike") -> None:
+        """Save the mapping (network, profile, neuron -> core, integer weights, scales) to HDF5."""
+        import h5py
+
+        from neurosim.io._atomic import atomic_path
+        from neurosim.io.hdf5 import write_network_group
+
+        profile_dict = {k: v for k, v in asdict(self.profile).items() if k != "path"}
+        with atomic_path(path, suffix=".h5") as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["neurosim_format"] = "mapping"
+                f.attrs["format_version"] = MAPPING_FORMAT_VERSION
+                f.attrs["profile"] = json.dumps(profile_dict)
+                write_network_group(f.create_group("network"), self.network)
+                cores = np.array(
+                    [[c.core_id, c.chip, c.layer, c.out_start, c.out_stop, c.in_start, c.in_stop]
+                     for c in self.cores], dtype=np.int64)
+                f.create_dataset("cores", data=cores)
+                f["cores"].attrs["columns"] = "core_id,chip,layer,out_start,out_stop,in_start,in_stop"
+                f.create_dataset("core_utilization", data=[c.utilization for c in self.cores])
+                qg = f.create_group("quantization")
+                for l, q in enumerate(self.quantization, start=1):
+                    g = qg.create_group(str(l))
+                    g.create_dataset("Q", data=q.Q)
+                    g.attrs.update(scale=q.scale, sign_mode=q.sign_mode, step=q.step,
+                                   q_min=q.q_min, q_max=q.q_max)
+                    if self.neuron_core is not None:
+                        g.create_dataset("neuron_core", data=self.neuron_core[l - 1])
+
+
+def load_mapping(path: "str | os.PathLike") -> Mapping:
+    """Read a mapping written by :meth:`Mapping.save`."""
+    import h5py
+
+    from neurosim.io.hdf5 import read_network_group
+
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise NeurosimFileNotFoundError(f"Mapping file {source!r} does not exist.")
+    with h5py.File(source, "r") as f:
+        if f.attrs.get("neurosim_format") != "mapping":
+            raise FileFormatError(f"{source}: not a neurosim mapping file.")
+        if int(f.attrs.get("format_version", -1)) != MAPPING_FORMAT_VERSION:
+            raise FileFormatError(
+                f"{source}: mapping format_version {f.attrs.get('format_version')} is not "
+                f"supported (expected {MAPPING_FORMAT_VERSION})."
+            )
+        profile = profile_from_dict(json.loads(f.attrs["profile"]), source=f"{source} (profile)")
+        network = read_network_group(f["network"], source)
+        utilization = np.asarray(f["core_utilization"])
+        cores = [Core(*map(int, row), utilization=float(u))
+                 for row, u in zip(np.asarray(f["cores"]), utilization)]
+        quantization = []
+        for l in range(1, network.n_layers + 1):
+            g = f["quantization"][str(l)]
+            quantization.append(LayerQuantization(
+                np.asarray(g["Q"]), float(g.attrs["scale"]), str(g.attrs["sign_mode"]),
+                int(g.attrs["step"]), int(g.attrs["q_min"]), int(g.attrs["q_max"])))
+    return Mapping(network, profile, cores, quantization)
+
+
+def _split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
+    base, extra = divmod(n, parts)
+    bounds, start = [], 0
+    for k in range(parts):
+        stop = start + base + (1 if k < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -> Mapping:
+    """Place ``network`` on ``profile``'s cores (or crossbar tiles) and quantize its weights.
+
+    Parameters
+    ----------
+    network : Network
+    profile : HardwareProfile or str
+        A profile object, a built-in name or a TOML path.
+
+    Returns
+    -------
+    Mapping
+
+    Raises
+    ------
+    MappingError
+        If a single neuron's fan-in exceeds a per-core limit that cannot be split (core-based
+        profiles): the message names the layer, the limit and both numbers.
+    """
+    profile = load_profile(profile)
+    usable = profile.usable_cores_per_chip
+    cores: list[Core] = []
+    for l, layer in enumerate(network.layers, start=1):
+        n_out, n_in = layer.n_out, layer.n_in
+        if profile.architecture == "crossbar":
+            rows, cols = profile.crossbar_rows, profile.crossbar_cols
+            for in_start, in_stop in _split_evenly(n_in, math.ceil(n_in / rows)):
+                for out_start, out_stop in _split_evenly(n_out, math.ceil(n_out / cols)):
+                    used = (in_stop - in_start) * (out_stop - out_start)
+                    cid = len(cores)
+                    cores.append(Core(cid, cid // usable, l, out_start, out_stop, in_start, in_stop,
+                                      used / (rows * cols)))
+            continue
+        if n_in > profile.max_fan_in:
+            raise MappingError(
+                f"Layer {l} of the network cannot be mapped on profile '{profile.name}': each "
+                f"neuron has fan-in {n_in}, but a core accepts at most {profile.max_fan_in} axons "
+                f"in (max_fan_in), and a neuron's inputs cannot be split across cores."
+            )
+        if n_in > profile.synapses_per_core:
+            raise MappingError(
+                f"Layer {l} of the network cannot be mapped on profile '{profile.name}': one "
+                f"neuron needs {n_in} synapses (its fan-in), but a core holds at most "
+                f"{profile.synapses_per_core} (synapses_per_core)."
+            )
+        per_core = min(profile.neurons_per_core, profile.synapses_per_core // n_in)
+        n_cores = math.ceil(n_out / per_core)
+        for out_start, out_stop in _split_evenly(n_out, n_cores):
+            k = out_stop - out_start
+            utilization = max(k / profile.neurons_per_core, n_in / profile.max_fan_in,
+                              k * n_in / profile.synapses_per_core)
+            cid = len(cores)
+            cores.append(Core(cid, cid // usable, l, out_start, out_stop, 0, n_in, utilization))
+    quantization = [quantize_layer(layer.W, profile) for layer in network.layers]
+    return Mapping(network, profile, cores, quantization)
