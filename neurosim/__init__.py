@@ -14,5 +14,8 @@ from neurosim.errors import (
 )
 from neurosim.network import ACTIVATIONS, Activation, Dense, Network
 from neurosim.io import load_network, save_network
+from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
+from neurosim.mapping import Mapping, load_mapping, map_network
+from neurosim.datasets import load_data, load_digits_model, load_digits_test
 
 __version__ = "0.1.0"
