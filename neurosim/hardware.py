@@ -116,8 +116,8 @@ class HardwareProfile:
         "synapses", lo=1))
     weight_bits: int = field(metadata=_spec(
         "Width of the stored integer weight word, sign included (two's complement).",
-        "bits", lo=1, hi=32))
-    fault_rates: FaultRates = field(metadata=_spec("Default fault rates (see FaultRates).", ""))
+        "bits", lo=2, hi=32))
+    fault_rates: FaultRates = field(metadata=_spec("Default fault rates (see FaultRates).", "table"))
     spare_cores_per_chip: int = field(default=0, metadata=_spec(
         "Cores per chip held in reserve to replace failed cores (not used by the mapping).",
         "cores", required=False, lo=0))
@@ -134,13 +134,13 @@ class HardwareProfile:
         "Crossbar tile columns (outputs); crossbar profiles only.", "columns", required=False, lo=0))
     confidence: dict = field(default_factory=dict, metadata=_spec(
         "How sure each number is: vendor, code, derived, unverified (or illustrative for fault "
-        "rates). Keys are field names; fault rates as 'fault_rates.neuron_crash'.", "",
+        "rates). Keys are field names; fault rates as 'fault_rates.neuron_crash'.", "table",
         required=False))
     sources: dict = field(default_factory=dict, metadata=_spec(
-        "Where each number came from (free text), keyed like 'confidence'.", "", required=False))
+        "Where each number came from (free text), keyed like 'confidence'.", "table", required=False))
     notes: str = field(default="", metadata=_spec("Free-text remarks.", "text", required=False))
     path: str = field(default="", compare=False, metadata=_spec(
-        "File the profile was read from (set by the loader).", "", required=False))
+        "File the profile was read from (set by the loader).", "path", required=False))
 
     # --- derived quantities ---------------------------------------------------------------
     @property
