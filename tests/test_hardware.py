@@ -255,7 +255,14 @@ def test_cores_per_chip_not_an_integer(tmp_path, loihi2_text, value):
 
 def test_weight_bits_above_32(tmp_path, loihi2_text):
     text = _replace_once(loihi2_text, "weight_bits = 8", "weight_bits = 33")
-    with pytest.raises(ProfileError, match=r"weight_bits must be \[1, 32\]\. Got 33"):
+    with pytest.raises(ProfileError, match=r"weight_bits must be \[2, 32\]\. Got 33"):
+        load_profile(_write(tmp_path, text))
+
+
+def test_weight_bits_below_2(tmp_path, loihi2_text):
+    # A 1-bit two's complement word holds no positive integer: nothing to quantize onto.
+    text = _replace_once(loihi2_text, "weight_bits = 8", "weight_bits = 1")
+    with pytest.raises(ProfileError, match=r"weight_bits must be \[2, 32\]\. Got 1"):
         load_profile(_write(tmp_path, text))
 
 
