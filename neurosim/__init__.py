@@ -17,5 +17,7 @@ from neurosim.io import load_network, save_network
 from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
 from neurosim.mapping import Mapping, load_mapping, map_network
 from neurosim.datasets import load_data, load_digits_model, load_digits_test
+from neurosim.faults import CoreFailure, FaultModel, NeuronCrash, SynapseStuck, WeightBitFlip
+from neurosim.simulation import SimulationResult, simulate
 
 __version__ = "0.1.0"

@@ -1,0 +1,197 @@
+"""Numba kernels of the faulty forward pass.
+
+Each kernel works on one layer for a batch of (fault sample, input) pairs ("rows"). A row keeps
+a status that says how its previous-layer activations differ from the cached clean ones:
+
+* ``CLEAN``: not at all, so ``z_l`` is the cached clean ``z_l`` of its input;
+* ``SPARSE``: in a few entries, so ``z_l = z_l(clean) + sum_j W[:, j] (y_j - y_j(clean))``,
+  one column per changed entry;
+* ``DENSE``: in many entries; the caller computes ``z_l = W y + b`` as one matrix product for
+  all dense rows (BLAS), which is why that step is not in this module.
+
+Faults of a layer are given per fault sample ("draw") in CSR form: the faults of draw ``d``
+are ``ptr[d]:ptr[d + 1]`` of the arrays ``kind, a, b, c, d, value``:
+
+* ``kind == 0`` crash of neuron ``a``; ``b == 1`` forces the silent semantics (core failure);
+* ``kind == 1`` weight ``W[a, b]`` becomes ``value`` (stuck synapse, bit flip);
+* ``kind == 2`` tile failure: ``W[a:b, c:d]`` reads zero.
+
+Kernels take every threshold and code as an argument and use no global state, so results do
+not depend on the thread count; ``parallel=True`` only on the drivers, with ``prange`` over
+independent rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+CLEAN, SPARSE, DENSE = 0, 1, 2
+
+# Activation codes: the order of neurosim.network.ACTIVATIONS.
+ACT_RELU, ACT_LEAKY, ACT_TANH, ACT_SIGMOID, ACT_SOFTPLUS, ACT_IDENTITY = 0, 1, 2, 3, 4, 5
+SEM_SILENT, SEM_PAPER, SEM_STUCK = 0, 1, 2
+F_CRASH, F_WEIGHT, F_TILE = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _act(x, code, alpha):
+    if code == ACT_RELU:
+        return x if x > 0 else 0.0
+    if code == ACT_LEAKY:
+        return x if x >= 0 else alpha * x
+    if code == ACT_TANH:
+        return np.tanh(x)
+    if code == ACT_SIGMOID:
+        if x >= 0:
+            return 1.0 / (1.0 + np.exp(-x))
+        e = np.exp(x)
+        return e / (1.0 + e)
+    if code == ACT_SOFTPLUS:
+        return np.logaddexp(0.0, x)
+    return x
+
+
+@njit(cache=True, parallel=True)
+def z_from_clean(Z, rows, status, Yprev, Yprev_clean, Z_clean, W, row_input):
+    """Fill ``Z[r]`` for the CLEAN and SPARSE rows ``r`` in ``rows`` from the clean cache.
+
+    ``Yprev_clean`` and ``Z_clean`` are indexed by input; ``row_input[r]`` is row r's input.
+    DENSE rows are left untouched (the caller fills them with one matrix product).
+    """
+    n_out = Z.shape[1]
+    n_in = Yprev.shape[1]
+    for k in prange(rows.size):
+        r = rows[k]
+        st = status[r]
+        if st == DENSE:
+            continue
+        x = row_input[r]
+        for i in range(n_out):
+            Z[r, i] = Z_clean[x, i]
+        if st == SPARSE:
+            for j in range(n_in):
+                dy = Yprev[r, j] - Yprev_clean[x, j]
+                if dy != 0:
+                    for i in range(n_out):
+                        Z[r, i] += W[i, j] * dy
+
+
+@njit(cache=True, parallel=True)
+def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, row_input, ptr,
+                 kind, fa, fb, fc, fd, value, act_code, alpha, crash_sem, crash_value, Y_clean,
+                 sparse_limit, status_out):
+    """Apply a layer's faults to ``Z``, then the activation and the crashes, for ``rows``.
+
+    Parameters
+    ----------
+    Z : (n_rows, n_out) pre-activations without this layer's faults (modified in place).
+    Y : (n_rows, n_out) output activations (written for ``rows``).
+    rows : indices of the rows to process.
+    status_prev : status of each row's previous-layer activations; a CLEAN row's are read from
+        ``Yprev_clean`` (by input) instead of ``Yprev``.
+    row_draw : (n_rows,) fault sample of each row; its faults are ``ptr[d]:ptr[d+1]``.
+    crash_sem, crash_value : crash semantics code and stuck value of this layer.
+    Y_clean : (n_inputs, n_out) clean activations of this layer.
+    sparse_limit : rows with at most this many changed entries become SPARSE.
+    status_out : (n_rows,) new status (written for ``rows``).
+    """
+    n_out = Z.shape[1]
+    for k in prange(rows.size):
+        r = rows[k]
+        d = row_draw[r]
+        x = row_input[r]
+        clean_in = status_prev[r] == CLEAN
+        # Synapse faults and failed tiles change z before the activation.
+        for f in range(ptr[d], ptr[d + 1]):
+            if kind[f] == F_WEIGHT:
+                i = fa[f]
+                j = fb[f]
+                yj = Yprev_clean[x, j] if clean_in else Yprev[r, j]
+                Z[r, i] += (value[f] - W[i, j]) * yj
+            elif kind[f] == F_TILE:
+                for i in range(fa[f], fb[f]):
+                    s = 0.0
+                    for j in range(fc[f], fd[f]):
+                        yj = Yprev_clean[x, j] if clean_in else Yprev[r, j]
+                        s += W[i, j] * yj
+                    Z[r, i] -= s
+        for i in range(n_out):
+            Y[r, i] = _act(Z[r, i], act_code, alpha)
+        # Crashes override the neuron's output.
+        for f in range(ptr[d], ptr[d + 1]):
+            if kind[f] == F_CRASH:
+                i = fa[f]
+                if fb[f] == 1 or crash_sem == SEM_SILENT:
+                    Y[r, i] = 0.0
+                elif crash_sem == SEM_PAPER:
+                    Z[r, i] = b[i]
+                    Y[r, i] = _act(b[i], act_code, alpha)
+                else:
+                    Y[r, i] = crash_value
+        changed = 0
+        for i in range(n_out):
+            if Y[r, i] != Y_clean[x, i]:
+                changed += 1
+        if changed == 0:
+            status_out[r] = CLEAN
+        elif changed <= sparse_limit:
+            status_out[r] = SPARSE
+        else:
+            status_out[r] = DENSE
+
+
+@njit(cache=True, parallel=True)
+def input_layer(Y0, rows, X, row_draw, row_input, ptr, kind, fa, fb, crash_sem, crash_value,
+                sparse_limit, status_out):
+    """Input activations of ``rows``: ``x`` with input-layer crashes (paper = silent there)."""
+    n_in = Y0.shape[1]
+    for k in prange(rows.size):
+        r = rows[k]
+        x = row_input[r]
+        for j in range(n_in):
+            Y0[r, j] = X[x, j]
+        d = row_draw[r]
+        for f in range(ptr[d], ptr[d + 1]):
+            if kind[f] == F_CRASH:
+                if fb[f] == 1 or crash_sem != SEM_STUCK:
+                    Y0[r, fa[f]] = 0.0
+                else:
+                    Y0[r, fa[f]] = crash_value
+        changed = 0
+        for j in range(n_in):
+            if Y0[r, j] != X[x, j]:
+                changed += 1
+        if changed == 0:
+            status_out[r] = CLEAN
+        elif changed <= sparse_limit:
+            status_out[r] = SPARSE
+        else:
+            status_out[r] = DENSE
+
+
+@njit(cache=True)
+def dense_forward(X, W, b):
+    """Dense batched pre-activations ``X W^T + b``: the matrix product through BLAS (np.dot).
+
+    This is the simulator's dense path (the clean cache, and rows whose activations differ
+    from the clean ones in many entries). The bias pass is serial: parallel threads would
+    compete with BLAS's own.
+    """
+    Z = np.dot(X, W.T)
+    n_rows, n_out = Z.shape
+    for r in range(n_rows):
+        for i in range(n_out):
+            Z[r, i] += b[i]
+    return Z
+
+
+@njit(cache=True, parallel=True)
+def activate(Z, act_code, alpha):
+    """``phi(Z)`` element-wise with the same arithmetic as the faulty-pass kernels."""
+    Y = np.empty_like(Z)
+    n_rows, n_out = Z.shape
+    for r in prange(n_rows):
+        for i in range(n_out):
+            Y[r, i] = _act(Z[r, i], act_code, alpha)
+    return Y

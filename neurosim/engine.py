@@ -1,0 +1,418 @@
+"""The builder and the fast path: lower a network and a fault model to arrays, sample sparse
+fault sets, and run the faulty forward pass with the kernels of ``neurosim.kernels``.
+
+Nothing here is public API; :func:`neurosim.simulate` drives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim.errors import ValidationError
+from neurosim.faults import (
+    F_CRASH, F_TILE, F_WEIGHT, SEM_PAPER, SEM_SILENT, SEM_STUCK, FaultModel,
+)
+from neurosim.kernels import propagate as K
+from neurosim.network import ACTIVATION_CODES, Network
+
+_SEMANTICS = {"silent": SEM_SILENT, "paper": SEM_PAPER, "stuck": SEM_STUCK}
+
+
+@dataclass
+class Plan:
+    """Everything the sampler and the kernels need, as arrays."""
+
+    network: Network
+    dtype: np.dtype
+    widths: list
+    W: list
+    b: list
+    act_codes: list
+    alphas: list
+    crash_rates: np.ndarray          # layers 0..L
+    crash_sem: int
+    crash_value: float
+    stuck_p0: float
+    stuck_p1: float
+    stuck_max: list                  # per layer 1..L (index l-1): |W| of a stuck-at-max synapse
+    bitflip_p: float
+    core_p: float
+    mapping: object = None           # neurosim.mapping.Mapping or None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.W)
+
+
+def build_plan(target, faults: FaultModel, use_float: bool = False) -> Plan:
+    """Lower ``target`` (a Mapping or a Network) and ``faults`` to a :class:`Plan`.
+
+    On a mapping the quantized network is simulated unless ``use_float``; bit flips and core
+    failures need a mapping.
+    """
+    from neurosim.mapping import Mapping
+
+    mapping = target if isinstance(target, Mapping) else None
+    if mapping is None and not isinstance(target, Network):
+        raise ValidationError(
+            "The first argument of simulate must be a Mapping (neurosim.map_network) or a "
+            f"Network. Got {type(target).__name__} instead."
+        )
+    network = target if mapping is None else (
+        mapping.network if use_float else mapping.quantized_network())
+    L = network.n_layers
+    crash = faults.get("crash")
+    stuck = faults.get("stuck")
+    flip = faults.get("bitflip")
+    core = faults.get("core")
+    needs_mapping = [p.kind for p in (flip, core) if p is not None and not p.is_null()]
+    if needs_mapping and mapping is None:
+        raise ValidationError(
+            f"The {' and '.join(needs_mapping)} fault models need a chip mapping (the integer "
+            "weight words, the cores); pass a Mapping from neurosim.map_network."
+        )
+    if flip is not None and not flip.is_null() and use_float:
+        raise ValidationError(
+            "Bit flips act on the chip's integer weight words; they cannot be simulated on the "
+            "float network (drop --float / use_float, or the bitflip fault)."
+        )
+    if mapping is not None and not use_float:
+        stuck_max = [q.scale * q.max_magnitude for q in mapping.quantization]
+    else:
+        stuck_max = [float(np.abs(layer.W).max()) for layer in network.layers]
+    return Plan(
+        network=network,
+        dtype=network.dtype,
+        widths=network.widths,
+        W=[np.ascontiguousarray(layer.W) for layer in network.layers],
+        b=[np.ascontiguousarray(layer.b) for layer in network.layers],
+        act_codes=[ACTIVATION_CODES[a.name] for a in network.activations],
+        alphas=[float(a.alpha) for a in network.activations],
+        crash_rates=crash.layer_rates(L) if crash is not None else np.zeros(L + 1),
+        crash_sem=_SEMANTICS[crash.semantics] if crash is not None else SEM_SILENT,
+        crash_value=crash.value if crash is not None else 0.0,
+        stuck_p0=stuck.p_zero if stuck is not None else 0.0,
+        stuck_p1=stuck.p_max if stuck is not None else 0.0,
+        stuck_max=stuck_max,
+        bitflip_p=flip.p_bit if flip is not None else 0.0,
+        core_p=core.p_core if core is not None else 0.0,
+        mapping=mapping,
+    )
+
+
+# --- the clean cache --------------------------------------------------------------------------
+
+@dataclass
+class CleanCache:
+    """Clean pre-activations ``Z[l]`` and activations ``Y[l]`` of every input, l = 0..L."""
+
+    Z: list
+    Y: list
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.Y[-1]
+
+
+def clean_cache(plan: Plan, X: np.ndarray) -> CleanCache:
+    """Run the inputs once without faults, with the kernels' own activation arithmetic."""
+    X = np.ascontiguousarray(X, dtype=plan.dtype)
+    Z, Y = [X], [X]
+    for W, b, code, alpha in zip(plan.W, plan.b, plan.act_codes, plan.alphas):
+        z = K.dense_forward(Y[-1], W, b)
+        Z.append(z)
+        Y.append(K.activate(z, code, alpha))
+    return CleanCache(Z, Y)
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+@dataclass
+class FaultBatch:
+    """Sparse fault sets of ``n_draws`` fault samples, sorted by (layer, draw).
+
+    ``ptr[l]`` (length n_draws + 1) gives the records of layer l for each draw; ``core`` is
+    the core (tile) each record belongs to, or -1 (input layer, no mapping).
+    """
+
+    n_draws: int
+    layer: np.ndarray
+    draw: np.ndarray
+    kind: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    d: np.ndarray
+    value: np.ndarray
+    core: np.ndarray
+    ptr: list
+
+    @property
+    def draw_has_fault(self) -> np.ndarray:
+        has = np.zeros(self.n_draws, dtype=bool)
+        has[self.draw] = True
+        return has
+
+
+def _distinct_positions(rng: np.random.Generator, counts: np.ndarray, n: int):
+    """For draw d, ``counts[d]`` distinct positions in ``range(n)``, uniformly at random.
+
+    Returns (draw index, position) arrays. Positions are drawn with replacement and the draws
+    that got a repeat are drawn again (rejection), which gives exactly the uniform law over
+    distinct subsets; draws with many faults use a permutation instead.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    draws = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    if draws.size == 0:
+        return draws, draws.copy()
+    crowded = counts * counts > n  # a repeat is likely: sample without replacement directly
+    pos = rng.integers(0, n, size=draws.size, dtype=np.int64)
+    if crowded.any():
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        for d in np.flatnonzero(crowded):
+            pos[starts[d]:starts[d] + counts[d]] = rng.choice(n, size=counts[d], replace=False)
+    while True:
+        key = draws * n + pos
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        dup = sorted_key[1:] == sorted_key[:-1]
+        if not dup.any():
+            return draws, pos
+        redo = np.isin(draws, np.unique(draws[order[1:][dup]]))
+        pos[redo] = rng.integers(0, n, size=int(redo.sum()), dtype=np.int64)
+
+
+class _Records:
+    def __init__(self):
+        self.parts = []
+
+    def add(self, layer, draw, kind, a, b=None, c=None, d=None, value=None, core=None):
+        n = len(draw)
+        if n == 0:
+            return
+        z = np.zeros(n, dtype=np.int64)
+        self.parts.append((
+            np.full(n, layer, dtype=np.int64), np.asarray(draw, np.int64),
+            np.full(n, kind, dtype=np.int64), np.asarray(a, np.int64),
+            z if b is None else np.asarray(b, np.int64), z if c is None else np.asarray(c, np.int64),
+            z if d is None else np.asarray(d, np.int64),
+            np.zeros(n) if value is None else np.asarray(value, np.float64),
+            np.full(n, -1, dtype=np.int64) if core is None else np.asarray(core, np.int64),
+        ))
+
+    def build(self, n_draws: int, n_layers: int) -> FaultBatch:
+        if self.parts:
+            cols = [np.concatenate(col) for col in zip(*self.parts)]
+        else:
+            cols = [np.zeros(0, np.int64)] * 7 + [np.zeros(0)] + [np.zeros(0, np.int64)]
+        layer, draw = cols[0], cols[1]
+        order = np.lexsort((draw, layer))  # stable: later records of a draw stay later
+        cols = [col[order] for col in cols]
+        layer, draw = cols[0], cols[1]
+        ptr = []
+        for l in range(n_layers + 1):
+            lo, hi = np.searchsorted(layer, [l, l + 1])
+            ptr.append(lo + np.searchsorted(draw[lo:hi], np.arange(n_draws + 1)).astype(np.int64))
+        return FaultBatch(n_draws, *cols, ptr=ptr)
+
+
+def flip_words(Q: np.ndarray, masks: np.ndarray, bits: int, step: int, magnitude_sign: int) -> np.ndarray:
+    """Integer weights after XOR-ing ``masks`` into their stored words.
+
+    Two's complement words of ``bits`` bits hold ``Q / step`` (step 2 for Loihi mixed-sign
+    layers, whose lowest bit is dropped). With ``magnitude_sign`` = +1 or -1 (Loihi single-sign
+    layers: excitatory, inhibitory) the word is the unsigned magnitude ``|Q|`` and the layer's
+    sign is kept; 0 means two's complement.
+    """
+    Q = np.asarray(Q).astype(np.int64)
+    masks = np.asarray(masks, dtype=np.int64)
+    if magnitude_sign:
+        return magnitude_sign * ((np.abs(Q) ^ masks) & ((1 << bits) - 1))
+    unsigned = ((Q // step) & ((1 << bits) - 1)) ^ masks
+    signed = np.where(unsigned >= (1 << (bits - 1)), unsigned - (1 << bits), unsigned)
+    return signed * step
+
+
+def sample_faults(plan: Plan, rng: np.random.Generator, n_draws: int) -> FaultBatch:
+    """Draw ``n_draws`` independent fault sets (sparse: counts, then positions)."""
+    L = plan.n_layers
+    widths = plan.widths
+    mapping = plan.mapping
+    neuron_core = mapping.neuron_core if mapping is not None else None
+    rec = _Records()
+    # Neuron crashes.
+    for l in range(L + 1):
+        p = plan.crash_rates[l]
+        if p <= 0:
+            continue
+        counts = rng.binomial(widths[l], p, size=n_draws)
+        draws, pos = _distinct_positions(rng, counts, widths[l])
+        core = neuron_core[l - 1][pos] if (neuron_core is not None and l >= 1) else None
+        rec.add(l, draws, F_CRASH, pos, core=core)
+    # Stuck synapses and bit flips change single weights.
+    weight_keys = []
+    p_stuck = plan.stuck_p0 + plan.stuck_p1
+    for l in range(1, L + 1):
+        W = plan.W[l - 1]
+        n_out, n_in = W.shape
+        n_syn = n_out * n_in
+        stuck_keys = np.zeros(0, np.int64)
+        if p_stuck > 0:
+            counts = rng.binomial(n_syn, p_stuck, size=n_draws)
+            draws, pos = _distinct_positions(rng, counts, n_syn)
+            to_max = rng.random(pos.size) * p_stuck < plan.stuck_p1
+            i, j = pos // n_in, pos % n_in
+            sign = np.where(W[i, j] < 0, -1.0, 1.0)
+            value = np.where(to_max, sign * plan.stuck_max[l - 1], 0.0)
+            rec.add(l, draws, F_WEIGHT, i, j, value=value, core=_weight_core(mapping, l, i, j))
+            stuck_keys = draws * n_syn + pos
+        if plan.bitflip_p > 0:
+            q = mapping.quantization[l - 1]
+            bits = mapping.profile.weight_bits
+            counts = rng.binomial(n_syn * bits, plan.bitflip_p, size=n_draws)
+            draws, pos = _distinct_positions(rng, counts, n_syn * bits)
+            weight, bit = pos // bits, pos % bits
+            key = draws * n_syn + weight
+            order = np.argsort(key, kind="stable")
+            key, bit = key[order], bit[order]
+            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            masks = np.bitwise_or.reduceat(np.left_shift(1, bit).astype(np.int64), starts) \
+                if key.size else np.zeros(0, np.int64)
+            key = key[starts]
+            keep = ~np.isin(key, stuck_keys)  # a stuck cell holds its value
+            key, masks = key[keep], masks[keep]
+            draws, weight = key // n_syn, key % n_syn
+            i, j = weight // n_in, weight % n_in
+            magnitude_sign = 0
+            if mapping.profile.mixed_sign_drop_lsb and q.sign_mode != "mixed":
+                magnitude_sign = -1 if q.sign_mode == "inhibitory" else 1
+            Q_new = flip_words(q.Q[i, j], masks, bits, q.step, magnitude_sign)
+            rec.add(l, draws, F_WEIGHT, i, j, value=q.scale * Q_new.astype(np.float64),
+                    core=_weight_core(mapping, l, i, j))
+    # Core (tile) failures, with spares.
+    if plan.core_p > 0:
+        _sample_core_failures(plan, rng, n_draws, rec)
+    batch = rec.build(n_draws, L)
+    if plan.core_p > 0 and mapping.profile.architecture == "crossbar":
+        batch = _drop_weights_in_failed_tiles(batch, n_draws, L)
+    return batch
+
+
+def _weight_core(mapping, l, i, j):
+    if mapping is None:
+        return None
+    cores = [c for c in mapping.cores if c.layer == l]
+    owner = np.full(i.shape, -1, dtype=np.int64)
+    for c in cores:
+        inside = (i >= c.out_start) & (i < c.out_stop) & (j >= c.in_start) & (j < c.in_stop)
+        owner[inside] = c.core_id
+    return owner
+
+
+def _sample_core_failures(plan: Plan, rng, n_draws: int, rec: _Records) -> None:
+    mapping = plan.mapping
+    profile = mapping.profile
+    spares = profile.spare_cores_per_chip
+    crossbar = profile.architecture == "crossbar"
+    chips = sorted({c.chip for c in mapping.cores})
+    for chip in chips:
+        used = [c for c in mapping.cores if c.chip == chip]  # in core-id order
+        slots = len(used) + spares
+        counts = rng.binomial(slots, plan.core_p, size=n_draws)
+        draws, pos = _distinct_positions(rng, counts, slots)
+        if draws.size == 0:
+            continue
+        order = np.lexsort((pos, draws))
+        draws, pos = draws[order], pos[order]
+        for d in np.unique(draws):
+            failed = pos[draws == d]
+            failed_used = failed[failed < len(used)]
+            working_spares = spares - int(np.sum(failed >= len(used)))
+            for slot in failed_used[max(working_spares, 0):]:
+                core = used[slot]
+                if crossbar:
+                    rec.add(core.layer, [d], F_TILE, [core.out_start], [core.out_stop],
+                            [core.in_start], [core.in_stop], core=[core.core_id])
+                else:
+                    n = core.n_neurons
+                    rec.add(core.layer, np.full(n, d), F_CRASH,
+                            np.arange(core.out_start, core.out_stop), np.ones(n, np.int64),
+                            core=np.full(n, core.core_id))
+
+
+def _drop_weights_in_failed_tiles(batch: FaultBatch, n_draws: int, L: int) -> FaultBatch:
+    tiles = np.flatnonzero(batch.kind == F_TILE)
+    if tiles.size == 0:
+        return batch
+    drop = np.zeros(batch.kind.size, dtype=bool)
+    for t in tiles:
+        same = (batch.draw == batch.draw[t]) & (batch.layer == batch.layer[t]) & (batch.kind == F_WEIGHT)
+        inside = (batch.a >= batch.a[t]) & (batch.a < batch.b[t]) & (batch.b >= batch.c[t]) & (batch.b < batch.d[t])
+        drop |= same & inside
+    if not drop.any():
+        return batch
+    rec = _Records()
+    keep = ~drop
+    rec.parts.append(tuple(col[keep] for col in (
+        batch.layer, batch.draw, batch.kind, batch.a, batch.b, batch.c, batch.d, batch.value, batch.core)))
+    return rec.build(n_draws, L)
+
+
+# --- the faulty forward pass -----------------------------------------------------------------
+
+def fault_layer_span(batch: FaultBatch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last layer with a fault, per draw (n_layers + 1 and -1 for a fault-free draw)."""
+    has = np.stack([np.diff(batch.ptr[l]) > 0 for l in range(n_layers + 1)])
+    any_fault = has.any(axis=0)
+    first = np.where(any_fault, has.argmax(axis=0), n_layers + 1)
+    last = np.where(any_fault, n_layers - has[::-1].argmax(axis=0), -1)
+    return first, last
+
+
+def propagate(plan: Plan, cache: CleanCache, batch: FaultBatch, row_draw: np.ndarray,
+              row_input: np.ndarray) -> np.ndarray:
+    """Faulty outputs of the rows (pairs of fault sample ``row_draw`` and input ``row_input``).
+
+    A row is computed only from its first faulty layer on, starting from its input's cached
+    clean activations; a row whose activations are back to clean after its last faulty layer
+    stops there (its output is the clean one, exactly). A few changed entries update ``z``
+    column by column; many changed entries go through one matrix product for all such rows.
+    """
+    row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
+    row_input = np.ascontiguousarray(row_input, dtype=np.int64)
+    n_rows = row_draw.size
+    L = plan.n_layers
+    first_draw, last_draw = fault_layer_span(batch, L)
+    first, last = first_draw[row_draw], last_draw[row_draw]
+    alive = np.ones(n_rows, dtype=bool)
+    status = np.zeros(n_rows, dtype=np.int8)  # CLEAN: activations are the cached ones
+    Y = np.empty((n_rows, plan.widths[0]), dtype=plan.dtype)
+    rows = np.flatnonzero(first == 0)
+    if rows.size:
+        K.input_layer(Y, rows, cache.Y[0], row_draw, row_input, batch.ptr[0], batch.kind, batch.a,
+                      batch.b, plan.crash_sem, plan.crash_value, max(1, plan.widths[0] // 8), status)
+    for l in range(1, L + 1):
+        W, b = plan.W[l - 1], plan.b[l - 1]
+        rows = np.flatnonzero(alive & (first <= l))
+        if rows.size == 0:
+            continue
+        Z = np.empty((n_rows, plan.widths[l]), dtype=plan.dtype)
+        dense = rows[status[rows] == K.DENSE]
+        if dense.size:
+            Z[dense] = K.dense_forward(Y[dense], W, b)
+        K.z_from_clean(Z, rows, status, Y, cache.Y[l - 1], cache.Z[l], W, row_input)
+        Y_next = np.empty_like(Z)
+        status_next = np.zeros(n_rows, dtype=np.int8)
+        K.finish_layer(Z, Y_next, rows, status, Y, cache.Y[l - 1], W, b, row_draw, row_input,
+                       batch.ptr[l], batch.kind, batch.a, batch.b, batch.c, batch.d, batch.value,
+                       plan.act_codes[l - 1], plan.alphas[l - 1], plan.crash_sem,
+                       plan.crash_value, cache.Y[l], max(1, plan.widths[l] // 8), status_next)
+        finished = rows[(status_next[rows] == K.CLEAN) & (last[rows] <= l)]
+        alive[finished] = False
+        Y, status = Y_next, status_next
+    out = cache.output[row_input]
+    live = np.flatnonzero(alive & (first <= L))
+    out[live] = Y[live]
+    return out
