@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from neurosim.errors import NeurosimError
+from neurosim.errors import ValidationError as ValidationError_
 
 EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
 BUNDLED_MODEL = "digits"
@@ -111,6 +112,60 @@ def _print_quantization(report: dict) -> None:
               f"{report['quantized_accuracy']:.2%} ({100 * report['accuracy_change']:+.2f} points)")
 
 
+def _fault_model_arg(args, mapping):
+    """The fault model from --fault flags; the profile's defaults when none (or 'profile')."""
+    from neurosim.faults import FaultModel, parse_fault_spec, profile_faults
+
+    if not args.fault:
+        return profile_faults(mapping.profile)
+    processes = []
+    for text in args.fault:
+        proc = parse_fault_spec(text)
+        if proc is None:
+            processes.extend(profile_faults(mapping.profile).processes)
+        else:
+            processes.append(proc)
+    # A flag given after 'profile' replaces the profile's process of the same kind.
+    by_kind = {}
+    for proc in processes:
+        by_kind[proc.kind] = proc
+    return FaultModel(list(by_kind.values()))
+
+
+def cmd_simulate(args) -> int:
+    from neurosim.datasets import load_data
+    from neurosim.mapping import map_network
+    from neurosim.simulation import simulate
+
+    network = load_model_arg(args)
+    mapping = map_network(network, args.profile)
+    X, y = load_data(args.data, network=network)
+    faults = _fault_model_arg(args, mapping)
+    if args.resume and not args.output:
+        raise ValidationError_("--resume needs -o FILE.h5, the file of the interrupted run.")
+    try:
+        result = simulate(
+            mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
+            seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
+            use_float=args.use_float, output=args.output, resume=args.resume,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except KeyboardInterrupt:
+        if args.output:
+            print(f"neurosim simulate: interrupted; {args.output} holds the completed blocks, "
+                  "continue with --resume", file=sys.stderr)
+        raise
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(f"{network!r} on '{mapping.profile.name}' ({result.simulated_network} weights), "
+              f"faults: {result.fault_model}, {result.mode}")
+        print(result.summary())
+        if args.output:
+            print(f"results saved to {args.output}")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from neurosim.datasets import load_digits_model, load_digits_test
     from neurosim.mapping import map_network
@@ -122,17 +177,37 @@ def cmd_demo(args) -> int:
     print(mapping.table())
     report = mapping.quantization_report(X, y)
     _print_quantization(report)
+    from neurosim.faults import profile_faults
+    from neurosim.simulation import simulate
+
+    faults = profile_faults(mapping.profile)
+    print(f"\nsimulating loihi2's default faults ({faults.spec()}), transient, metric flip, "
+          f"{args.samples} draws per input")
+    result = simulate(mapping, faults, X, y, metric="flip", n_samples=args.samples, seed=0,
+                      progress=sys.stderr.isatty())
+    print(result.summary())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         mapping.save(out / "mapping.h5")
-        summary = {"mapping": mapping.to_dict(), "quantization": report}
+        summary = {"mapping": mapping.to_dict(), "quantization": report,
+                   "simulation": result.to_dict()}
         (out / "demo.json").write_text(json.dumps(summary, indent=2))
         print(f"wrote {out / 'mapping.h5'} and {out / 'demo.json'}")
     return EXIT_OK
 
 
 # --- parser and entry point -----------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     from neurosim import __version__
@@ -160,8 +235,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the mapping (neuron -> core, integer weights, scales) to HDF5")
     p.set_defaults(func=cmd_map)
 
+    p = sub.add_parser("simulate", help="inject faults and measure the failure rate (Monte Carlo)")
+    _add_model_arguments(p)
+    _add_profile_argument(p)
+    p.add_argument("--data", default="digits",
+                   help="'digits' (the bundled test split, default) or a .npz/.h5 with X and y")
+    p.add_argument("--eps", type=float, default=None,
+                   help="failure threshold: failure means metric >= eps (default 0.5 for flip)")
+    p.add_argument("--metric", default="flip", choices=("linf", "l2", "loss", "flip"),
+                   help="error metric (default flip: the predicted class changes)")
+    p.add_argument("--samples", type=_positive_int, default=1000,
+                   help="fault draws per input; in permanent mode, chip instances (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="a fault model, repeatable: crash:p=1e-3[,layers=1,2][,semantics=paper|"
+                        "stuck,value=V], stuck:p0=0.0175,p1=0.0904, bitflip:p=1e-6, core:p=1e-3, "
+                        "or 'profile' (the profile's defaults, also used when no --fault is given)")
+    p.add_argument("--fault-mode", default="transient", choices=("transient", "permanent"),
+                   help="fresh faults per input (transient) or one fault set per chip (permanent)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (0.95)")
+    p.add_argument("--float", dest="use_float", action="store_true",
+                   help="simulate the float network instead of the chip's quantized weights")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.h5",
+                   help="save the results (checkpointed during the run)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in -o FILE")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
     p = sub.add_parser("demo", help="run the bundled model and data end to end")
     p.add_argument("--out", default=None, metavar="DIR", help="also write the outputs to DIR")
+    p.add_argument("--samples", type=_positive_int, default=2000,
+                   help="fault draws per input for the simulation (default 2000)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -273,13 +273,15 @@ def sample_faults(plan: Plan, rng: np.random.Generator, n_draws: int) -> FaultBa
             bits = mapping.profile.weight_bits
             counts = rng.binomial(n_syn * bits, plan.bitflip_p, size=n_draws)
             draws, pos = _distinct_positions(rng, counts, n_syn * bits)
+            if draws.size == 0:
+                continue
             weight, bit = pos // bits, pos % bits
             key = draws * n_syn + weight
             order = np.argsort(key, kind="stable")
             key, bit = key[order], bit[order]
+            # Several flipped bits of one word combine into one mask (positions are distinct).
             starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            masks = np.bitwise_or.reduceat(np.left_shift(1, bit).astype(np.int64), starts) \
-                if key.size else np.zeros(0, np.int64)
+            masks = np.bitwise_or.reduceat(np.left_shift(1, bit).astype(np.int64), starts)
             key = key[starts]
             keep = ~np.isin(key, stuck_keys)  # a stuck cell holds its value
             key, masks = key[keep], masks[keep]
