@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from threadpoolctl import threadpool_limits
+
 from neurosim.errors import ValidationError
 from neurosim.faults import (
     F_CRASH, F_TILE, F_WEIGHT, SEM_PAPER, SEM_SILENT, SEM_STUCK, FaultModel,
@@ -235,46 +237,101 @@ def flip_words(Q: np.ndarray, masks: np.ndarray, bits: int, step: int, magnitude
     return signed * step
 
 
-def sample_faults(plan: Plan, rng: np.random.Generator, n_draws: int) -> FaultBatch:
-    """Draw ``n_draws`` independent fault sets (sparse: counts, then positions)."""
+@dataclass(frozen=True)
+class FaultGroup:
+    """Independent fault sites that share one rate: the unit of sampling and stratification.
+
+    ``kind`` is ``crash`` (the neurons of ``layer``), ``stuck`` (the synapses of ``layer``; a
+    faulty one is stuck at max with probability ``p_max / rate``, else at 0), ``bitflip`` (the
+    bits of ``layer``'s weight words) or ``core`` (the core slots of ``chip``, spares last).
+    """
+
+    kind: str
+    layer: int
+    chip: int
+    n: int
+    rate: float
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.layer if self.kind != "core" else self.chip)
+
+
+def fault_groups(plan: Plan) -> list[FaultGroup]:
+    """The plan's fault sites with a non-zero rate, in sampling order."""
+    groups = []
+    for l in range(plan.n_layers + 1):
+        if plan.crash_rates[l] > 0:
+            groups.append(FaultGroup("crash", l, -1, plan.widths[l], float(plan.crash_rates[l])))
+    p_stuck = plan.stuck_p0 + plan.stuck_p1
+    for l in range(1, plan.n_layers + 1):
+        n_syn = plan.widths[l] * plan.widths[l - 1]
+        if p_stuck > 0:
+            groups.append(FaultGroup("stuck", l, -1, n_syn, p_stuck))
+        if plan.bitflip_p > 0:
+            bits = plan.mapping.profile.weight_bits
+            groups.append(FaultGroup("bitflip", l, -1, n_syn * bits, plan.bitflip_p))
+    if plan.core_p > 0:
+        spares = plan.mapping.profile.spare_cores_per_chip
+        for chip in sorted({c.chip for c in plan.mapping.cores}):
+            used = sum(1 for c in plan.mapping.cores if c.chip == chip)
+            groups.append(FaultGroup("core", -1, chip, used + spares, plan.core_p))
+    return groups
+
+
+def sample_faults(plan: Plan, rng: np.random.Generator, n_draws: int, counts=None) -> FaultBatch:
+    """Draw ``n_draws`` independent fault sets (sparse: a count per group, then positions).
+
+    ``counts`` (a dict from group key to an array of per-draw counts) fixes the number of
+    faults of each group, for sampling conditional on the number of faults; by default the
+    counts are binomial.
+    """
+    positions = {}
+    for group in fault_groups(plan):
+        if counts is None:
+            c = rng.binomial(group.n, group.rate, size=n_draws)
+        else:
+            c = counts.get(group.key, np.zeros(n_draws, dtype=np.int64))
+        positions[group.key] = _distinct_positions(rng, c, group.n)
+    to_max = None
+    if plan.stuck_p0 + plan.stuck_p1 > 0:
+        p_stuck = plan.stuck_p0 + plan.stuck_p1
+        to_max = {key: rng.random(pos.size) * p_stuck < plan.stuck_p1
+                  for key, (_, pos) in positions.items() if key[0] == "stuck"}
+    return records_from_positions(plan, positions, n_draws, to_max)
+
+
+def records_from_positions(plan: Plan, positions: dict, n_draws: int, to_max: "dict | None" = None) -> FaultBatch:
+    """Turn faulty sites (per group: draw and position arrays) into a :class:`FaultBatch`.
+
+    ``to_max[key]`` says, for each faulty synapse of a ``stuck`` group, whether it is stuck at
+    max (else at 0). Bit flips of one word combine; a stuck synapse ignores bit flips; failed
+    cores follow the spare rule; on crossbars, synapse faults inside a failed tile are dropped.
+    """
     L = plan.n_layers
-    widths = plan.widths
     mapping = plan.mapping
     neuron_core = mapping.neuron_core if mapping is not None else None
     rec = _Records()
-    # Neuron crashes.
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     for l in range(L + 1):
-        p = plan.crash_rates[l]
-        if p <= 0:
-            continue
-        counts = rng.binomial(widths[l], p, size=n_draws)
-        draws, pos = _distinct_positions(rng, counts, widths[l])
+        draws, pos = positions.get(("crash", l), empty)
         core = neuron_core[l - 1][pos] if (neuron_core is not None and l >= 1) else None
         rec.add(l, draws, F_CRASH, pos, core=core)
-    # Stuck synapses and bit flips change single weights.
-    weight_keys = []
-    p_stuck = plan.stuck_p0 + plan.stuck_p1
     for l in range(1, L + 1):
         W = plan.W[l - 1]
         n_out, n_in = W.shape
         n_syn = n_out * n_in
-        stuck_keys = np.zeros(0, np.int64)
-        if p_stuck > 0:
-            counts = rng.binomial(n_syn, p_stuck, size=n_draws)
-            draws, pos = _distinct_positions(rng, counts, n_syn)
-            to_max = rng.random(pos.size) * p_stuck < plan.stuck_p1
+        draws, pos = positions.get(("stuck", l), empty)
+        stuck_keys = draws * n_syn + pos
+        if draws.size:
             i, j = pos // n_in, pos % n_in
             sign = np.where(W[i, j] < 0, -1.0, 1.0)
-            value = np.where(to_max, sign * plan.stuck_max[l - 1], 0.0)
+            value = np.where(to_max[("stuck", l)], sign * plan.stuck_max[l - 1], 0.0)
             rec.add(l, draws, F_WEIGHT, i, j, value=value, core=_weight_core(mapping, l, i, j))
-            stuck_keys = draws * n_syn + pos
-        if plan.bitflip_p > 0:
+        draws, pos = positions.get(("bitflip", l), empty)
+        if draws.size:
             q = mapping.quantization[l - 1]
             bits = mapping.profile.weight_bits
-            counts = rng.binomial(n_syn * bits, plan.bitflip_p, size=n_draws)
-            draws, pos = _distinct_positions(rng, counts, n_syn * bits)
-            if draws.size == 0:
-                continue
             weight, bit = pos // bits, pos % bits
             key = draws * n_syn + weight
             order = np.argsort(key, kind="stable")
@@ -293,11 +350,15 @@ def sample_faults(plan: Plan, rng: np.random.Generator, n_draws: int) -> FaultBa
             Q_new = flip_words(q.Q[i, j], masks, bits, q.step, magnitude_sign)
             rec.add(l, draws, F_WEIGHT, i, j, value=q.scale * Q_new.astype(np.float64),
                     core=_weight_core(mapping, l, i, j))
-    # Core (tile) failures, with spares.
-    if plan.core_p > 0:
-        _sample_core_failures(plan, rng, n_draws, rec)
+    any_core = False
+    if mapping is not None:
+        for chip in sorted({c.chip for c in mapping.cores}):
+            draws, pos = positions.get(("core", chip), empty)
+            if draws.size:
+                any_core = True
+                _core_failure_records(plan, chip, draws, pos, rec)
     batch = rec.build(n_draws, L)
-    if plan.core_p > 0 and mapping.profile.architecture == "crossbar":
+    if any_core and mapping.profile.architecture == "crossbar":
         batch = _drop_weights_in_failed_tiles(batch, n_draws, L)
     return batch
 
@@ -313,35 +374,29 @@ def _weight_core(mapping, l, i, j):
     return owner
 
 
-def _sample_core_failures(plan: Plan, rng, n_draws: int, rec: _Records) -> None:
+def _core_failure_records(plan: Plan, chip: int, draws, pos, rec: _Records) -> None:
+    """Failed core slots of one chip -> records: spares replace failed cores, lowest id first."""
     mapping = plan.mapping
-    profile = mapping.profile
-    spares = profile.spare_cores_per_chip
-    crossbar = profile.architecture == "crossbar"
-    chips = sorted({c.chip for c in mapping.cores})
-    for chip in chips:
-        used = [c for c in mapping.cores if c.chip == chip]  # in core-id order
-        slots = len(used) + spares
-        counts = rng.binomial(slots, plan.core_p, size=n_draws)
-        draws, pos = _distinct_positions(rng, counts, slots)
-        if draws.size == 0:
-            continue
-        order = np.lexsort((pos, draws))
-        draws, pos = draws[order], pos[order]
-        for d in np.unique(draws):
-            failed = pos[draws == d]
-            failed_used = failed[failed < len(used)]
-            working_spares = spares - int(np.sum(failed >= len(used)))
-            for slot in failed_used[max(working_spares, 0):]:
-                core = used[slot]
-                if crossbar:
-                    rec.add(core.layer, [d], F_TILE, [core.out_start], [core.out_stop],
-                            [core.in_start], [core.in_stop], core=[core.core_id])
-                else:
-                    n = core.n_neurons
-                    rec.add(core.layer, np.full(n, d), F_CRASH,
-                            np.arange(core.out_start, core.out_stop), np.ones(n, np.int64),
-                            core=np.full(n, core.core_id))
+    spares = mapping.profile.spare_cores_per_chip
+    crossbar = mapping.profile.architecture == "crossbar"
+    used = [c for c in mapping.cores if c.chip == chip]  # in core-id order
+    order = np.lexsort((pos, draws))
+    draws, pos = draws[order], pos[order]
+    bounds = np.flatnonzero(np.concatenate(([True], draws[1:] != draws[:-1], [True])))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        d, failed = draws[lo], pos[lo:hi]
+        failed_used = failed[failed < len(used)]
+        working_spares = spares - int(np.sum(failed >= len(used)))
+        for slot in failed_used[max(working_spares, 0):]:
+            core = used[slot]
+            if crossbar:
+                rec.add(core.layer, [d], F_TILE, [core.out_start], [core.out_stop],
+                        [core.in_start], [core.in_stop], core=[core.core_id])
+            else:
+                n = core.n_neurons
+                rec.add(core.layer, np.full(n, d), F_CRASH,
+                        np.arange(core.out_start, core.out_stop), np.ones(n, np.int64),
+                        core=np.full(n, core.core_id))
 
 
 def _drop_weights_in_failed_tiles(batch: FaultBatch, n_draws: int, L: int) -> FaultBatch:
@@ -416,5 +471,56 @@ def propagate(plan: Plan, cache: CleanCache, batch: FaultBatch, row_draw: np.nda
         Y, status = Y_next, status_next
     out = cache.output[row_input]
     live = np.flatnonzero(alive & (first <= L))
-    out[live] = Y[live]
+    if live.size:  # else Y may be an earlier layer's (every row stopped early or is fault-free)
+        out[live] = Y[live]
+    return out
+
+
+def batch_from_records(n_draws: int, n_layers: int, layer, draw, kind, a, b=None, c=None, d=None,
+                       value=None, core=None) -> FaultBatch:
+    """A :class:`FaultBatch` from explicit fault records (one entry per record)."""
+    rec = _Records()
+    layer = np.asarray(layer, dtype=np.int64)
+    draw = np.asarray(draw, dtype=np.int64)
+    n = draw.size
+    z = np.zeros(n, dtype=np.int64)
+    rec.parts.append((
+        layer, draw, np.broadcast_to(np.asarray(kind, np.int64), (n,)).copy(),
+        np.asarray(a, np.int64), z if b is None else np.asarray(b, np.int64),
+        z if c is None else np.asarray(c, np.int64), z if d is None else np.asarray(d, np.int64),
+        np.zeros(n) if value is None else np.asarray(value, np.float64),
+        np.full(n, -1, np.int64) if core is None else np.asarray(core, np.int64),
+    ))
+    return rec.build(n_draws, n_layers)
+
+
+def one_blas_thread():
+    """Context manager: BLAS on one thread while the Numba kernels run.
+
+    The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
+    each small matrix product would compete with them for the cores (3x slower here).
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def single_crash_outputs(plan: Plan, cache: CleanCache, layer: int,
+                         max_rows: int = 1 << 16) -> np.ndarray:
+    """Outputs with exactly one neuron of ``layer`` crashed, for every input and neuron.
+
+    Returns an array (n_inputs, n_layer, n_L). One batched pass of the fault kernels (split
+    into chunks of ``max_rows`` rows to bound memory); crash semantics from ``plan``.
+    """
+    m = cache.Y[0].shape[0]
+    n = plan.widths[layer]
+    out = np.empty((m, n, plan.widths[-1]), dtype=plan.dtype)
+    flat = out.reshape(m * n, -1)
+    neurons = np.arange(n, dtype=np.int64)
+    inputs_per_chunk = max(1, max_rows // n)
+    for start in range(0, m, inputs_per_chunk):
+        stop = min(m, start + inputs_per_chunk)
+        k = (stop - start) * n
+        batch = batch_from_records(n, plan.n_layers, np.full(n, layer), neurons, F_CRASH, neurons)
+        row_draw = np.tile(neurons, stop - start)
+        row_input = np.repeat(np.arange(start, stop, dtype=np.int64), n)
+        flat[start * n:start * n + k] = propagate(plan, cache, batch, row_draw, row_input)
     return out
