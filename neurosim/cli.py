@@ -148,7 +148,7 @@ def cmd_simulate(args) -> int:
             mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
             seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
             use_float=args.use_float, output=args.output, resume=args.resume,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=not args.no_progress and sys.stderr.isatty(), estimator=args.estimator,
         )
     except KeyboardInterrupt:
         if args.output:
@@ -164,6 +164,52 @@ def cmd_simulate(args) -> int:
         if args.output:
             print(f"results saved to {args.output}")
     return EXIT_OK
+
+
+def cmd_certify(args) -> int:
+    from neurosim.certify import certify
+    from neurosim.datasets import load_data
+    from neurosim.mapping import map_network
+
+    network = load_model_arg(args)
+    mapping = map_network(network, args.profile)
+    X, y = load_data(args.data, network=network)
+    faults = _fault_model_arg(args, mapping)
+    cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta, metric=args.metric,
+                   confidence=args.confidence, seed=args.seed, use_float=args.use_float,
+                   n_samples=args.samples)
+    data = cert.to_dict()
+    data["model"] = str(args.model)
+    data["data"] = str(args.data)
+    if args.output:
+        from neurosim.io._atomic import atomic_path
+
+        with atomic_path(args.output, suffix=".json") as tmp:
+            tmp.write_text(json.dumps(data, indent=2, default=_json_safe))
+    if args.plot:
+        from neurosim.viz import plot_delta_vs_eps
+
+        plot_delta_vs_eps(mapping, faults, X, y, metric=args.metric, delta=args.delta,
+                          confidence=args.confidence, seed=args.seed, use_float=args.use_float,
+                          path=args.plot)
+    if args.json:
+        print(json.dumps(data, indent=2, default=_json_safe))
+    else:
+        print(f"{network!r} on '{mapping.profile.name}', faults: {cert.fault_model}")
+        print(cert.summary())
+        if args.output:
+            print(f"certificate written to {args.output}")
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return EXIT_OK if cert.certified else EXIT_NOT_CERTIFIED
+
+
+def _json_safe(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def cmd_demo(args) -> int:
@@ -186,14 +232,23 @@ def cmd_demo(args) -> int:
     result = simulate(mapping, faults, X, y, metric="flip", n_samples=args.samples, seed=0,
                       progress=sys.stderr.isatty())
     print(result.summary())
+    from neurosim.certify import certify
+
+    print(f"\ncertifying P(flip) <= {args.delta:g} over the input distribution, 95 % confidence")
+    cert = certify(mapping, faults, X, y, metric="flip", delta=args.delta, seed=0)
+    print(cert.summary())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         mapping.save(out / "mapping.h5")
         summary = {"mapping": mapping.to_dict(), "quantization": report,
-                   "simulation": result.to_dict()}
-        (out / "demo.json").write_text(json.dumps(summary, indent=2))
-        print(f"wrote {out / 'mapping.h5'} and {out / 'demo.json'}")
+                   "simulation": result.to_dict(), "certificate": cert.to_dict()}
+        from neurosim.viz import plot_delta_vs_eps
+
+        plot_delta_vs_eps(mapping, faults, X, y, metric="linf", delta=args.delta, seed=0,
+                          path=out / "delta_vs_eps.png")
+        (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_json_safe))
+        print(f"wrote {out / 'mapping.h5'}, {out / 'demo.json'} and {out / 'delta_vs_eps.png'}")
     return EXIT_OK
 
 
@@ -261,12 +316,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in -o FILE")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--estimator", default="mc", choices=("mc", "stratified", "auto"),
+                   help="mc: plain Monte Carlo (default); stratified: the rare-event estimator "
+                        "(exact single faults, conditional sampling of more); auto: stratified "
+                        "for small fault rates")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("certify", help="sound (eps, delta) certificate; exit 0 certified, 1 not")
+    _add_model_arguments(p)
+    _add_profile_argument(p)
+    p.add_argument("--data", default="digits",
+                   help="'digits' (the bundled test split, default) or a .npz/.h5 with X and y; "
+                        "the inputs are taken as an i.i.d. sample of the data distribution")
+    p.add_argument("--eps", type=float, default=None,
+                   help="failure threshold: failure means metric >= eps (default 0.5 for flip)")
+    p.add_argument("--delta", type=float, required=True,
+                   help="target failure probability to certify, in (0, 1)")
+    p.add_argument("--metric", default="flip", choices=("linf", "l2", "loss", "flip"))
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="probability that the bounds hold (default 0.95)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="fault models as for simulate (default: the profile's rates)")
+    p.add_argument("--float", dest="use_float", action="store_true",
+                   help="certify the float network instead of the chip's quantized weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=_positive_int, default=200,
+                   help="conditional fault draws per input in each sampled stratum (200)")
+    p.add_argument("-o", "--output", default=None, metavar="CERT.json",
+                   help="write the certificate as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also plot delta against eps: simulated, paper's Chebyshev, sound bound")
+    p.add_argument("--json", action="store_true", help="print the certificate as JSON")
+    p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("demo", help="run the bundled model and data end to end")
     p.add_argument("--out", default=None, metavar="DIR", help="also write the outputs to DIR")
     p.add_argument("--samples", type=_positive_int, default=2000,
                    help="fault draws per input for the simulation (default 2000)")
+    p.add_argument("--delta", type=float, default=0.05,
+                   help="failure probability the demo certifies (default 0.05)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from neurosim.errors import ValidationError
 from neurosim.faults import (
@@ -38,7 +38,8 @@ class Plan:
     crash_value: float
     stuck_p0: float
     stuck_p1: float
-    stuck_max: list                  # per layer 1..L (index l-1): |W| of a stuck-at-max synapse
+    stuck_max_pos: list              # per layer 1..L (index l-1): W of a positive stuck-at-max synapse
+    stuck_max_neg: list              # per layer 1..L: |W| of a negative stuck-at-max synapse
     bitflip_p: float
     core_p: float
     mapping: object = None           # neurosim.mapping.Mapping or None
@@ -81,9 +82,12 @@ def build_plan(target, faults: FaultModel, use_float: bool = False) -> Plan:
             "float network (drop --float / use_float, or the bitflip fault)."
         )
     if mapping is not None and not use_float:
-        stuck_max = [q.scale * q.max_magnitude for q in mapping.quantization]
+        # The largest value the word holds on each side (two's complement: 2^(b-1) - 1 up,
+        # 2^(b-1) down).
+        stuck_pos = [q.scale * q.q_max for q in mapping.quantization]
+        stuck_neg = [q.scale * -q.q_min for q in mapping.quantization]
     else:
-        stuck_max = [float(np.abs(layer.W).max()) for layer in network.layers]
+        stuck_pos = stuck_neg = [float(np.abs(layer.W).max()) for layer in network.layers]
     return Plan(
         network=network,
         dtype=network.dtype,
@@ -97,7 +101,8 @@ def build_plan(target, faults: FaultModel, use_float: bool = False) -> Plan:
         crash_value=crash.value if crash is not None else 0.0,
         stuck_p0=stuck.p_zero if stuck is not None else 0.0,
         stuck_p1=stuck.p_max if stuck is not None else 0.0,
-        stuck_max=stuck_max,
+        stuck_max_pos=stuck_pos,
+        stuck_max_neg=stuck_neg,
         bitflip_p=flip.p_bit if flip is not None else 0.0,
         core_p=core.p_core if core is not None else 0.0,
         mapping=mapping,
@@ -325,8 +330,8 @@ def records_from_positions(plan: Plan, positions: dict, n_draws: int, to_max: "d
         stuck_keys = draws * n_syn + pos
         if draws.size:
             i, j = pos // n_in, pos % n_in
-            sign = np.where(W[i, j] < 0, -1.0, 1.0)
-            value = np.where(to_max[("stuck", l)], sign * plan.stuck_max[l - 1], 0.0)
+            at_max = np.where(W[i, j] < 0, -plan.stuck_max_neg[l - 1], plan.stuck_max_pos[l - 1])
+            value = np.where(to_max[("stuck", l)], at_max, 0.0)
             rec.add(l, draws, F_WEIGHT, i, j, value=value, core=_weight_core(mapping, l, i, j))
         draws, pos = positions.get(("bitflip", l), empty)
         if draws.size:
@@ -494,13 +499,22 @@ def batch_from_records(n_draws: int, n_layers: int, layer, draw, kind, a, b=None
     return rec.build(n_draws, n_layers)
 
 
+_CONTROLLER = None
+
+
 def one_blas_thread():
     """Context manager: BLAS on one thread while the Numba kernels run.
 
     The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
-    each small matrix product would compete with them for the cores (3x slower here).
+    each small matrix product would compete with them for the cores (3x slower here). The
+    library scan is done once (it reads the process's memory map, milliseconds per call).
     """
-    return threadpool_limits(limits=1, user_api="blas")
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def single_crash_outputs(plan: Plan, cache: CleanCache, layer: int,

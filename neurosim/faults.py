@@ -7,7 +7,9 @@ Fault semantics (the documentation states them exactly like this):
   ``paper`` (Def. 3: incoming weights zeroed) ``z_i := b_i, y_i := phi(b_i)``;
   ``stuck`` ``y_i := v`` (saturated neuron).
 * **Synapse / crossbar cell**: stuck-at-0 (open, ``W_ij := 0``), stuck-at-max (``|W_ij| :=``
-  the layer's largest representable magnitude, sign kept; a zero weight becomes positive), each
+  the layer's largest representable magnitude, sign kept: on a mapping the word's largest value
+  of that sign, ``scale * q_max`` or ``scale * |q_min|``; on the float network ``max |W_l|``;
+  a zero weight becomes positive), each
   with its own rate. A synapse is stuck at 0 with probability ``p_zero``, at max with
   ``p_max``, healthy otherwise.
 * **Bit flip** in the profile's integer weight word (two's complement, ``weight_bits`` wide;

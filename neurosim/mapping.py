@@ -113,7 +113,7 @@ class LayerQuantization:
 
     @property
     def max_magnitude(self) -> int:
-        """Largest representable ``|Q|`` (what a stuck-at-max synapse takes)."""
+        """Largest representable ``|Q|`` (either sign)."""
         return max(abs(self.q_min), abs(self.q_max))
 
 

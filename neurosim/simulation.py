@@ -17,15 +17,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
-from neurosim.engine import build_plan, clean_cache, propagate, sample_faults
+from neurosim.engine import (
+    build_plan, clean_cache, fault_groups, one_blas_thread, propagate, sample_faults,
+)
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError, ValidationError, param_error
 from neurosim.faults import FaultModel, as_fault_model, profile_faults
 
 __all__ = ["simulate", "SimulationResult", "clopper_pearson", "METRICS", "load_result"]
 
 METRICS = ("linf", "l2", "loss", "flip")
+ESTIMATORS = ("mc", "stratified", "auto")
+#: ``estimator="auto"`` picks the stratified estimator at most this many faults per draw on average.
+AUTO_STRATIFIED_MAX_FAULTS = 0.1
 MODES = ("transient", "permanent")
 RESULT_FORMAT_VERSION = 1
 BLOCK_PAIRS = 8192  # (draw, input) pairs per block, before rounding to whole rounds
@@ -130,7 +134,7 @@ class SimulationResult:
             "n_samples": self.n_samples,
             "n_inputs": self.n_inputs,
             "n_pairs": self.n_pairs,
-            "n_failures": self.n_failures,
+            "n_failures": self.n_failures,  # None for the stratified estimator
             "n_faulty_pairs": self.n_faulty_pairs,
             "metric": self.metric,
             "eps": self.eps,
@@ -138,10 +142,11 @@ class SimulationResult:
             "seed": self.seed,
             "fault_model": self.fault_model,
             "simulated_network": self.simulated_network,
-            "error_mean": self.error_mean,
-            "error_std": self.error_std,
-            "output_error_mean": self.output_error_mean.tolist(),
-            "output_error_std": self.output_error_std.tolist(),
+            "estimator": "mc",
+            "error_mean": _none_if_nan(self.error_mean),
+            "error_std": _none_if_nan(self.error_std),
+            "output_error_mean": [_none_if_nan(v) for v in self.output_error_mean.tolist()],
+            "output_error_std": [_none_if_nan(v) for v in self.output_error_std.tolist()],
             "clean_accuracy": self.clean_accuracy,
             "faulty_accuracy": self.faulty_accuracy,
             "failures_by_layer": {str(l): int(v) for l, v in enumerate(self.layer_failures)},
@@ -157,6 +162,15 @@ class SimulationResult:
 
     def summary(self) -> str:
         pct = 100 * self.confidence
+        if self.extra.get("estimator") == "stratified":
+            strat = self.extra["stratification"]
+            return "\n".join([
+                f"failure rate P({self.metric} >= {self.eps:g}) = {self.failure_rate:.4g}  "
+                f"[{self.ci_low:.4g}, {self.ci_high:.4g}] ({pct:g} % {self.interval_method})",
+                f"{self.n_inputs} inputs, {strat['rows_evaluated']} (fault set, input) rows "
+                f"evaluated, strata k = 1..{strat['k_max']}, P(K > k_max) = "
+                f"{strat['tail_probability']:.3g} counted as failure in the upper bound",
+            ] + ([f"accuracy: clean {self.clean_accuracy:.2%}"] if self.clean_accuracy is not None else []))
         lines = [
             f"failure rate P({self.metric} >= {self.eps:g}) = {self.failure_rate:.4g}  "
             f"[{self.ci_low:.4g}, {self.ci_high:.4g}] ({pct:g} % {self.interval_method})",
@@ -174,6 +188,10 @@ class SimulationResult:
             q = self.chip_failure_quantiles
             lines.append("per-chip failure rate quantiles: " + ", ".join(f"{k} {v:.3g}" for k, v in q.items()))
         return "\n".join(lines)
+
+
+def _none_if_nan(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -256,28 +274,28 @@ def _network_sha256(network) -> str:
 
 # --- the driver -------------------------------------------------------------------------------
 
-def _validate(metric, eps, n_samples, mode, confidence, y):
+def _validate(metric, eps, n_samples, mode, confidence, y, owner="simulate"):
     if metric not in METRICS:
-        raise param_error("simulate", "metric", f"one of {', '.join(METRICS)}", metric)
+        raise param_error(owner, "metric", f"one of {', '.join(METRICS)}", metric)
     if eps is None:
         if metric != "flip":
             raise ValidationError(
-                f"The 'eps' parameter of simulate is required for metric {metric!r} (failure "
+                f"The 'eps' parameter of {owner} is required for metric {metric!r} (failure "
                 "means metric >= eps); only 'flip' has a default (0.5)."
             )
         eps = 0.5
     try:
         eps = float(eps)
     except (TypeError, ValueError):
-        raise param_error("simulate", "eps", "a number >= 0", eps) from None
+        raise param_error(owner, "eps", "a number >= 0", eps) from None
     if not math.isfinite(eps) or eps < 0:
-        raise param_error("simulate", "eps", "a finite number >= 0", eps)
+        raise param_error(owner, "eps", "a finite number >= 0", eps)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise param_error("simulate", "n_samples", "a positive integer", n_samples)
+        raise param_error(owner, "n_samples", "a positive integer", n_samples)
     if mode not in MODES:
-        raise param_error("simulate", "mode", f"one of {', '.join(MODES)}", mode)
+        raise param_error(owner, "mode", f"one of {', '.join(MODES)}", mode)
     if not (0.0 < float(confidence) < 1.0):
-        raise param_error("simulate", "confidence", "a float in (0, 1)", confidence)
+        raise param_error(owner, "confidence", "a float in (0, 1)", confidence)
     if metric == "loss" and y is None:
         raise ValidationError("The 'loss' metric needs labels or targets y.")
     return eps
@@ -300,6 +318,7 @@ def simulate(
     resume: bool = False,
     checkpoint_every_s: float = 10.0,
     progress: bool = False,
+    estimator: str = "mc",
 ) -> SimulationResult:
     """Inject faults and measure how often the output goes wrong.
 
@@ -334,6 +353,13 @@ def simulate(
         uninterrupted run.
     progress : bool
         Show a progress bar with the current interval (on stderr).
+    estimator : {"mc", "stratified", "auto"}
+        ``mc``: plain Monte Carlo. ``stratified``: the rare-event estimator of
+        :func:`neurosim.certify.stratified_estimate` (exact single faults, conditional sampling
+        of larger fault counts; transient mode; ``n_samples`` is then the number of conditional
+        draws per input in each sampled stratum, and the error moments are not computed).
+        ``auto``: stratified when the expected number of faults per draw is at most
+        ``AUTO_STRATIFIED_MAX_FAULTS`` (transient mode, no resume), else mc.
 
     Returns
     -------
@@ -362,6 +388,15 @@ def simulate(
         faults = profile_faults(mapping.profile)
     faults = as_fault_model(faults)
     plan = build_plan(target, faults, use_float=use_float)
+    if estimator not in ESTIMATORS:
+        raise param_error("simulate", "estimator", f"one of {', '.join(ESTIMATORS)}", estimator)
+    if estimator == "auto":
+        expected = sum(g.n * g.rate for g in fault_groups(plan))
+        estimator = ("stratified" if mode == "transient" and not resume
+                     and expected <= AUTO_STRATIFIED_MAX_FAULTS else "mc")
+    if estimator == "stratified":
+        return _simulate_stratified(target, faults, X, y, metric, eps, n_samples, seed, mode,
+                                    confidence, use_float, output, resume, started, mapping)
     network = plan.network
     X = network.check_input(X, owner="input data X")
     m = X.shape[0]
@@ -406,9 +441,7 @@ def simulate(
                    desc="simulate", initial=min(n_samples, totals.next_block * rounds_per_block),
                    leave=False)
     last_checkpoint = time.perf_counter()
-    # The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
-    # each small matrix product would compete with them for the cores, so BLAS runs on one.
-    limits = threadpool_limits(limits=1, user_api="blas")
+    limits = one_blas_thread()
     try:
         for block in range(totals.next_block, n_blocks):
             rounds = min(rounds_per_block, n_samples - block * rounds_per_block)
@@ -440,6 +473,58 @@ def simulate(
     if output is not None:
         _write_file(output, config, totals, result)
     return result
+
+
+def _simulate_stratified(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence,
+                         use_float, output, resume, started, mapping) -> SimulationResult:
+    from neurosim.certify import stratified_estimate
+
+    if mode != "transient":
+        raise ValidationError("The stratified estimator supports transient faults only; use "
+                              "estimator='mc' for permanent mode.")
+    if resume:
+        raise ValidationError("The stratified estimator does not checkpoint; resume needs "
+                              "estimator='mc'.")
+    strat = stratified_estimate(target, faults, X, y, metric=metric, eps=eps, seed=seed,
+                                confidence=confidence, use_float=use_float, n_samples=n_samples)
+    network = strat.network
+    L = network.n_layers
+    result = SimulationResult(
+        failure_rate=strat.estimate, ci_low=strat.lower, ci_high=strat.upper,
+        confidence=float(confidence), n_samples=int(n_samples), n_inputs=strat.n_inputs,
+        n_pairs=strat.rows, n_failures=None, n_faulty_pairs=None, metric=metric, eps=eps,
+        mode=mode, seed=int(seed), error_mean=math.nan, error_std=math.nan,
+        output_error_mean=np.full(network.n_outputs, math.nan),
+        output_error_std=np.full(network.n_outputs, math.nan),
+        clean_accuracy=strat.clean_accuracy, faulty_accuracy=None,
+        layer_failures=np.zeros(L + 1, dtype=np.int64),
+        core_failures=np.zeros(mapping.cores_used if mapping is not None else 0, dtype=np.int64),
+        fault_model=faults.spec(),
+        simulated_network="float" if (use_float or mapping is None) else f"quantized for {mapping.profile.name}",
+        interval_method="stratified by fault count (exact strata, Clopper-Pearson per sampled stratum)",
+        extra={"estimator": "stratified", "stratification": strat.to_dict()},
+    )
+    result.elapsed_s = time.perf_counter() - started
+    if output is not None:
+        import h5py
+
+        from neurosim.io._atomic import atomic_path
+
+        with atomic_path(output, suffix=".h5") as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["neurosim_format"] = "simulation"
+                f.attrs["format_version"] = RESULT_FORMAT_VERSION
+                f.attrs["config"] = json.dumps({"estimator": "stratified", "seed": int(seed)})
+                f.attrs["complete"] = True
+                f.attrs["result"] = json.dumps(result.to_dict(), sort_keys=True, default=_json_default)
+                f.create_group("state")
+    return result
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serializable: {value!r}")
 
 
 def _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification,

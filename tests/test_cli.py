@@ -116,15 +116,6 @@ def test_data_width_mismatch_exit_2(capsys, tmp_path):
     assert code == 2 and "d.npz" in err and "64" in err
 
 
-def test_demo(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path))
-    assert code == 0
-    assert "loihi2" in out and "accuracy" in out
-    summary = json.loads((tmp_path / "demo.json").read_text())
-    assert summary["quantization"]["float_accuracy"] >= 0.95
-    assert (tmp_path / "mapping.h5").exists()
-
-
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "neurosim", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

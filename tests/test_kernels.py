@@ -392,13 +392,16 @@ def test_stuck_synapses_share_and_values(seed, target):
         n_in = W.shape[1]
         assert np.unique(batch.draw[sel] * W.size + a * n_in + b).size == a.size
         mx = v != 0
-        np.testing.assert_allclose(np.abs(v[mx]), plan.stuck_max[l - 1], rtol=1e-12)
-        np.testing.assert_array_equal(np.sign(v[mx]), np.where(W[a[mx], b[mx]] < 0, -1.0, 1.0))
+        negative = W[a[mx], b[mx]] < 0
+        expected = np.where(negative, -plan.stuck_max_neg[l - 1], plan.stuck_max_pos[l - 1])
+        np.testing.assert_allclose(v[mx], expected, rtol=1e-12)
+        np.testing.assert_array_equal(np.sign(v[mx]), np.where(negative, -1.0, 1.0))
         if target == "network":
-            assert plan.stuck_max[l - 1] == np.abs(W).max()
+            assert plan.stuck_max_pos[l - 1] == plan.stuck_max_neg[l - 1] == np.abs(W).max()
         else:
             q = obj.quantization[l - 1]
-            assert plan.stuck_max[l - 1] == q.scale * max(-q.q_min, q.q_max)
+            assert plan.stuck_max_pos[l - 1] == q.scale * q.q_max
+            assert plan.stuck_max_neg[l - 1] == q.scale * -q.q_min
     zero_w = (batch.layer == 1) & (batch.a == 0) & (batch.b < 3) & to_max
     assert zero_w.any() and (batch.value[zero_w] > 0).all()
 

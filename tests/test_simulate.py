@@ -303,9 +303,16 @@ def test_cli_simulate_data_width(capsys, tmp_path):
     assert code == 2 and "narrow.npz" in err and "64" in err
 
 
-def test_cli_demo_simulates(capsys, tmp_path):
+def test_cli_demo(capsys, tmp_path):
+    """The demo maps, simulates and certifies the bundled model and writes its outputs."""
     code, out, _ = run_cli(capsys, "demo", "--samples", "200", "--out", str(tmp_path))
     assert code == 0
+    assert "loihi2" in out and "fits on one chip" in out
     assert "failure rate" in out and "Clopper-Pearson" in out
+    assert "CERTIFIED" in out  # the bundled model certifies delta = 0.05 at loihi2's rates
     summary = json.loads((tmp_path / "demo.json").read_text())
+    assert summary["quantization"]["float_accuracy"] >= 0.95
     assert summary["simulation"]["n_samples"] == 200
+    assert summary["certificate"]["certified"] is True
+    assert (tmp_path / "mapping.h5").exists()
+    assert (tmp_path / "delta_vs_eps.png").read_bytes()[:4] == b"\x89PNG"

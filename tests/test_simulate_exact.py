@@ -263,7 +263,10 @@ def test_crash_permanent_several_inputs(crash_net):
 # --- 4: stuck synapses ------------------------------------------------------------------------
 
 def _stuck_patterns(Ws, stuck_max, p0, p1):
-    """All 3^n states (healthy, stuck at 0, stuck at max) of the synapses: weights, batched W."""
+    """All 3^n states (healthy, stuck at 0, stuck at max) of the synapses: weights, batched W.
+
+    ``stuck_max[l]`` is one magnitude, or a pair (positive value, negative magnitude).
+    """
     shapes = [W.shape for W in Ws]
     sizes = [W.size for W in Ws]
     n = sum(sizes)
@@ -274,8 +277,9 @@ def _stuck_patterns(Ws, stuck_max, p0, p1):
     faulty, start = [], 0
     for W, shape, size, vmax in zip(Ws, shapes, sizes, stuck_max):
         s = states[:, start:start + size].reshape(-1, *shape)
-        sign = np.where(W < 0, -1.0, 1.0)  # sign kept; a zero weight becomes positive
-        faulty.append(np.where(s == 0, W, np.where(s == 1, 0.0, sign * vmax)))
+        vpos, vneg = (vmax, vmax) if np.ndim(vmax) == 0 else vmax
+        at_max = np.where(W < 0, -vneg, vpos)  # sign kept; a zero weight becomes positive
+        faulty.append(np.where(s == 0, W, np.where(s == 1, 0.0, at_max)))
         start += size
     return w, faulty
 
@@ -300,13 +304,15 @@ def test_stuck_float_coverage(stuck_net, p0, p1):
 
 
 def test_stuck_mapping_coverage(stuck_net):
-    """On a mapping: the quantized weights scale * Q; stuck at max is scale * 2^(b-1)."""
+    """On a mapping: the quantized weights scale * Q; stuck at max is the word's extreme value
+    of the weight's sign: scale * (2^(b-1) - 1) up, -scale * 2^(b-1) down."""
     net, X = stuck_net
     bits = 4
     mapping = map_network(net, _profile(weight_bits=bits))
     Ws = [q.scale * q.Q.astype(np.float64) for q in mapping.quantization]
     assert all(np.abs(q.Q).max() <= 2 ** (bits - 1) for q in mapping.quantization)
-    stuck_max = [q.scale * 2 ** (bits - 1) for q in mapping.quantization]
+    stuck_max = [(q.scale * (2 ** (bits - 1) - 1), q.scale * 2 ** (bits - 1))
+                 for q in mapping.quantization]
     _, bs, acts = _arrays(net)
     w, faulty = _stuck_patterns(Ws, stuck_max, 0.1, 0.08)
     arrays = {"W": Ws, "faulty_W": faulty, "b": bs, "acts": acts}
@@ -531,7 +537,7 @@ def test_crossbar_tiles_with_stuck_cells():
     mapping = map_network(net, profile)
     assert len(mapping.cores) == 3
     Ws, bs, acts = _arrays(mapping.quantized_network())
-    stuck_max = [q.scale * 2 ** 3 for q in mapping.quantization]
+    stuck_max = [(q.scale * (2 ** 3 - 1), q.scale * 2 ** 3) for q in mapping.quantization]
     ws, stuck_W = _stuck_patterns(Ws, stuck_max, 0.1, 0.1)
     wc, dead = _core_patterns(mapping, 0.15)
     Ps, Pc = ws.size, wc.size
