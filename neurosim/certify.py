@@ -597,6 +597,9 @@ class Certificate:
                 f"  paper (first-order, not a guarantee): delta0 {t.delta0:.3g}, Taylor mean "
                 f"{t.taylor_mean:.3g}, var {t.taylor_var:.3g}, Chebyshev delta {t.taylor_delta:.3g}"
                 f" (exact single faults: {t.b4_delta:.3g})")
+            failing = [a["assumption"] for a in t.assumptions if a["holds"] is False]
+            if failing:
+                lines.append("  paper's assumptions that do not hold here: " + "; ".join(failing))
         for key, text in self.advice.items():
             lines.append(f"  prediction ({key}): {text}")
         return "\n".join(lines)
