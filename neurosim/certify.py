@@ -102,15 +102,53 @@ def _log_comb(n, k):
 
 
 def n_patterns(groups: list[FaultGroup], k: int) -> float:
-    """Number of fault patterns with exactly k faulty sites (stuck sites count twice: 0 / max)."""
-    total = 0.0
-    for comp in _compositions(k, len(groups)):
-        if any(c > g.n for c, g in zip(comp, groups)):
-            continue
-        lw = sum(_log_comb(g.n, c) + (c * math.log(2) if g.kind == "stuck" else 0.0)
-                 for c, g in zip(comp, groups))
-        total += math.exp(lw)
-    return total
+    """Number of fault patterns with exactly k faulty sites (stuck sites count twice: 0 / max).
+
+    The coefficient of ``t^k`` in ``prod_g (1 + w_g t)^{n_g}`` (``w_g`` = 2 for stuck sites).
+    """
+    poly = np.zeros(k + 1)
+    poly[0] = 1.0
+    for g in groups:
+        j = np.arange(min(g.n, k) + 1)
+        w = 2.0 if g.kind == "stuck" else 1.0
+        coef = np.exp(_log_comb(g.n, j) + j * math.log(w))
+        poly = np.convolve(poly, coef)[: k + 1]
+    return float(poly[k]) if k < poly.size else 0.0
+
+
+def sample_counts_given_k(groups: list[FaultGroup], ks: np.ndarray, rng) -> np.ndarray:
+    """Per-group fault counts of draws conditioned on their total ``ks`` (exact).
+
+    Group g gets ``j`` with probability ``Bin(j; n_g, p_g) P(K_{>g} = k - j) / P(K_{>=g} = k)``,
+    ``K_{>g}`` the count of the later groups, from suffix distributions.
+    """
+    ks = np.asarray(ks, dtype=np.int64)
+    k_top = int(ks.max(initial=0))
+    G = len(groups)
+    pmfs = [stats.binom.pmf(np.arange(k_top + 1), g.n, g.rate) for g in groups]
+    suffix = [None] * (G + 1)
+    suffix[G] = np.zeros(k_top + 1)
+    suffix[G][0] = 1.0
+    for g in range(G - 1, -1, -1):
+        suffix[g] = np.convolve(pmfs[g], suffix[g + 1])[: k_top + 1]
+    counts = np.zeros((ks.size, G), dtype=np.int64)
+    remaining = ks.copy()
+    for g in range(G):
+        if g == G - 1:
+            counts[:, g] = remaining
+            break
+        j = np.arange(k_top + 1)
+        # weights[d, j] = pmf_g(j) * suffix_{g+1}(remaining_d - j)
+        rest = remaining[:, None] - j[None, :]
+        valid = rest >= 0
+        weights = np.where(valid, pmfs[g][None, :] * suffix[g + 1][np.clip(rest, 0, k_top)], 0.0)
+        weights /= weights.sum(axis=1, keepdims=True)
+        u = rng.random(ks.size)[:, None]
+        pick = (np.cumsum(weights, axis=1) < u).sum(axis=1)
+        pick = np.minimum(pick, remaining)
+        counts[:, g] = pick
+        remaining = remaining - pick
+    return counts
 
 
 # --- bounds ---------------------------------------------------------------------------------------
@@ -295,7 +333,7 @@ def _skippable_single_crashes(plan, evaluator, layer, metric, eps, semantics_sil
 def stratified_estimate(
     target, faults=None, X=None, y=None, *, metric="flip", eps=None, seed=0, confidence=0.95,
     use_float=False, n_samples=200, work_budget=4_000_000, tail_target=None,
-    tail_fraction=0.01, k_cap=12, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0,
+    tail_fraction=0.01, k_cap=None, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0,
 ) -> StratifiedResult:
     """Stratified (by fault count) bounds on the failure probability over the given inputs.
 
@@ -310,7 +348,8 @@ def stratified_estimate(
         the target is the exactly computed part of the estimate (the k = 1 stratum).
     rel_halfwidth : float, optional
         Keep doubling the samples of the sampled strata until ``(upper - lower) / 2 <=
-        rel_halfwidth * estimate`` (or ``max_seconds``).
+        rel_halfwidth * estimate``, or ``max_seconds`` have passed (a failure rate of 0 never
+        reaches a relative precision).
     alpha_split : float
         Fraction of each side's ``(1 - confidence) / 2`` given to the strata (the certificate
         keeps the rest for the population bound over inputs).
@@ -335,6 +374,9 @@ def stratified_estimate(
     m = X.shape[0]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
     n_sites = sum(g.n for g in groups)
+    if k_cap is None:  # far enough into the tail of K for any target
+        mean_k = sum(g.n * g.rate for g in groups)
+        k_cap = int(math.ceil(mean_k + 12 * math.sqrt(mean_k) + 12))
     k_cap = min(k_cap, n_sites)
     pmf, _ = count_distribution(groups, max(k_cap, 1))
     strata: list[Stratum] = []
@@ -356,7 +398,7 @@ def stratified_estimate(
                 else:
                     st = Stratum(1, f"{group.kind} {group.key[1]}", prob, "sampled", 0, 0, 1,
                                  patterns=n_pat)
-                    sampled.append((st, {"comp": comp[None, :], "weights": np.ones(1)}))
+                    sampled.append((st, {"fixed": comp}))
                     strata.append(st)
         # k >= 2 until the tail is small next to the target.
         exact_part = sum(s.probability * s.fail_fraction for s in strata if s.method == "exact")
@@ -380,19 +422,15 @@ def stratified_estimate(
         k_max = k
         if pending:
             # The strata too large to enumerate are sampled together, conditional on K being one
-            # of them (K drawn with its conditional probability, then the groups, then the
-            # sites): one interval instead of one per stratum.
-            comps, weights = [], []
+            # of them (K drawn with its conditional probability, then the groups' counts, then
+            # the sites): one interval instead of one per stratum.
             total = sum(prob for _, prob, _ in pending)
-            for k_s, prob, _ in pending:
-                c, w = composition_weights(groups, k_s)
-                comps.append(c)
-                weights.append(w * prob / total)
             ks = [k_s for k_s, _, _ in pending]
             label = f"K={ks[0]}" if len(ks) == 1 else f"K={ks[0]}..{ks[-1]}"
             st = Stratum(ks[0], label, total, "sampled", 0, 0, 1,
                          patterns=sum(n for _, _, n in pending))
-            sampled.append((st, {"comp": np.vstack(comps), "weights": np.concatenate(weights)}))
+            sampled.append((st, {"ks": np.array(ks),
+                                 "k_weights": np.array([prob for _, prob, _ in pending]) / total}))
             strata.append(st)
 
         alpha_side = (1.0 - confidence) / 2.0 * alpha_split
@@ -507,20 +545,25 @@ def _sample_stratum(plan, evaluator, groups, spec, draws_per_input, rng) -> tupl
     from neurosim.engine import sample_faults
 
     m = evaluator.m
-    n_draws = draws_per_input * m
-    choice = rng.choice(len(spec["weights"]), size=n_draws, p=spec["weights"])
-    comps = spec["comp"][choice]  # (n_draws, n_groups)
-    counts = {g.key: comps[:, gi] for gi, g in enumerate(groups)}
-    batch = sample_faults(plan, rng, n_draws, counts=counts)
-    row_draw = np.arange(n_draws, dtype=np.int64)
-    row_input = row_draw % m
-    has = batch.draw_has_fault
     fails = 0
-    if has.any():
-        fails = int(evaluator.fail_counts(batch, row_draw[has], row_input[has]).sum())
-    if evaluator.eps <= 0:
-        fails += int((~has).sum())
-    return fails, n_draws
+    rounds_per_chunk = max(1, (1 << 16) // m)  # bounded memory however many draws are asked for
+    for start in range(0, draws_per_input, rounds_per_chunk):
+        n_draws = min(rounds_per_chunk, draws_per_input - start) * m
+        if "fixed" in spec:
+            comps = np.broadcast_to(spec["fixed"], (n_draws, len(groups)))
+        else:
+            ks = spec["ks"][rng.choice(spec["ks"].size, size=n_draws, p=spec["k_weights"])]
+            comps = sample_counts_given_k(groups, ks, rng)  # (n_draws, n_groups)
+        counts = {g.key: comps[:, gi] for gi, g in enumerate(groups)}
+        batch = sample_faults(plan, rng, n_draws, counts=counts)
+        row_draw = np.arange(n_draws, dtype=np.int64)
+        row_input = row_draw % m
+        has = batch.draw_has_fault
+        if has.any():
+            fails += int(evaluator.fail_counts(batch, row_draw[has], row_input[has]).sum())
+        if evaluator.eps <= 0:
+            fails += int((~has).sum())
+    return fails, draws_per_input * m
 
 
 # --- the certificate --------------------------------------------------------------------------------

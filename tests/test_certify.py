@@ -313,3 +313,39 @@ def test_replicas_needed():
     assert replicas_needed(1e-5) == 21  # 2 ln(1e5) / ln 3 = 20.96
     assert replicas_needed(1 / 3) == 2
     assert replicas_needed(0.9) == 1
+
+
+def test_sample_counts_given_k_matches_the_conditional_law():
+    """Per-group counts drawn given the total K follow P(c | sum c = K) (chi-square, 3 seeds)."""
+    from scipy import stats as st
+
+    from neurosim.certify import composition_weights, sample_counts_given_k
+    from neurosim.engine import FaultGroup
+
+    groups = [FaultGroup("crash", 1, -1, 7, 0.05), FaultGroup("crash", 2, -1, 4, 0.2),
+              FaultGroup("bitflip", 1, -1, 30, 0.01)]
+    for k in (1, 3):
+        comps, weights = composition_weights(groups, k)
+        index = {tuple(c): i for i, c in enumerate(comps)}
+        for seed in range(3):
+            draws = sample_counts_given_k(groups, np.full(20000, k), np.random.default_rng(seed))
+            assert (draws.sum(axis=1) == k).all()
+            observed = np.bincount([index[tuple(c)] for c in draws], minlength=len(comps))
+            expected = weights * draws.shape[0]
+            keep = expected > 5
+            chi2 = (((observed - expected) ** 2 / expected)[keep]).sum()
+            assert chi2 < st.chi2.ppf(0.9999, keep.sum() - 1), (k, seed, chi2)
+
+
+def test_n_patterns_counts_by_brute_force():
+    import itertools
+
+    from neurosim.certify import n_patterns
+    from neurosim.engine import FaultGroup
+
+    groups = [FaultGroup("crash", 1, -1, 5, 0.1), FaultGroup("stuck", 1, -1, 4, 0.1)]
+    sites = [("crash", i) for i in range(5)] + [("stuck", i) for i in range(4)]
+    for k in range(0, 5):
+        brute = sum(2 ** sum(1 for s in combo if s[0] == "stuck")
+                    for combo in itertools.combinations(sites, k))
+        assert n_patterns(groups, k) == pytest.approx(brute, rel=1e-12)
