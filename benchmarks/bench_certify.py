@@ -23,8 +23,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 import neurosim as ns
 from neurosim.simulation import clopper_pearson
 

@@ -52,6 +52,20 @@ def _act(x, code, alpha):
     return x
 
 
+@njit(cache=True, inline="always")
+def _row_status(Y, r, Y_clean, x, sparse_limit):
+    """CLEAN, SPARSE or DENSE: how many entries of row r differ from input x's clean ones."""
+    changed = 0
+    for i in range(Y.shape[1]):
+        if Y[r, i] != Y_clean[x, i]:
+            changed += 1
+    if changed == 0:
+        return CLEAN
+    if changed <= sparse_limit:
+        return SPARSE
+    return DENSE
+
+
 @njit(cache=True, parallel=True)
 def z_from_clean(Z, rows, status, Yprev, Yprev_clean, Z_clean, W, row_input):
     """Fill ``Z[r]`` for the CLEAN and SPARSE rows ``r`` in ``rows`` from the clean cache.
@@ -129,16 +143,7 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, ro
                     Y[r, i] = _act(b[i], act_code, alpha)
                 else:
                     Y[r, i] = crash_value
-        changed = 0
-        for i in range(n_out):
-            if Y[r, i] != Y_clean[x, i]:
-                changed += 1
-        if changed == 0:
-            status_out[r] = CLEAN
-        elif changed <= sparse_limit:
-            status_out[r] = SPARSE
-        else:
-            status_out[r] = DENSE
+        status_out[r] = _row_status(Y, r, Y_clean, x, sparse_limit)
 
 
 @njit(cache=True, parallel=True)
@@ -158,16 +163,7 @@ def input_layer(Y0, rows, X, row_draw, row_input, ptr, kind, fa, fb, crash_sem, 
                     Y0[r, fa[f]] = 0.0
                 else:
                     Y0[r, fa[f]] = crash_value
-        changed = 0
-        for j in range(n_in):
-            if Y0[r, j] != X[x, j]:
-                changed += 1
-        if changed == 0:
-            status_out[r] = CLEAN
-        elif changed <= sparse_limit:
-            status_out[r] = SPARSE
-        else:
-            status_out[r] = DENSE
+        status_out[r] = _row_status(Y0, r, X, x, sparse_limit)
 
 
 @njit(cache=True)

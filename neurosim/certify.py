@@ -27,9 +27,7 @@ each side, split again between the strata and the inputs).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ from scipy import stats
 from scipy.special import gammaln
 
 from neurosim.engine import (
-    F_CRASH, FaultGroup, build_plan, clean_cache, fault_groups, one_blas_thread, propagate,
+    FaultGroup, build_plan, clean_cache, fault_groups, one_blas_thread, propagate,
     records_from_positions,
 )
 from neurosim.errors import ValidationError, param_error
@@ -174,41 +172,35 @@ def _kl(a, b):
     return out
 
 
+def _kl_bound(mean: float, m: int, alpha: float, upper: bool) -> float:
+    """The mu on the ``upper`` (or lower) side of ``mean`` where ``m d_KL(mean || mu)`` reaches
+    ``log(1/alpha)``, by bisection (d_KL grows monotonically away from ``mean``)."""
+    mean = min(max(mean, 0.0), 1.0)
+    edge = 1.0 if upper else 0.0
+    if mean == edge:
+        return edge
+    target = math.log(1.0 / alpha) / m
+    if _kl(mean, (1.0 - 1e-16) if upper else 1e-300) <= target:
+        return edge
+    inside, outside = mean, edge  # d_KL <= target at `inside`, > target at `outside`
+    for _ in range(200):
+        mid = 0.5 * (inside + outside)
+        if _kl(mean, mid) > target:
+            outside = mid
+        else:
+            inside = mid
+    return outside
+
+
 def kl_upper(mean: float, m: int, alpha: float) -> float:
     """Largest mu with ``m d_KL(mean || mu) <= log(1/alpha)``: an upper confidence bound on the
     mean of m i.i.d. [0, 1] variables (Chernoff-Hoeffding), holding with probability >= 1 - alpha."""
-    mean = min(max(mean, 0.0), 1.0)
-    if mean >= 1.0:
-        return 1.0
-    target = math.log(1.0 / alpha) / m
-    lo, hi = mean, 1.0
-    if _kl(mean, hi - 1e-16) <= target:
-        return 1.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _kl(mean, mid) > target:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _kl_bound(mean, m, alpha, upper=True)
 
 
 def kl_lower(mean: float, m: int, alpha: float) -> float:
     """Smallest mu with ``m d_KL(mean || mu) <= log(1/alpha)`` (lower confidence bound)."""
-    mean = min(max(mean, 0.0), 1.0)
-    if mean <= 0.0:
-        return 0.0
-    target = math.log(1.0 / alpha) / m
-    lo, hi = 0.0, mean
-    if _kl(mean, 1e-300) <= target:
-        return 0.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _kl(mean, mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return _kl_bound(mean, m, alpha, upper=False)
 
 
 # --- evaluating fault patterns ----------------------------------------------------------------------
@@ -648,22 +640,6 @@ class Certificate:
         return "\n".join(lines)
 
 
-def _sha256_of_network(network) -> str:
-    h = hashlib.sha256()
-    for layer in network.layers:
-        h.update(np.ascontiguousarray(layer.W, dtype=np.float64).tobytes())
-        h.update(np.ascontiguousarray(layer.b, dtype=np.float64).tobytes())
-        h.update(str(layer.activation).encode())
-    return h.hexdigest()
-
-
-def _sha256_of_data(X, y) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
-    if y is not None:
-        h.update(np.ascontiguousarray(y).tobytes())
-    return h.hexdigest()
-
-
 def certify(
     target, faults=None, X=None, y=None, *, eps=None, delta=None, metric="flip", confidence=0.95,
     seed=0, use_float=False, n_samples=200, work_budget=4_000_000, tail_fraction=0.01,
@@ -712,7 +688,7 @@ def certify(
         use_float=use_float, n_samples=n_samples, work_budget=work_budget, tail_target=delta,
         tail_fraction=tail_fraction, alpha_split=0.5,
     )
-    from neurosim.simulation import _validate
+    from neurosim.simulation import _data_sha256, _network_sha256, _validate
 
     eps = _validate(metric, eps, 1, "transient", confidence, y, owner="certify")
     m = empirical.n_inputs
@@ -730,8 +706,8 @@ def certify(
         confidence=confidence, delta_upper=upper, delta_lower=lower,
         delta_estimate=empirical.estimate, empirical=empirical, theory=report,
         fault_model=faults.spec(), seed=int(seed),
-        model_sha256=_sha256_of_network(network),
-        data_sha256=_sha256_of_data(np.asarray(X), None if y is None else np.asarray(y)),
+        model_sha256=_network_sha256(network),
+        data_sha256=_data_sha256(np.asarray(X), None if y is None else np.asarray(y)),
         n_inputs=m, profile=mapping.profile.name if mapping else None,
         simulated_network="float" if (use_float or mapping is None) else f"quantized for {mapping.profile.name}",
     )

@@ -22,7 +22,7 @@ from neurosim.engine import (
     build_plan, clean_cache, fault_groups, one_blas_thread, propagate, sample_faults,
 )
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError, ValidationError, param_error
-from neurosim.faults import FaultModel, as_fault_model, profile_faults
+from neurosim.faults import as_fault_model, profile_faults
 
 __all__ = ["simulate", "SimulationResult", "clopper_pearson", "METRICS", "load_result"]
 
@@ -566,7 +566,6 @@ def _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification
     # Attribution: each failing pair counts once for every layer and core its draw touched.
     fail_weight = np.bincount(row_draw[failed], minlength=n_draws) if n_fail_rows else None
     if fail_weight is not None:
-        w = fail_weight[batch.draw]
         keys = np.unique(batch.draw * (plan.n_layers + 1) + batch.layer)
         d, l = keys // (plan.n_layers + 1), keys % (plan.n_layers + 1)
         totals.layer_failures += np.bincount(l, weights=fail_weight[d],
@@ -577,7 +576,6 @@ def _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification
             keys = np.unique(batch.draw[has_core] * n_c + batch.core[has_core])
             d, c = keys // n_c, keys % n_c
             totals.core_failures += np.bincount(c, weights=fail_weight[d], minlength=n_c).astype(np.int64)
-        del w
     if mode == "permanent":
         per_chip = np.full(rounds, m * int(zero_fails), dtype=np.int64)
         if row_draw.size:

@@ -30,7 +30,6 @@ import io
 import json
 import os
 import re
-import warnings
 import zipfile
 from typing import Any, Iterable
 
@@ -38,6 +37,7 @@ import h5py
 import numpy as np
 
 from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
+from neurosim.io._finish import finish_network
 from neurosim.network import Activation, Dense, Network, make_activation
 
 __all__ = ["load_keras"]
@@ -430,17 +430,7 @@ def _dense_layers(plan: list[dict], variables: list[list[np.ndarray]], source: s
 
 
 def _finish(layers: list[Dense], metadata: dict, dropped: bool, source: str) -> Network:
-    if dropped:
-        warnings.warn(
-            f"{source}: the model ends with a softmax, which neurosim drops: the loaded network "
-            "outputs logits (its argmax, hence its predictions, are unchanged).",
-            stacklevel=3,
-        )
-        metadata["dropped_output_softmax"] = True
-    try:
-        return Network(layers, metadata=metadata)
-    except NeurosimError as exc:
-        raise type(exc)(f"{source}: {exc}") from None
+    return finish_network(layers, metadata, dropped, source, stacklevel=3)
 
 
 # --- the three formats ---------------------------------------------------------------------

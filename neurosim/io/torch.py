@@ -28,10 +28,10 @@ import numpy as np
 from neurosim.errors import (
     FileFormatError,
     MissingExtraError,
-    NeurosimError,
     UnsupportedLayerError,
     UntrustedPickleError,
 )
+from neurosim.io._finish import finish_network
 from neurosim.network import Activation, Dense, Network, make_activation
 
 __all__ = ["network_from_torch", "load_torch"]
@@ -198,17 +198,7 @@ def _convert(module, source: str, torch) -> Network:
 
 
 def _finish(layers: list[Dense], metadata: dict, dropped: bool, source: str) -> Network:
-    if dropped:
-        warnings.warn(
-            f"{source} ends with a softmax, which neurosim drops: the loaded network outputs "
-            "logits (its argmax, hence its predictions, are unchanged).",
-            stacklevel=4,
-        )
-        metadata["dropped_output_softmax"] = True
-    try:
-        return Network(layers, metadata=metadata)
-    except NeurosimError as exc:
-        raise type(exc)(f"{source}: {exc}") from None
+    return finish_network(layers, metadata, dropped, source, stacklevel=4)
 
 
 def network_from_torch(module) -> Network:
