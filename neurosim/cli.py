@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: loihi2)")
 
 
-def load_model_arg(args) -> "Network":
+def load_model_arg(args):
     from neurosim.datasets import load_digits_model
     from neurosim.io import load_network
 
@@ -252,6 +251,71 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _parse_hidden(text: str) -> tuple:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise ValidationError_(
+            f"--hidden must be comma-separated positive layer widths such as 256,256. "
+            f"Got {text!r} instead.")
+    return widths
+
+
+def _check_flag(flag: str, value: float, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValidationError_(f"{flag} must be {expected}. Got {value!r} instead.")
+
+
+def cmd_train(args) -> int:
+    import math
+
+    from neurosim.io import save_network
+    from neurosim.train import load_training_data, train
+
+    hidden = _parse_hidden(args.hidden)
+    for flag, value in (("--lambda", args.lam), ("--mu", args.mu), ("--nu", args.nu)):
+        _check_flag(flag, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
+    _check_flag("--crash-p", args.crash_p, 0.0 <= args.crash_p < 1.0, "a probability in [0, 1)")
+    _check_flag("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "a positive number")
+    if not str(args.output).lower().endswith((".h5", ".hdf5", ".npz")):
+        raise ValidationError_(
+            f"-o must name a .h5 (neurosim's format) or .npz file. Got {args.output!r} instead.")
+    out_folder = Path(args.output).parent
+    if str(out_folder) and not out_folder.is_dir():
+        from neurosim.errors import NeurosimFileNotFoundError
+
+        raise NeurosimFileNotFoundError(
+            f"Cannot write {args.output!r}: the folder {str(out_folder)!r} does not exist.")
+    data = load_training_data(args.data, seed=args.seed)
+    metadata = {"name": f"MLP trained on {data.name}",
+                "training_data": {"spec": str(args.data), "name": data.name, "task": data.task,
+                                  "n_train": int(data.X_train.shape[0]),
+                                  "n_test": int(data.X_test.shape[0]), **data.notes}}
+    network = train(
+        data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test,
+        progress=sys.stderr.isatty(), metadata=metadata, hidden=hidden,
+        activation=args.activation, lam=args.lam, mu=args.mu, nu=args.nu, crash_p=args.crash_p,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        task=data.task)
+    save_network(network, args.output)
+    info = network.metadata["training"]
+    if args.json:
+        print(json.dumps({**network.metadata, "output": str(args.output)}, indent=2,
+                         default=_json_safe))
+        return EXIT_OK
+    print(f"trained {network!r} on {data.name} ({data.X_train.shape[0]} train / "
+          f"{data.X_test.shape[0]} test samples), {args.epochs} epochs in {info['seconds']:.1f} s")
+    if info["task"] == "classification":
+        print(f"accuracy: train {info['train_accuracy']:.2%}, test {info['val_accuracy']:.2%}")
+    else:
+        scale = " (standardized target)" if "target_std" in data.notes else ""
+        print(f"MSE{scale}: train {info['train_mse']:.4g}, test {info['val_mse']:.4g}")
+    print(f"model saved to {args.output}")
+    return EXIT_OK
+
+
 # --- parser and entry point -----------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -356,6 +420,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, default=0.05,
                    help="failure probability the demo certifies (default 0.05)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a fault-tolerant MLP with the paper's regularizer "
+                                     "(extra torch)")
+    p.add_argument("--data", default="digits",
+                   help="'digits' or 'diabetes' (scikit-learn, nothing downloaded), mnist:FOLDER "
+                        "(the IDX files), or a .npz/.h5 with X and y (default digits)")
+    p.add_argument("--hidden", default="256,256",
+                   help="comma-separated hidden layer widths (default 256,256)")
+    p.add_argument("--activation", default="relu",
+                   help="hidden activation: relu, leaky_relu, tanh, sigmoid, softplus (default relu)")
+    p.add_argument("--lambda", dest="lam", type=float, default=0.0,
+                   help="weight of the sensitivity term sum (dL/dw)^2 w^2 (default 0)")
+    p.add_argument("--mu", type=float, default=0.0,
+                   help="weight of the balance term sum_l (W_max/W_min)^2 (default 0)")
+    p.add_argument("--nu", type=float, default=0.0, help="weight decay sum ||W||^2 (default 0)")
+    p.add_argument("--crash-p", type=float, default=0.0,
+                   help="probability of silently crashing each hidden neuron per training step "
+                        "(no rescaling; default 0)")
+    p.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default 60)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialization, batch order, crashes and split (default 0)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.h5",
+                   help="where to save the trained network (.h5 or .npz)")
+    p.add_argument("--json", action="store_true", help="print the training metadata as JSON")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -305,3 +305,91 @@ def load_data(
             f"({_valid_names()})."
         )
     return _check_arrays(X, y, source, network)
+
+
+# --- MNIST IDX files --------------------------------------------------------------------------
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MNIST_FILES = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+def read_idx(path: "str | os.PathLike") -> np.ndarray:
+    """Read an IDX file (the MNIST format), optionally gzip-compressed (``.gz``).
+
+    Layout: two zero bytes, a type byte (0x08 unsigned byte, ...), the number of dimensions,
+    then each dimension as a big-endian 32-bit integer, then the data.
+
+    Raises
+    ------
+    NeurosimFileNotFoundError, FileFormatError
+        For a missing file, a bad magic number, or data of the wrong length.
+    """
+    import gzip
+    import zlib
+
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise NeurosimFileNotFoundError(f"IDX file {source!r} does not exist.")
+    opener = gzip.open if source.endswith(".gz") else open
+    try:
+        with opener(source, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        # A truncated .gz raises EOFError and corrupt compressed data zlib.error, not OSError.
+        raise FileFormatError(f"{source}: cannot read it ({exc}).") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise FileFormatError(
+            f"{source}: not an IDX file (expected the magic bytes 00 00 TYPE NDIM with TYPE one of "
+            f"{', '.join(hex(t) for t in _IDX_TYPES)}).")
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise FileFormatError(f"{source}: truncated header ({ndim} dimensions announced).")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise FileFormatError(
+            f"{source}: the header announces shape {shape} ({expected} bytes of data) but the file "
+            f"holds {len(raw) - header} bytes.")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def load_mnist(folder: "str | os.PathLike"):
+    """MNIST from the standard IDX files in ``folder`` (plain or ``.gz``; both the
+    ``train-images-idx3-ubyte`` and ``train-images.idx3-ubyte`` spellings).
+
+    Returns ``X_train, y_train, X_test, y_test`` with images flattened to 784 floats in [0, 1].
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise NeurosimFileNotFoundError(f"MNIST folder {folder!r} does not exist.")
+    found = {}
+    for key, names in MNIST_FILES.items():
+        for name in names:
+            for candidate in (name, name + ".gz"):
+                path = os.path.join(folder, candidate)
+                if os.path.isfile(path):
+                    found[key] = path
+                    break
+            if key in found:
+                break
+        if key not in found:
+            raise NeurosimFileNotFoundError(
+                f"MNIST folder {folder!r} has no {names[0]} (or {names[1]}, optionally .gz).")
+    arrays = {key: read_idx(path) for key, path in found.items()}
+    out = []
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise FileFormatError(
+                f"{found[split + '_images']}: expected images (n, rows, cols) and n labels; got "
+                f"{images.shape} and {labels.shape}.")
+        out += [(images.reshape(images.shape[0], -1) / 255.0).astype(np.float32),
+                labels.astype(np.int64)]
+    return tuple(out)
