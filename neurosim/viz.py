@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-__all__ = ["delta_vs_eps", "plot_delta_vs_eps"]
+__all__ = ["delta_vs_eps", "plot_delta_vs_eps", "plot_error_decay", "plot_tradeoff", "plot_chip_mapping"]
 
 
 def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, confidence=0.95,
@@ -111,3 +111,177 @@ def plot_delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=No
         fig.savefig(os.fspath(path), dpi=120)
         plt.close(fig)
     return fig
+
+
+# --- experiments (neurosim.experiments) ---------------------------------------------------------
+
+def _figure(path, ax, ncols=1, figsize=(6.4, 4.4)):
+    """A figure with ``ncols`` axes (or ``ax``'s figure); Agg backend when saving to a file."""
+    import matplotlib
+
+    if path is not None and ax is None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        axes = list(np.atleast_1d(ax))
+        return axes[0].figure, axes
+    fig, axes = plt.subplots(1, ncols, figsize=figsize)
+    return fig, list(np.atleast_1d(axes))
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        import matplotlib.pyplot as plt
+
+        fig.savefig(os.fspath(path), dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def _slope_label(fit) -> str:
+    return (f"slope {fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}]"
+            if np.isfinite(fit["slope"]) else "slope n/a")
+
+
+def plot_error_decay(result, path=None, ax=None):
+    """Log-log Var Delta against hidden width (:func:`neurosim.experiments.error_decay`).
+
+    Monte Carlo with its interval as error bars, Prop. 4 and the exact single-fault terms as
+    lines, a fitted power law per method; the legend gives each slope with its confidence
+    interval, and a dotted line shows the paper's slope -1 through the first Prop. 4 point.
+    Returns the figure.
+    """
+    fig, (ax,) = _figure(path, ax)
+    w = np.asarray(result.widths, dtype=np.float64)
+    fits = result.fits
+    conf = 100 * fits["mc"].get("confidence", 0.95)
+    yerr = np.vstack([result.var_mc - result.var_mc_low, result.var_mc_high - result.var_mc])
+    ax.errorbar(w, result.var_mc, yerr=np.maximum(yerr, 0), fmt="o", color="C0", capsize=3,
+                label=f"Monte Carlo ({conf:g} % CI); {_slope_label(fits['mc'])}")
+    ax.plot(w, result.var_taylor, "s--", color="C1", mfc="none",
+            label=f"Prop. 4 (first order); {_slope_label(fits['taylor'])}")
+    ax.plot(w, result.var_exact, "^:", color="C2", mfc="none",
+            label=f"exact single-fault; {_slope_label(fits['exact'])}")
+    grid = np.geomspace(w.min(), w.max(), 50)
+    for key, color in (("mc", "C0"), ("taylor", "C1")):
+        f = fits[key]
+        if np.isfinite(f["slope"]):
+            ax.plot(grid, np.exp(f["intercept"]) * grid ** f["slope"], "-", color=color, lw=0.8, alpha=0.6)
+    ax.plot(grid, result.var_taylor[0] * (grid / w[0]) ** -1.0, "k:", lw=0.8, label="paper: slope -1")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    s = result.settings
+    ax.set_xlabel("hidden width n")
+    ax.set_ylabel("Var Delta (sum over outputs, mean over inputs)")
+    ax.set_title(f"{s.get('data', '')}, depth {s.get('depth', '')}, p = {s.get('p', float('nan')):g} "
+                 "(silent hidden crashes)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def plot_tradeoff(result, path=None, ax=None):
+    """Clean accuracy against Var Delta and against the failure rate
+    (:func:`neurosim.experiments.regularizer_tradeoff`); ``ax`` may be a pair of axes.
+
+    Each point is one (lambda, mu) setting; the plain-training point is black, the best
+    setting circled. Returns the figure.
+    """
+    fig, axes = _figure(path, ax, ncols=2, figsize=(11, 4.4))
+    if len(axes) < 2:
+        raise ValueError("plot_tradeoff needs two axes (accuracy vs Var Delta, vs failure rate).")
+    base, best = result.baseline_index, int(result.best["index"])
+    labels = [f"λ={a:g}, μ={b:g}" for a, b in zip(result.lam, result.mu)]
+    s = result.settings
+    for ax, x, lo, hi, xlabel in (
+            (axes[0], result.var_exact, None, None,
+             f"Var Delta, exact single-fault (p = {s.get('p', float('nan')):g}, hidden)"),
+            (axes[1], result.failure_rate, result.failure_low, result.failure_high,
+             f"failure rate P(argmax flips) on {s.get('profile', '')} (default rates)")):
+        colors = np.log10(1 + result.lam)
+        sc = ax.scatter(x, result.clean_accuracy, c=colors, cmap="viridis",
+                        s=30 + 400 * np.asarray(result.mu), zorder=3, edgecolors="k", linewidths=0.3)
+        if lo is not None:
+            ax.errorbar(x, result.clean_accuracy, xerr=np.maximum([x - lo, hi - x], 0), fmt="none",
+                        ecolor="0.6", zorder=2)
+        ax.scatter([x[base]], [result.clean_accuracy[base]], marker="s", s=80, facecolors="none",
+                   edgecolors="k", zorder=4, label="plain training")
+        ax.scatter([x[best]], [result.clean_accuracy[best]], marker="o", s=220, facecolors="none",
+                   edgecolors="C3", lw=1.5, zorder=4, label=f"best: {labels[best]}")
+        for i, text in enumerate(labels):
+            ax.annotate(text, (x[i], result.clean_accuracy[i]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.axhline(result.clean_accuracy[base] - result.best["max_accuracy_drop"], color="C3",
+                   lw=0.8, ls=":", label=f"{100 * result.best['max_accuracy_drop']:g} point accuracy lost")
+        if np.all(x > 0) and x.max() > 10 * x.min():  # log only where it spans a decade
+            ax.set_xscale("log")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("clean test accuracy")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.colorbar(sc, ax=axes[1], label="log10(1 + λ)  (size: μ)")
+    b = result.best
+    axes[0].set_title(f"best: Var Delta {b['var_reduction']:.2f}x lower, accuracy "
+                      f"{100 * b['accuracy_change']:+.1f} points", fontsize=9)
+    return _finish(fig, path)
+
+
+def plot_chip_mapping(result, path=None, ax=None):
+    """Cores used per profile, per-core utilization and per-core failure impact
+    (:func:`neurosim.experiments.chip_mapping`); ``ax`` may be three axes. Returns the figure.
+    """
+    fig, axes = _figure(path, ax, ncols=3, figsize=(15, 4.4))
+    if len(axes) < 3:
+        raise ValueError("plot_chip_mapping needs three axes.")
+    names = list(result.profiles)
+    used = np.asarray(result.cores_used)
+    ax = axes[0]
+    bars = ax.bar(range(len(names)), np.maximum(used, 0), color=["C0" if u > 0 else "0.7" for u in used])
+    for i, (bar, u) in enumerate(zip(bars, used)):
+        ax.annotate("n/a" if u < 0 else f"{int(u)}", (bar.get_x() + bar.get_width() / 2, max(u, 0)),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("cores (tiles) used")
+    ax.set_title("cores per profile", fontsize=9)
+    # utilization: one row per profile, one cell per core
+    ax = axes[1]
+    n_max = max([len(result.utilization[n]) for n in names] + [1])
+    grid = np.full((len(names), n_max), np.nan)
+    for i, n in enumerate(names):
+        u = result.utilization[n]
+        grid[i, :len(u)] = u
+    im = ax.imshow(grid, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("core id")
+    ax.set_title("per-core utilization", fontsize=9)
+    fig.colorbar(im, ax=ax, label="utilization")
+    # impact: flip rate when one core of the impact mapping fails
+    ax = axes[2]
+    layers = np.asarray(result.core_layer)
+    colors = [f"C{(int(l) - 1) % 10}" for l in layers]
+    # log scale: an output core dwarfs the hidden ones; a rate of 0 is drawn at the floor
+    floor = 0.5 / max(int(result.settings.get("n_inputs", 1) or 1), 1)
+    ax.bar(np.arange(layers.size), np.maximum(result.core_flip_rate, floor), color=colors,
+           bottom=0)
+    for l in np.unique(layers):
+        ax.bar([0], [0], color=f"C{(int(l) - 1) % 10}", label=f"layer {int(l)}")
+    ax.set_yscale("log")
+    ax.set_ylim(floor * 0.8, 1.5)
+    ax.axhline(floor, color="0.5", lw=0.6, ls=":", label="no flip (floor)")
+    ax.set_xticks(np.arange(layers.size))
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_xlabel(f"core id ({result.impact_profile})")
+    ax.set_ylabel("P(argmax flips | this core failed)")
+    ax.set_title(f"single-core failure impact ({result.settings.get('n_inputs', '')} inputs)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _finish(fig, path)

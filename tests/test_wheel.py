@@ -36,6 +36,9 @@ def test_wheel_contents(wheel):
     for required in (
         "neurosim/__init__.py",
         "neurosim/kernels/__init__.py",
+        "neurosim/kernels/propagate.py",
+        "neurosim/theory/__init__.py",
+        "neurosim/theory/bounds.py",
         "neurosim/hw_profiles/__init__.py",
         "neurosim/hw_profiles/loihi2.toml",
         "neurosim/hw_profiles/rram_crossbar.toml",
