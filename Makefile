@@ -1,5 +1,7 @@
 # make demo  : create .venv if missing, install neurosim, run the bundled demo
-# make test  : create .venv if missing, install neurosim with [dev,torch] (torch pinned), run all tests
+# make test  : create .venv if missing, install neurosim with [dev,torch] (torch pinned), run all
+#              tests; then create .venv-lava (Python 3.10, lava-nc, numpy<2) and run tests/lava
+#              there, or say in one line why that part is skipped
 # make notebooks : run every notebook in notebooks/ at full size with nbclient (figures and results
 #              to notebooks/figures/; the .ipynb files are not modified, so they stay without
 #              outputs). Needs the [dev,torch] install of 'make test'; no network.
@@ -8,8 +10,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
+# lava-nc needs Python 3.10; here it comes from pyenv.
+LAVA_PYTHON ?= env PYENV_VERSION=3.10.13 python3.10
+LAVA_VENV ?= .venv-lava
 
-.PHONY: demo test notebooks venv clean
+.PHONY: demo test test-lava notebooks venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +29,16 @@ demo: $(PY)
 test: $(PY)
 	$(PIP) install -c constraints/test.txt -e '.[dev,torch]'
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-lava
+
+test-lava:
+	@if $(LAVA_PYTHON) --version >/dev/null 2>&1; then \
+		( [ -x $(LAVA_VENV)/bin/python ] || $(LAVA_PYTHON) -m venv $(LAVA_VENV) ) && \
+		$(LAVA_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[lava]' pytest && \
+		$(LAVA_VENV)/bin/python -m pytest tests/lava -q; \
+	else \
+		echo "Lava tests skipped: Python 3.10 ('$(LAVA_PYTHON)') is not available, and lava-nc needs it."; \
+	fi
 
 notebooks: $(PY)
 	$(PY) -m neurosim.experiments --run-notebooks --folder notebooks

@@ -142,6 +142,8 @@ def cmd_simulate(args) -> int:
     faults = _fault_model_arg(args, mapping)
     if args.resume and not args.output:
         raise ValidationError_("--resume needs -o FILE.h5, the file of the interrupted run.")
+    if args.backend == "lava":
+        return _simulate_lava(args, network, mapping, faults, X, y)
     try:
         result = simulate(
             mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
@@ -162,6 +164,45 @@ def cmd_simulate(args) -> int:
         print(result.summary())
         if args.output:
             print(f"results saved to {args.output}")
+    return EXIT_OK
+
+
+def _simulate_lava(args, network, mapping, faults, X, y) -> int:
+    """simulate --backend lava: every faulty (draw, input) pair runs as Lava processes (slow)."""
+    from neurosim.backends.lava import lava_simulate, require_lava
+    from neurosim.simulation import clopper_pearson
+
+    require_lava()
+    for flag, value in (("--output", args.output), ("--resume", args.resume)):
+        if value:
+            raise ValidationError_(f"{flag} is not supported with --backend lava (small runs only).")
+    if args.estimator != "mc":
+        raise ValidationError_("--backend lava runs plain Monte Carlo; drop --estimator.")
+    print(f"neurosim simulate: the Lava backend runs one Lava episode per faulty (draw, input) "
+          f"pair, about a second each on a laptop CPU; {args.samples} draws x {X.shape[0]} inputs",
+          file=sys.stderr)
+    out = lava_simulate(mapping, faults, X, y, metric=args.metric, eps=args.eps,
+                        n_samples=args.samples, seed=args.seed, mode=args.fault_mode,
+                        use_float=args.use_float,
+                        progress=not args.no_progress and sys.stderr.isatty())
+    lo, hi = clopper_pearson(out["n_failures"], out["n_pairs"], args.confidence)
+    summary = {
+        "backend": "lava", "lava_mode": out["lava_mode"], "failure_rate": out["failure_rate"],
+        "ci_low": lo, "ci_high": hi, "confidence": args.confidence,
+        "interval_method": "Clopper-Pearson", "n_samples": args.samples,
+        "n_inputs": int(X.shape[0]), "n_pairs": out["n_pairs"],
+        "n_faulty_pairs": out["n_faulty_pairs"], "n_failures": out["n_failures"],
+        "metric": args.metric, "eps": 0.5 if args.eps is None else args.eps, "seed": args.seed,
+        "fault_model": faults.spec(),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{network!r} on '{mapping.profile.name}' through Lava ({out['lava_mode']}), "
+              f"faults: {faults.spec()}")
+        print(f"failure rate {out['failure_rate']:.4g}  [{lo:.4g}, {hi:.4g}] "
+              f"({100 * args.confidence:g} % Clopper-Pearson), {out['n_failures']} failures in "
+              f"{out['n_pairs']} pairs ({out['n_faulty_pairs']} with a fault)")
     return EXIT_OK
 
 
@@ -380,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in -o FILE")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend", default="numba", choices=("numba", "lava"),
+                   help="numba (default, fast) or lava: run the faulty pairs as Loihi-style Lava "
+                        "processes (slow, small runs; needs the lava extra on Python 3.10)")
     p.add_argument("--estimator", default="mc", choices=("mc", "stratified", "auto"),
                    help="mc: plain Monte Carlo (default); stratified: the rare-event estimator "
                         "(exact single faults, conditional sampling of more); auto: stratified "

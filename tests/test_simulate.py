@@ -316,3 +316,18 @@ def test_cli_demo(capsys, tmp_path):
     assert summary["certificate"]["certified"] is True
     assert (tmp_path / "mapping.h5").exists()
     assert (tmp_path / "delta_vs_eps.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_lava_backend_without_lava(capsys):
+    """Without lava-nc (this Python), --backend lava is a clear error naming what to install."""
+    import importlib.util
+
+    try:
+        has_lava = importlib.util.find_spec("lava.magma") is not None
+    except ModuleNotFoundError:
+        has_lava = False
+    if has_lava:
+        pytest.skip("lava-nc is installed here; tests/lava covers --backend lava")
+    code, _, err = run_cli(capsys, "simulate", "--backend", "lava", "--samples", "1")
+    assert code == 2
+    assert "Python 3.10" in err and "neurosim-faults[lava]" in err
