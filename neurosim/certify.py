@@ -41,7 +41,7 @@ from neurosim.engine import (
     records_from_positions,
 )
 from neurosim.errors import ValidationError, param_error
-from neurosim.faults import as_fault_model, profile_faults
+from neurosim.faults import resolve_faults
 
 __all__ = ["certify", "Certificate", "stratified_estimate", "StratifiedResult", "kl_upper", "kl_lower"]
 
@@ -346,17 +346,11 @@ def stratified_estimate(
         Fraction of each side's ``(1 - confidence) / 2`` given to the strata (the certificate
         keeps the rest for the population bound over inputs).
     """
-    from neurosim.mapping import Mapping
     from neurosim.simulation import _validate
 
     started = time.perf_counter()
     eps = _validate(metric, eps, 1, "transient", confidence, y, owner="certify")
-    mapping = target if isinstance(target, Mapping) else None
-    if faults is None:
-        if mapping is None:
-            raise ValidationError("certify needs 'faults' when given a Network (no profile).")
-        faults = profile_faults(mapping.profile)
-    faults = as_fault_model(faults)
+    faults = resolve_faults(target, faults, "certify")
     plan = build_plan(target, faults, use_float=use_float)
     X = plan.network.check_input(X, owner="input data X")
     if y is not None:
@@ -677,11 +671,7 @@ def certify(
     if not 0.0 < delta < 1.0:
         raise param_error("certify", "delta", "a float in (0, 1)", delta)
     mapping = target if isinstance(target, Mapping) else None
-    if faults is None:
-        if mapping is None:
-            raise ValidationError("certify needs 'faults' when given a Network (no profile).")
-        faults = profile_faults(mapping.profile)
-    faults = as_fault_model(faults)
+    faults = resolve_faults(target, faults, "certify")
     alpha_side = (1.0 - confidence) / 2.0
     empirical = stratified_estimate(
         target, faults, X, y, metric=metric, eps=eps, seed=seed, confidence=confidence,

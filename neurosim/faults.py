@@ -281,6 +281,20 @@ def as_fault_model(faults) -> FaultModel:
     raise param_error("simulate", "faults", "a fault process or FaultModel", faults)
 
 
+def resolve_faults(target, faults, owner: str = "simulate") -> FaultModel:
+    """``faults`` as a FaultModel; None means the profile's defaults of a Mapping ``target``."""
+    from neurosim.mapping import Mapping
+
+    if faults is None:
+        if not isinstance(target, Mapping):
+            raise ValidationError(
+                f"{owner} needs 'faults' when given a Network; only a Mapping has default rates "
+                "(from its profile)."
+            )
+        return profile_faults(target.profile)
+    return as_fault_model(faults)
+
+
 def profile_faults(profile) -> FaultModel:
     """The profile's default fault set (processes with a zero rate left out)."""
     r = profile.fault_rates

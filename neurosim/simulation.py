@@ -22,7 +22,7 @@ from neurosim.engine import (
     build_plan, clean_cache, fault_groups, one_blas_thread, propagate, sample_faults,
 )
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError, ValidationError, param_error
-from neurosim.faults import as_fault_model, profile_faults
+from neurosim.faults import resolve_faults
 
 __all__ = ["simulate", "SimulationResult", "clopper_pearson", "METRICS", "load_result"]
 
@@ -379,14 +379,7 @@ def simulate(
         raise ValidationError("simulate needs inputs X (n_inputs, n_features).")
     eps = _validate(metric, eps, n_samples, mode, confidence, y)
     mapping = target if isinstance(target, Mapping) else None
-    if faults is None:
-        if mapping is None:
-            raise ValidationError(
-                "simulate needs 'faults' when given a Network; only a Mapping has default rates "
-                "(from its profile)."
-            )
-        faults = profile_faults(mapping.profile)
-    faults = as_fault_model(faults)
+    faults = resolve_faults(target, faults, "simulate")
     plan = build_plan(target, faults, use_float=use_float)
     if estimator not in ESTIMATORS:
         raise param_error("simulate", "estimator", f"one of {', '.join(ESTIMATORS)}", estimator)
@@ -445,8 +438,7 @@ def simulate(
     try:
         for block in range(totals.next_block, n_blocks):
             rounds = min(rounds_per_block, n_samples - block * rounds_per_block)
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), block]))
-            _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification,
+            _run_block(plan, cache, seed, block, rounds, m, mode, metric, eps, y, classification,
                        clean_correct, totals)
             totals.next_block = block + 1
             if bar is not None:
@@ -527,9 +519,16 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {value!r}")
 
 
-def _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification,
-               clean_correct, totals: _Totals) -> None:
-    clean_out = cache.output
+def sample_block(plan, seed: int, block: int, rounds: int, m: int, mode: str):
+    """Block ``block``'s fault draws and the (draw, input) rows that need computing.
+
+    The unit of reproducibility: the draws come from ``SeedSequence([seed, block])`` whatever
+    the thread count or checkpointing. Transient: ``rounds x m`` draws, draw ``d`` for input
+    ``d % m``; permanent: ``rounds`` chips, each faulty one paired with every input.
+
+    Returns ``batch, n_draws, faulty_draws, row_draw, row_input``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), block]))
     n_draws = rounds * m if mode == "transient" else rounds
     batch = sample_faults(plan, rng, n_draws)
     faulty = np.flatnonzero(batch.draw_has_fault)
@@ -538,6 +537,13 @@ def _run_block(plan, cache, rng, rounds, m, mode, metric, eps, y, classification
     else:
         row_draw = np.repeat(faulty, m)
         row_input = np.tile(np.arange(m), faulty.size)
+    return batch, n_draws, faulty, row_draw, row_input
+
+
+def _run_block(plan, cache, seed, block, rounds, m, mode, metric, eps, y, classification,
+               clean_correct, totals: _Totals) -> None:
+    clean_out = cache.output
+    batch, n_draws, faulty, row_draw, row_input = sample_block(plan, seed, block, rounds, m, mode)
     n_pairs = rounds * m
     zero_fails = 0.0 >= eps  # a fault-free pair has metric 0
     if row_draw.size:

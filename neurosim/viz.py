@@ -19,7 +19,7 @@ def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, c
     sound_lower, inputs_upper``.
     """
     from neurosim.certify import certify
-    from neurosim.faults import as_fault_model, profile_faults
+    from neurosim.faults import resolve_faults
     from neurosim.mapping import Mapping
     from neurosim.simulation import simulate
     from neurosim.theory.bounds import chebyshev_certificate, theory_report
@@ -28,9 +28,7 @@ def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, c
         from neurosim.errors import ValidationError
 
         raise ValidationError(f"delta_vs_eps plots the output metrics 'linf' and 'l2'. Got {metric!r}.")
-    if faults is None:
-        faults = profile_faults(target.profile)
-    faults = as_fault_model(faults)
+    faults = resolve_faults(target, faults, "delta_vs_eps")
     eps_values = np.geomspace(0.1, 5.0, 6) if eps_values is None else np.asarray(eps_values, float)
     out = {k: [] for k in ("simulated", "sim_low", "sim_high", "chebyshev", "sound_upper",
                            "sound_lower", "inputs_upper")}

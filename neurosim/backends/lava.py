@@ -555,18 +555,12 @@ def lava_simulate(mapping, faults, X, y=None, metric: str = "flip", eps: "float 
     ``row_draw``/``row_input``/``failed`` of the faulty pairs (concatenated over blocks, draws
     numbered within their block) and ``lava_mode``.
     """
-    from neurosim.engine import build_plan, sample_faults
-    from neurosim.faults import as_fault_model
+    from neurosim.engine import build_plan
+    from neurosim.faults import resolve_faults
     from neurosim.mapping import Mapping
-    from neurosim.simulation import BLOCK_PAIRS, _metric, _validate
+    from neurosim.simulation import BLOCK_PAIRS, _metric, _validate, sample_block
 
-    if faults is None:
-        from neurosim.faults import profile_faults
-
-        if not isinstance(mapping, Mapping):
-            raise ValidationError("lava_simulate needs 'faults' when given a Network.")
-        faults = profile_faults(mapping.profile)
-    faults = as_fault_model(faults)
+    faults = resolve_faults(mapping, faults, "lava_simulate")
     eps = _validate(metric, eps, n_samples, mode, 0.95, y, owner="lava_simulate")
     plan = build_plan(mapping, faults, use_float=use_float)
     crash = faults.get("crash")
@@ -587,15 +581,8 @@ def lava_simulate(mapping, faults, X, y=None, metric: str = "flip", eps: "float 
     zero_fails = 0.0 >= eps
     for block in range(n_blocks):
         rounds = min(rounds_per_block, n_samples - block * rounds_per_block)
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), block]))
-        n_draws = rounds * m if mode == "transient" else rounds
-        batch = sample_faults(plan, rng, n_draws)
-        faulty = np.flatnonzero(batch.draw_has_fault)
-        if mode == "transient":
-            row_draw, row_input = faulty, faulty % m
-        else:
-            row_draw = np.repeat(faulty, m)
-            row_input = np.tile(np.arange(m), faulty.size)
+        batch, n_draws, faulty, row_draw, row_input = sample_block(plan, seed, block, rounds, m,
+                                                                   mode)
         failed = np.zeros(0, dtype=bool)
         if row_draw.size:
             sub = _select_draws(batch, row_draw, plan.n_layers)
