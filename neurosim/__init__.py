@@ -19,6 +19,7 @@ from neurosim.mapping import Mapping, load_mapping, map_network
 from neurosim.datasets import load_data, load_digits_model, load_digits_test
 from neurosim.faults import CoreFailure, FaultModel, NeuronCrash, SynapseStuck, WeightBitFlip
 from neurosim.simulation import SimulationResult, simulate
+from neurosim.engine import warmup
 from neurosim.certify import Certificate, certify, stratified_estimate
 
 __version__ = "0.1.0"

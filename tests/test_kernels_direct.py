@@ -28,3 +28,13 @@ def test_activate_matches_numpy(name, dtype, rtol):
     act = make_activation(name, 0.2 if name == "leaky_relu" else None)
     got = K.activate(Z, ACTIVATION_CODES[name], act.alpha)
     np.testing.assert_allclose(got, act(Z.astype(np.float64)), rtol=rtol, atol=rtol)
+
+
+def test_warmup_runs_every_kernel_path():
+    """ns.warmup() compiles the kernels explicitly (nothing is compiled at import)."""
+    import neurosim as ns
+
+    ns.warmup()
+    for name in ("z_from_clean", "finish_layer", "input_layer", "dense_forward", "activate"):
+        kernel = getattr(K, name)
+        assert len(kernel.signatures) >= 2, name  # float32 and float64 specialisations
