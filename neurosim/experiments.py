@@ -84,18 +84,14 @@ class _Saved:
     def _load(cls, path):
         import h5py
 
+        from neurosim.io.hdf5 import check_header
+
         source = os.fspath(path)
         if not os.path.exists(source):
             raise NeurosimFileNotFoundError(f"Experiment file {source!r} does not exist.")
         try:
             with h5py.File(source, "r") as h5:
-                if h5.attrs.get("neurosim_format") != "experiment":
-                    raise FileFormatError(f"{source}: not a neurosim experiment file.")
-                version = int(h5.attrs.get("format_version", -1))
-                if version != EXPERIMENT_FORMAT_VERSION:
-                    raise FileFormatError(
-                        f"{source}: experiment format_version {version} is not supported "
-                        f"(expected {EXPERIMENT_FORMAT_VERSION}).")
+                check_header(h5, source, "experiment", (EXPERIMENT_FORMAT_VERSION,))
                 kind = h5.attrs.get("experiment")
                 if kind != cls._KIND:
                     raise FileFormatError(

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neurosim.errors import FileFormatError, MappingError, NeurosimFileNotFoundError
+from neurosim.errors import MappingError, NeurosimFileNotFoundError
 from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
 from neurosim.network import Network
 
@@ -351,19 +351,13 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
     """Read a mapping written by :meth:`Mapping.save`."""
     import h5py
 
-    from neurosim.io.hdf5 import read_network_group
+    from neurosim.io.hdf5 import check_header, read_network_group
 
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Mapping file {source!r} does not exist.")
     with h5py.File(source, "r") as f:
-        if f.attrs.get("neurosim_format") != "mapping":
-            raise FileFormatError(f"{source}: not a neurosim mapping file.")
-        if int(f.attrs.get("format_version", -1)) != MAPPING_FORMAT_VERSION:
-            raise FileFormatError(
-                f"{source}: mapping format_version {f.attrs.get('format_version')} is not "
-                f"supported (expected {MAPPING_FORMAT_VERSION})."
-            )
+        check_header(f, source, "mapping", (MAPPING_FORMAT_VERSION,))
         profile = profile_from_dict(json.loads(f.attrs["profile"]), source=f"{source} (profile)")
         network = read_network_group(f["network"], source)
         utilization = np.asarray(f["core_utilization"])

@@ -652,17 +652,14 @@ def _write_file(path, config: dict, totals: _Totals, result: "SimulationResult |
 def _read_state(path) -> tuple[dict, dict, bool, "dict | None"]:
     import h5py
 
+    from neurosim.io.hdf5 import check_header
+
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Result file {source!r} does not exist; nothing to resume.")
     try:
         with h5py.File(source, "r") as f:
-            if f.attrs.get("neurosim_format") != "simulation":
-                raise FileFormatError(f"{source}: not a neurosim simulation file.")
-            if int(f.attrs.get("format_version", -1)) != RESULT_FORMAT_VERSION:
-                raise FileFormatError(
-                    f"{source}: simulation format_version {f.attrs.get('format_version')} is not "
-                    f"supported (expected {RESULT_FORMAT_VERSION}).")
+            check_header(f, source, "simulation", (RESULT_FORMAT_VERSION,))
             config = json.loads(f.attrs["config"])
             state = {name: np.asarray(f["state"][name]) for name in f["state"]}
             state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}

@@ -38,6 +38,24 @@ def is_neurosim_h5(path) -> bool:
         return False
 
 
+def check_header(f: h5py.File, source: str, kind: str, supported_versions) -> None:
+    """Raise FileFormatError unless ``f`` is a neurosim ``kind`` file of a supported version.
+
+    Every neurosim HDF5 file (network, mapping, simulation, experiment) carries the root
+    attributes ``neurosim_format`` (its kind) and ``format_version``.
+    """
+    found = f.attrs.get("neurosim_format")
+    if found != kind:
+        holds = f"it holds a neurosim {found!r} file" if found is not None else "no neurosim_format"
+        raise FileFormatError(f"{source}: not a neurosim {kind} file ({holds}).")
+    version = int(f.attrs.get("format_version", -1))
+    if version not in tuple(supported_versions):
+        raise FileFormatError(
+            f"{source}: {kind} format_version {version} is not supported by this neurosim "
+            f"(supported: {tuple(supported_versions)}); upgrade neurosim."
+        )
+
+
 def write_network_group(group: h5py.Group, network: Network) -> None:
     """Write ``network`` into an open HDF5 group (also used inside mapping and result files)."""
     group.attrs["metadata"] = json.dumps(network.metadata, sort_keys=True, default=str)
@@ -101,15 +119,5 @@ def save_network_h5(network: Network, path: "str | os.PathLike") -> None:
 def load_network_h5(path: "str | os.PathLike") -> Network:
     """Load a network saved by :func:`save_network_h5`."""
     with h5py.File(path, "r") as f:
-        kind = f.attrs.get("neurosim_format")
-        if kind != "network":
-            raise FileFormatError(
-                f"{os.fspath(path)}: a neurosim file of kind {kind!r}, expected a network file."
-            )
-        version = int(f.attrs.get("format_version", -1))
-        if version not in SUPPORTED_VERSIONS:
-            raise FileFormatError(
-                f"{os.fspath(path)}: format_version {version} is not supported by this neurosim "
-                f"(supported: {SUPPORTED_VERSIONS}); upgrade neurosim."
-            )
+        check_header(f, os.fspath(path), "network", SUPPORTED_VERSIONS)
         return read_network_group(f, os.fspath(path))
