@@ -222,7 +222,7 @@ def cmd_certify(args) -> int:
     data["model"] = str(args.model)
     data["data"] = str(args.data)
     if args.output:
-        from neurosim.io._atomic import atomic_path
+        from neurosim.io.atomic import atomic_path
 
         with atomic_path(args.output, suffix=".json") as tmp:
             tmp.write_text(json.dumps(data, indent=2, default=_json_safe))

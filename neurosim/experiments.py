@@ -62,7 +62,7 @@ class _Saved:
         """Write the result to an HDF5 file (atomically: a reader never sees half a file)."""
         import h5py
 
-        from neurosim.io._atomic import atomic_path
+        from neurosim.io.atomic import atomic_path
 
         arrays, meta = {}, {}
         for f in dataclasses.fields(self):

@@ -321,7 +321,7 @@ class Mapping:
         """Save the mapping (network, profile, neuron -> core, integer weights, scales) to HDF5."""
         import h5py
 
-        from neurosim.io._atomic import atomic_path
+        from neurosim.io.atomic import atomic_path
         from neurosim.io.hdf5 import write_network_group
 
         profile_dict = {k: v for k, v in asdict(self.profile).items() if k != "path"}

@@ -1,173 +1,39 @@
-"""Dense feed-forward networks as in the paper's Definition 1.
+"""Feed-forward networks as in the paper's Definition 1.
 
-A network with L layers computes ``z_l = W_l y_{l-1} + b_l`` and ``y_l = phi_l(z_l)`` for
-``l = 1..L`` with ``y_0 = x``; the last layer is linear (``phi_L = identity``). ``W_l`` has shape
-``(n_l, n_{l-1})``, as in the paper (PyTorch's ``nn.Linear`` convention; Keras stores the
+A network with L layers computes ``z_l = A_l y_{l-1} + b_l`` and ``y_l = phi_l(z_l)`` for
+``l = 1..L`` with ``y_0 = x``; the last layer is linear (``phi_L = identity``). Each layer is a
+registered :class:`~neurosim.layers.Layer` (:class:`~neurosim.layers.Dense`: ``A_l = W_l`` of
+shape ``(n_l, n_{l-1})``, as in the paper and PyTorch's ``nn.Linear``; Keras stores the
 transpose).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from neurosim.activations import ACTIVATION_CODES, ACTIVATIONS, Activation, make_activation
 from neurosim.errors import ShapeError, UnsupportedLayerError, ValidationError, param_error
+from neurosim.layers import LAYERS, Dense, Layer
 
-__all__ = ["Activation", "ACTIVATIONS", "Dense", "Network", "make_activation"]
-
-
-@dataclass(frozen=True)
-class Activation:
-    """An element-wise activation function with its Lipschitz constant.
-
-    Attributes
-    ----------
-    name : str
-        Registry name (``relu``, ``leaky_relu``, ``tanh``, ``sigmoid``, ``softplus``, ``identity``).
-    alpha : float
-        Negative slope of ``leaky_relu``; 0 for the others.
-    """
-
-    name: str
-    alpha: float = 0.0
-
-    @property
-    def lipschitz(self) -> float:
-        """Smallest L with ``|phi(a) - phi(b)| <= L |a - b|`` (the theory's Prop. 2 uses it)."""
-        return _LIPSCHITZ[self.name](self.alpha)
-
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        return _FORWARD[self.name](z, self.alpha)
-
-    def derivative(self, z: np.ndarray) -> np.ndarray:
-        """phi'(z), element-wise (the subgradient 0 at relu's kink, alpha for leaky_relu)."""
-        return _DERIVATIVE[self.name](z, self.alpha)
-
-    def __str__(self) -> str:
-        return f"leaky_relu(alpha={self.alpha:g})" if self.name == "leaky_relu" else self.name
-
-
-def _sigmoid(z, _alpha):
-    # Split by sign so that exp never overflows.
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
-
-
-def _softplus(z, _alpha):
-    return np.logaddexp(0.0, z).astype(z.dtype, copy=False)
-
-
-_FORWARD: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "relu": lambda z, a: np.maximum(z, 0),
-    "leaky_relu": lambda z, a: np.where(z >= 0, z, a * z).astype(z.dtype, copy=False),
-    "tanh": lambda z, a: np.tanh(z),
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
-    "identity": lambda z, a: z.copy(),
-}
-
-_DERIVATIVE: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "relu": lambda z, a: (z > 0).astype(z.dtype),
-    "leaky_relu": lambda z, a: np.where(z >= 0, 1.0, a).astype(z.dtype),
-    "tanh": lambda z, a: 1.0 - np.tanh(z) ** 2,
-    "sigmoid": lambda z, a: _sigmoid(z, a) * (1.0 - _sigmoid(z, a)),
-    "softplus": lambda z, a: _sigmoid(z, a),
-    "identity": lambda z, a: np.ones_like(z),
-}
-
-_LIPSCHITZ: dict[str, Callable[[float], float]] = {
-    "relu": lambda a: 1.0,
-    "leaky_relu": lambda a: max(1.0, abs(a)),
-    "tanh": lambda a: 1.0,
-    "sigmoid": lambda a: 0.25,
-    "softplus": lambda a: 1.0,
-    "identity": lambda a: 1.0,
-}
-
-#: Names of the supported activations (the registry's keys).
-ACTIVATIONS: tuple[str, ...] = tuple(_FORWARD)
-
-#: Numeric codes used by the Numba kernels (arrays only, no strings).
-ACTIVATION_CODES: dict[str, int] = {name: code for code, name in enumerate(ACTIVATIONS)}
-
-
-def make_activation(spec: "str | Activation", alpha: float | None = None) -> Activation:
-    """Turn a name (or an :class:`Activation`) into an :class:`Activation`.
-
-    ``"leaky_relu"`` takes ``alpha`` (default 0.01, as in PyTorch); ``"linear"`` and ``"none"``
-    are accepted as spellings of ``identity``.
-
-    Raises
-    ------
-    UnsupportedLayerError
-        For an unknown name; the message lists the supported ones.
-    """
-    if isinstance(spec, Activation):
-        return spec
-    if not isinstance(spec, str):
-        raise param_error("Activation", "name", f"one of {', '.join(ACTIVATIONS)}", spec)
-    name = spec.strip().lower()
-    name = {"linear": "identity", "none": "identity", "leakyrelu": "leaky_relu"}.get(name, name)
-    if name not in _FORWARD:
-        raise UnsupportedLayerError(
-            f"Unknown activation {spec!r}. Supported activations: {', '.join(ACTIVATIONS)}."
-        )
-    if name == "leaky_relu":
-        alpha = 0.01 if alpha is None else float(alpha)
-        if not math.isfinite(alpha):
-            raise param_error("Activation 'leaky_relu'", "alpha", "a finite float", alpha)
-        return Activation(name, alpha)
-    return Activation(name, 0.0)
-
-
-@dataclass
-class Dense:
-    """One fully connected layer ``y = phi(W x + b)``.
-
-    Attributes
-    ----------
-    W : ndarray, shape (n_out, n_in)
-        Weights.
-    b : ndarray, shape (n_out,)
-        Biases.
-    activation : Activation
-        The element-wise non-linearity phi.
-    """
-
-    W: np.ndarray
-    b: np.ndarray
-    activation: Activation = field(default_factory=lambda: Activation("identity"))
-
-    @property
-    def n_in(self) -> int:
-        """Fan-in: the width of the previous layer."""
-        return int(self.W.shape[1])
-
-    @property
-    def n_out(self) -> int:
-        """Number of neurons in this layer."""
-        return int(self.W.shape[0])
-
-    kind = "dense"
+__all__ = ["Activation", "ACTIVATIONS", "ACTIVATION_CODES", "Dense", "Layer", "Network",
+           "make_activation"]
 
 
 class Network:
-    """A feed-forward network of :class:`Dense` layers (paper Def. 1).
+    """A feed-forward network of registered layers (paper Def. 1).
 
     Parameters
     ----------
-    layers : sequence of Dense
-        Layers 1..L. Their shapes must chain (``W_l.shape[1] == W_{l-1}.shape[0]``).
+    layers : sequence of Layer
+        Layers 1..L (:class:`Dense`, or any type registered with
+        :func:`neurosim.layers.register_layer`). Their shapes must chain
+        (``layer_l.n_in == layer_{l-1}.n_out``).
     dtype : {numpy.float32, numpy.float64}, optional
         Floating type of weights and computations. Default: float64, or float32 when every
-        given weight array is float32.
+        given layer's weights are float32.
     metadata : dict, optional
         Free-form JSON-serializable information (name, how it was trained, ...). Saved with
         the network.
@@ -178,61 +44,46 @@ class Network:
         If the layers' shapes do not chain or a bias has the wrong length.
     ValidationError
         If a weight or bias is not finite, or the last layer is not linear.
+    UnsupportedLayerError
+        If a layer is not of a registered type.
     """
 
     def __init__(
         self,
-        layers: Sequence[Dense],
+        layers: Sequence[Layer],
         dtype: "np.dtype | type | str | None" = None,
         metadata: dict | None = None,
     ) -> None:
         layers = list(layers)
         if not layers:
-            raise param_error("Network", "layers", "a non-empty sequence of Dense layers", layers)
+            raise param_error("Network", "layers", "a non-empty sequence of layers", layers)
+        for index, layer in enumerate(layers, start=1):
+            if not isinstance(layer, Layer) or LAYERS.get(type(layer).kind) is not type(layer):
+                raise UnsupportedLayerError(
+                    f"Layer {index} of the network is a {type(layer).__name__}; only registered "
+                    f"layer types are supported ({', '.join(sorted(LAYERS))}; see "
+                    "neurosim.layers.register_layer)."
+                )
         if dtype is None:
             dtype = (
                 np.float32
-                if all(np.asarray(layer.W).dtype == np.float32 for layer in layers)
+                if all(np.asarray(layer.synapse_weights).dtype == np.float32 for layer in layers)
                 else np.float64
             )
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise param_error("Network", "dtype", "float32 or float64", str(dtype))
         self.dtype = dtype
-        self.layers: list[Dense] = []
+        self.layers: list[Layer] = []
         for index, layer in enumerate(layers, start=1):
-            if not isinstance(layer, Dense):
-                raise UnsupportedLayerError(
-                    f"Layer {index} of the network is a {type(layer).__name__}; "
-                    "only Dense layers are supported."
-                )
-            W = np.array(layer.W, dtype=dtype, copy=True, order="C")
-            b = np.array(layer.b, dtype=dtype, copy=True).reshape(-1)
-            if W.ndim != 2:
+            layer = layer.cast(dtype, index)
+            if self.layers and layer.n_in != self.layers[-1].n_out:
                 raise ShapeError(
-                    f"The weights of layer {index} must be a 2-D array (n_out, n_in). "
-                    f"Got shape {W.shape} instead."
-                )
-            if b.shape != (W.shape[0],):
-                raise ShapeError(
-                    f"The bias of layer {index} must have shape ({W.shape[0]},) to match its "
-                    f"weights of shape {W.shape}. Got shape {b.shape} instead."
-                )
-            if self.layers and W.shape[1] != self.layers[-1].n_out:
-                raise ShapeError(
-                    f"Layer {index} expects {W.shape[1]} inputs but layer {index - 1} has "
+                    f"Layer {index} expects {layer.n_in} inputs but layer {index - 1} has "
                     f"{self.layers[-1].n_out} neurons: the weight shapes do not chain."
                 )
-            for what, array in (("weights", W), ("bias", b)):
-                bad = ~np.isfinite(array)
-                if bad.any():
-                    where = tuple(int(i) for i in np.argwhere(bad)[0])
-                    raise ValidationError(
-                        f"The {what} of layer {index} must be finite. Got {array[where]} at "
-                        f"index {where} ({int(bad.sum())} non-finite values in all)."
-                    )
-            activation = make_activation(layer.activation)
-            self.layers.append(Dense(W, b, activation))
+            layer.check_finite(index)
+            self.layers.append(layer)
         if self.layers[-1].activation.name != "identity":
             raise ValidationError(
                 f"The last layer must be linear (activation 'identity', paper Def. 1). "
@@ -308,11 +159,12 @@ class Network:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        return [layer.W for layer in self.layers]
+        """Each layer's stored weights (``W`` for Dense layers)."""
+        return [layer.synapse_weights for layer in self.layers]
 
     @property
     def biases(self) -> list[np.ndarray]:
-        return [layer.b for layer in self.layers]
+        return [layer.bias for layer in self.layers]
 
     @property
     def activations(self) -> list[Activation]:
@@ -322,6 +174,15 @@ class Network:
     def lipschitz_constants(self) -> list[float]:
         """Lipschitz constant of each layer's activation."""
         return [layer.activation.lipschitz for layer in self.layers]
+
+    @property
+    def layer_kinds(self) -> list[str]:
+        return [layer.kind for layer in self.layers]
+
+    @property
+    def n_params(self) -> int:
+        """Number of stored weights and biases."""
+        return sum(layer.n_params for layer in self.layers)
 
     def __repr__(self) -> str:
         acts = ", ".join(str(a) for a in self.activations)
@@ -366,9 +227,7 @@ class Network:
         y = self.check_input(X)
         ys = [y]
         for layer in self.layers:
-            z = y @ layer.W.T
-            z += layer.b
-            y = layer.activation(z)
+            y = layer.activation(layer.linear(y))
             ys.append(y)
         return ys if return_all else y
 
@@ -385,7 +244,7 @@ class Network:
         y = self.check_input(X)
         zs, ys = [y], [y]
         for layer in self.layers:
-            z = y @ layer.W.T + layer.b
+            z = layer.linear(y)
             y = layer.activation(z)
             zs.append(z)
             ys.append(y)
@@ -404,18 +263,28 @@ class Network:
 
     def with_weights(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray] | None = None,
                      metadata: dict | None = None) -> "Network":
-        """A network of the same shape and activations with other weights (and biases)."""
+        """A network of the same layers and activations with other stored weights (and biases)."""
         biases = self.biases if biases is None else biases
-        return Network.from_arrays(
-            weights, biases, self.activations, dtype=self.dtype,
-            metadata=self.metadata if metadata is None else metadata,
-        )
+        if not (len(weights) == len(biases) == self.n_layers):
+            raise ShapeError(
+                f"with_weights needs one weight array and one bias per layer ({self.n_layers}). "
+                f"Got {len(weights)} weights and {len(biases)} biases."
+            )
+        layers = [layer.with_parameters(synapse_weights=w, bias=b)
+                  for layer, w, b in zip(self.layers, weights, biases)]
+        return Network(layers, dtype=self.dtype,
+                       metadata=self.metadata if metadata is None else metadata)
 
     def equals(self, other: "Network", rtol: float = 0.0, atol: float = 0.0) -> bool:
-        """Same shapes, activations and (within tolerance) weights and biases."""
-        if self.widths != other.widths or self.activations != other.activations:
+        """Same layer kinds, shapes, activations and (within tolerance) arrays."""
+        if (self.widths != other.widths or self.activations != other.activations
+                or self.layer_kinds != other.layer_kinds):
             return False
-        return all(
-            np.allclose(a.W, b.W, rtol=rtol, atol=atol) and np.allclose(a.b, b.b, rtol=rtol, atol=atol)
-            for a, b in zip(self.layers, other.layers)
-        )
+        for a, b in zip(self.layers, other.layers):
+            arrays_a, arrays_b = a.arrays(), b.arrays()
+            if list(arrays_a) != list(arrays_b) or a.attrs() != b.attrs():
+                return False
+            if not all(np.shape(arrays_a[k]) == np.shape(arrays_b[k])
+                       and np.allclose(arrays_a[k], arrays_b[k], rtol=rtol, atol=atol) for k in arrays_a):
+                return False
+        return True

@@ -500,7 +500,7 @@ def _simulate_stratified(target, faults, X, y, metric, eps, n_samples, seed, mod
     if output is not None:
         import h5py
 
-        from neurosim.io._atomic import atomic_path
+        from neurosim.io.atomic import atomic_path
 
         with atomic_path(output, suffix=".h5") as tmp:
             with h5py.File(tmp, "w") as f:
@@ -632,7 +632,7 @@ def _make_result(totals: _Totals, config, network, clean_correct, mode, confiden
 def _write_file(path, config: dict, totals: _Totals, result: "SimulationResult | None") -> None:
     import h5py
 
-    from neurosim.io._atomic import atomic_path
+    from neurosim.io.atomic import atomic_path
 
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as f:

@@ -4,10 +4,12 @@ Layout (``format_version`` 1)::
 
     /                      attrs: neurosim_format = "network", format_version = 1,
                                   metadata = JSON text (free-form: name, training, ...)
-    /layers/0, /layers/1   one group per layer, in order; attrs: kind = "dense",
-                           activation = "relu" | ..., alpha (leaky_relu's slope)
-        W                  (n_out, n_in) weights
-        b                  (n_out,) biases
+    /layers/0, /layers/1   one group per layer, in order; attrs: kind = "dense" (or another
+                           registered layer kind), activation = "relu" | ..., alpha
+                           (leaky_relu's slope), layer_attrs (JSON, only for kinds that have
+                           settings besides their arrays)
+        W                  (n_out, n_in) weights       } a Dense layer's arrays; other kinds
+        b                  (n_out,) biases             } write theirs (Layer.arrays())
 
 Writes are atomic: a temporary file in the same folder, then a rename.
 """
@@ -20,9 +22,12 @@ import os
 import h5py
 import numpy as np
 
-from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
-from neurosim.io._atomic import atomic_path
-from neurosim.network import Dense, Network, make_activation
+from neurosim.activations import make_activation
+from neurosim.errors import FileFormatError, UnsupportedLayerError
+from neurosim.io.atomic import atomic_path
+from neurosim.io.builder import NetworkBuilder
+from neurosim.layers import LAYERS, layer_type
+from neurosim.network import Network
 
 #: Version of the network file layout written by :func:`save_network_h5`.
 FORMAT_VERSION = 1
@@ -65,8 +70,10 @@ def write_network_group(group: h5py.Group, network: Network) -> None:
         g.attrs["kind"] = layer.kind
         g.attrs["activation"] = layer.activation.name
         g.attrs["alpha"] = float(layer.activation.alpha)
-        g.create_dataset("W", data=layer.W)
-        g.create_dataset("b", data=layer.b)
+        if layer.attrs():
+            g.attrs["layer_attrs"] = json.dumps(layer.attrs(), sort_keys=True)
+        for name, array in layer.arrays().items():
+            g.create_dataset(name, data=array)
 
 
 def read_network_group(group: h5py.Group, source: str) -> Network:
@@ -82,29 +89,33 @@ def read_network_group(group: h5py.Group, source: str) -> Network:
         ) from None
     if order != [str(i) for i in range(len(order))]:
         raise FileFormatError(f"{source}: layer groups must be numbered 0..L-1 without gaps; got {order}.")
-    layers = []
+    builder = NetworkBuilder(source, unit="weighted")
     for name in order:
         g = layers_group[name]
+        where = f"{source}: layer {name}"
         kind = g.attrs.get("kind", "dense")
-        if kind != "dense":
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        try:
+            cls = layer_type(kind)
+        except UnsupportedLayerError:
             raise UnsupportedLayerError(
-                f"{source}: layer {name} is of kind {kind!r}; supported layer kinds: dense."
-            )
-        for key in ("W", "b"):
-            if key not in g:
-                raise FileFormatError(f"{source}: layer {name} has no dataset {key!r}.")
+                f"{where} is of kind {kind!r}; supported layer kinds: {', '.join(sorted(LAYERS))}."
+            ) from None
         if "activation" not in g.attrs:
-            raise FileFormatError(f"{source}: layer {name} has no 'activation' attribute.")
+            raise FileFormatError(f"{where} has no 'activation' attribute.")
         try:
             activation = make_activation(str(g.attrs["activation"]), float(g.attrs.get("alpha", 0.01)))
         except UnsupportedLayerError as exc:
-            raise UnsupportedLayerError(f"{source}: layer {name}: {exc}") from None
-        layers.append(Dense(np.asarray(g["W"]), np.asarray(g["b"]), activation))
+            raise UnsupportedLayerError(f"{where}: {exc}") from None
+        try:
+            attrs = json.loads(g.attrs.get("layer_attrs", "{}"))
+            arrays = {key: np.asarray(g[key]) for key in g}
+            layer = cls.from_arrays(arrays, attrs, activation)
+        except KeyError as exc:
+            raise FileFormatError(f"{where} has no dataset {exc.args[0]!r}.") from None
+        builder.add(layer, where)
     metadata = json.loads(group.attrs.get("metadata", "{}"))
-    try:
-        return Network(layers, metadata=metadata)
-    except NeurosimError as exc:
-        raise type(exc)(f"{source}: {exc}") from None
+    return builder.build(metadata)
 
 
 def save_network_h5(network: Network, path: "str | os.PathLike") -> None:

@@ -36,9 +36,11 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
+from neurosim.activations import Activation, make_activation
 from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
-from neurosim.io._finish import finish_network
-from neurosim.network import Activation, Dense, Network, make_activation
+from neurosim.io.builder import SOFTMAX, NetworkBuilder
+from neurosim.layers import Dense
+from neurosim.network import Network
 
 __all__ = ["load_keras"]
 
@@ -53,7 +55,6 @@ SUPPORTED_ACTIVATIONS = (
     "softmax (output layer only)",
 )
 
-_SOFTMAX = "softmax"
 _NOOP_LAYERS = {"Dropout", "InputLayer"}
 # Keras 3's default slope of the ``leaky_relu`` activation function.
 _KERAS_LEAKY_RELU_DEFAULT = 0.2
@@ -96,7 +97,7 @@ def _activation_from_keras(spec: Any, source: str, layer: str) -> "Activation | 
         )
     key = name.strip().lower()
     if key in ("softmax", "log_softmax"):
-        return _SOFTMAX
+        return SOFTMAX
     if key in ("leaky_relu", "leakyrelu"):
         alpha = _KERAS_LEAKY_RELU_DEFAULT
     if key not in ("relu", "leaky_relu", "leakyrelu", "tanh", "sigmoid", "softplus", "linear"):
@@ -112,7 +113,7 @@ def _layer_activation(cls: str, cfg: dict, source: str, layer: str) -> "Activati
     if cls == "Activation":
         return _activation_from_keras(cfg.get("activation"), source, layer)
     if cls == "Softmax":
-        return _SOFTMAX
+        return SOFTMAX
     if cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", _KERAS_LEAKY_LAYER_DEFAULT))
         return make_activation("leaky_relu", float(slope))
@@ -233,24 +234,20 @@ def _ordered_layers(model_config: dict, source: str) -> tuple[str, list[dict], "
     return name, [by_name[n] for n in reversed(chain)], input_shape
 
 
-def _build_plan(layers: list[dict], input_shape, source: str) -> tuple[list[dict], bool]:
-    """Turn Keras layer configs into a list of dense specs with folded activations.
+def _build_plan(layers: list[dict], input_shape, source: str) -> NetworkBuilder:
+    """Walk the Keras layer configs into a builder whose specs are the Dense entries.
 
-    Returns ``(plan, dropped_softmax)``; each plan entry has keys ``name``, ``class_name``,
-    ``units``, ``use_bias`` and ``activation``.
+    Each spec is a dict with keys ``name``, ``class_name``, ``units`` and ``use_bias``; the
+    builder folds activation layers into the Dense before them and records a final softmax.
     """
-    plan: list[dict] = []
-    softmax_at: str | None = None
+    builder = NetworkBuilder(source, unit="Dense")
     shape = input_shape
     for index, layer in enumerate(layers):
         cls = layer.get("class_name")
         cfg = layer.get("config") or {}
         lname = cfg.get("name") or layer.get("name") or f"#{index}"
-        if softmax_at is not None:
-            raise UnsupportedLayerError(
-                f"{source}: layer {lname!r} ({cls}) follows the softmax of layer {softmax_at!r}; "
-                "a softmax is only supported as the network's output."
-            )
+        where = f"{source}: layer {lname!r} ({cls})"
+        builder.check_open(where)
         if shape is None:
             shape = _shape_tail(cfg.get("batch_shape") or cfg.get("batch_input_shape"))
             if shape is None:
@@ -280,49 +277,21 @@ def _build_plan(layers: list[dict], input_shape, source: str) -> tuple[list[dict
                     "are supported."
                 )
             activation = _activation_from_keras(cfg.get("activation", "linear"), source, lname)
-            if activation == _SOFTMAX:
-                softmax_at = lname
-                activation = make_activation("identity")
-            plan.append({
-                "name": lname, "class_name": cls, "units": int(cfg["units"]),
-                "use_bias": bool(cfg.get("use_bias", True)), "activation": activation,
-            })
+            builder.add({"name": lname, "class_name": cls, "units": int(cfg["units"]),
+                         "use_bias": bool(cfg.get("use_bias", True))},
+                        where, name=repr(lname), activation=activation)
             shape = (int(cfg["units"]),)
             continue
         if cls in ("Activation", "ReLU", "LeakyReLU", "Softmax"):
-            activation = _layer_activation(cls, cfg, source, lname)
-            _fold_activation(plan, activation, lname, cls, source)
-            if activation == _SOFTMAX:
-                softmax_at = lname
+            builder.activation(_layer_activation(cls, cfg, source, lname), where)
             continue
         raise UnsupportedLayerError(
             f"{source}: layer {lname!r} is a {cls}, which neurosim does not support. "
             f"{_supported_layers_text()}"
         )
-    if not plan:
+    if not len(builder):
         raise UnsupportedLayerError(f"{source}: the model has no Dense layer. {_supported_layers_text()}")
-    return plan, softmax_at is not None
-
-
-def _fold_activation(plan: list[dict], activation, lname: str, cls: str, source: str) -> None:
-    """Fold a standalone activation layer into the preceding Dense entry of ``plan``."""
-    if not plan:
-        raise UnsupportedLayerError(
-            f"{source}: layer {lname!r} ({cls}) comes before any Dense layer; activation "
-            "layers are only supported after a Dense layer."
-        )
-    if activation == _SOFTMAX:
-        return
-    if activation.name == "identity":
-        return
-    previous = plan[-1]
-    if previous["activation"].name != "identity":
-        raise UnsupportedLayerError(
-            f"{source}: layer {lname!r} ({cls}) applies {activation} on top of the "
-            f"{previous['activation']} of Dense layer {previous['name']!r}; only one activation "
-            "per Dense layer is supported."
-        )
-    previous["activation"] = activation
+    return builder
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -400,37 +369,40 @@ def _legacy_weights(group: h5py.Group, names: Iterable[str], source: str) -> lis
     return result
 
 
-def _dense_layers(plan: list[dict], variables: list[list[np.ndarray]], source: str) -> list[Dense]:
-    """Check each Dense's variables against its config and build neurosim layers."""
-    layers = []
-    for entry, arrays in zip(plan, variables):
-        expected = 2 if entry["use_bias"] else 1
-        if len(arrays) != expected:
-            raise FileFormatError(
-                f"{source}: Dense layer {entry['name']!r} should have {expected} weight "
-                f"arrays (kernel{', bias' if expected == 2 else ''}); the file holds "
-                f"{len(arrays)}."
-            )
-        kernel = arrays[0]
-        if kernel.ndim != 2 or not np.issubdtype(kernel.dtype, np.floating):
-            raise UnsupportedLayerError(
-                f"{source}: the kernel of Dense layer {entry['name']!r} has shape {kernel.shape} "
-                f"and dtype {kernel.dtype}; expected a 2-D float array (quantized layers are "
-                "not supported)."
-            )
-        units = entry.get("units")
-        if units is not None and kernel.shape[1] != units:
-            raise FileFormatError(
-                f"{source}: the kernel of Dense layer {entry['name']!r} has shape {kernel.shape}, "
-                f"which does not match units={units}."
-            )
-        bias = arrays[1] if expected == 2 else np.zeros(kernel.shape[1], dtype=kernel.dtype)
-        layers.append(Dense(kernel.T, bias, entry["activation"]))
-    return layers
+def _dense_layer(entry: dict, activation: Activation, source: str) -> Dense:
+    """Check a Dense entry's variables (``entry["arrays"]``) against its config; build it."""
+    arrays = entry["arrays"]
+    expected = 2 if entry["use_bias"] else 1
+    if len(arrays) != expected:
+        raise FileFormatError(
+            f"{source}: Dense layer {entry['name']!r} should have {expected} weight "
+            f"arrays (kernel{', bias' if expected == 2 else ''}); the file holds "
+            f"{len(arrays)}."
+        )
+    kernel = arrays[0]
+    if kernel.ndim != 2 or not np.issubdtype(kernel.dtype, np.floating):
+        raise UnsupportedLayerError(
+            f"{source}: the kernel of Dense layer {entry['name']!r} has shape {kernel.shape} "
+            f"and dtype {kernel.dtype}; expected a 2-D float array (quantized layers are "
+            "not supported)."
+        )
+    units = entry.get("units")
+    if units is not None and kernel.shape[1] != units:
+        raise FileFormatError(
+            f"{source}: the kernel of Dense layer {entry['name']!r} has shape {kernel.shape}, "
+            f"which does not match units={units}."
+        )
+    bias = arrays[1] if expected == 2 else np.zeros(kernel.shape[1], dtype=kernel.dtype)
+    return Dense(kernel.T, bias, activation)
 
 
-def _finish(layers: list[Dense], metadata: dict, dropped: bool, source: str) -> Network:
-    return finish_network(layers, metadata, dropped, source, stacklevel=3)
+def _finish(builder: NetworkBuilder, variables: list[list[np.ndarray]], metadata: dict) -> Network:
+    """Attach each Dense entry's variables, then build the network."""
+    for entry, arrays in zip(builder.specs, variables):
+        entry["arrays"] = arrays
+    source = builder.source
+    return builder.build(metadata, stacklevel=3,
+                         resolve=lambda entry, act: _dense_layer(entry, act, source))
 
 
 # --- the three formats ---------------------------------------------------------------------
@@ -462,21 +434,22 @@ def _load_keras_archive(path: str) -> Network:
         raise FileFormatError(f"{source}: config.json is not valid JSON: {exc}.") from None
     try:
         name, layers, input_shape = _ordered_layers(config, source)
-        plan, dropped = _build_plan(layers, input_shape, source)
+        builder = _build_plan(layers, input_shape, source)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         if isinstance(exc, NeurosimError):
             raise
         raise FileFormatError(f"{source}: malformed config.json: {exc!r}.") from None
     try:
         with h5py.File(io.BytesIO(weights_bytes), "r") as f:
-            variables = _keras3_weights(f, plan, layers, source)
+            variables = _keras3_weights(f, builder.specs, layers, source)
     except OSError as exc:
         raise FileFormatError(f"{source}: model.weights.h5 is not a readable HDF5 file: {exc}.") from None
-    dense = _dense_layers(plan, variables, source)
-    return _finish(dense, {"source_format": "keras3", "name": name}, dropped, source)
+    return _finish(builder, variables, {"source_format": "keras3", "name": name})
 
 
-def _plan_from_activations(n_layers: int, activations, source: str) -> tuple[list[dict], bool]:
+def _plan_from_activations(names: list[str], activations, source: str) -> NetworkBuilder:
+    """A builder for a weights-only file: one Dense entry per name, activations as given."""
+    n_layers = len(names)
     if activations is None:
         raise FileFormatError(
             f"{source} holds weights only ({n_layers} Dense layers) and no architecture: pass "
@@ -491,20 +464,12 @@ def _plan_from_activations(n_layers: int, activations, source: str) -> tuple[lis
             f"{source} holds {n_layers} Dense layers but {len(activations)} activations were "
             "given; give exactly one per Dense layer."
         )
-    plan, dropped = [], False
-    for index, act in enumerate(activations):
-        if isinstance(act, str) and act.strip().lower() in ("softmax", "log_softmax"):
-            if index != n_layers - 1:
-                raise UnsupportedLayerError(
-                    f"{source}: softmax is only supported as the activation of the last layer."
-                )
-            act, dropped = "identity", True
-        try:
-            activation = make_activation(act)
-        except UnsupportedLayerError as exc:
-            raise UnsupportedLayerError(f"{source}: layer {index}: {exc}") from None
-        plan.append({"name": f"#{index}", "units": None, "use_bias": None, "activation": activation})
-    return plan, dropped
+    builder = NetworkBuilder(source, unit="Dense")
+    for index, (name, act) in enumerate(zip(names, builder.activation_list(
+            activations, [str(i) for i in range(n_layers)]))):
+        builder.add({"name": name, "units": None, "use_bias": None}, f"{source}: layer {index}",
+                    name=repr(name), activation=act)
+    return builder
 
 
 def _load_keras3_weights(path: str, f: h5py.File, activations) -> Network:
@@ -524,19 +489,17 @@ def _load_keras3_weights(path: str, f: h5py.File, activations) -> Network:
         raise FileFormatError(f"{source}: the weights file holds no Dense layer.")
     # Keras numbers same-class groups in model order: dense, dense_1, dense_2, ...
     dense_names.sort(key=lambda g: int(g.rsplit("_", 1)[1]) if re.search(r"_\d+$", g) else 0)
-    plan, dropped = _plan_from_activations(len(dense_names), activations, source)
+    builder = _plan_from_activations(dense_names, activations, source)
     variables = []
-    for entry, gname in zip(plan, dense_names):
+    for entry, gname in zip(builder.specs, dense_names):
         arrays = _read_vars(groups[gname])
         entry["use_bias"] = len(arrays) == 2
-        entry["name"] = gname
         variables.append(arrays)
-    dense = _dense_layers(plan, variables, source)
     name = f["vars"].attrs.get("name") if "vars" in f else None
     metadata = {"source_format": "keras3"}
     if name is not None:
         metadata["name"] = name.decode() if isinstance(name, bytes) else str(name)
-    return _finish(dense, metadata, dropped, source)
+    return _finish(builder, variables, metadata)
 
 
 def _load_legacy_h5(path: str, f: h5py.File) -> Network:
@@ -549,24 +512,22 @@ def _load_legacy_h5(path: str, f: h5py.File) -> Network:
     except ValueError as exc:
         raise FileFormatError(f"{source}: the model_config attribute is not valid JSON: {exc}.") from None
     name, layers, input_shape = _ordered_layers(config, source)
-    plan, dropped = _build_plan(layers, input_shape, source)
+    builder = _build_plan(layers, input_shape, source)
     if "model_weights" not in f:
         raise FileFormatError(f"{source}: the file has no 'model_weights' group (no weights saved).")
-    variables = _legacy_weights(f["model_weights"], [entry["name"] for entry in plan], source)
-    dense = _dense_layers(plan, variables, source)
-    return _finish(dense, {"source_format": "keras2-h5", "name": name}, dropped, source)
+    variables = _legacy_weights(f["model_weights"], [entry["name"] for entry in builder.specs], source)
+    return _finish(builder, variables, {"source_format": "keras2-h5", "name": name})
 
 
 def _load_legacy_weights(path: str, f: h5py.File, activations) -> Network:
     source = repr(path)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["layer_names"]]
     weighted = [n for n in names if len(f[n].attrs.get("weight_names", [])) > 0]
-    plan, dropped = _plan_from_activations(len(weighted), activations, source)
+    builder = _plan_from_activations(weighted, activations, source)
     variables = _legacy_weights(f, weighted, source)
-    for entry, lname, arrays in zip(plan, weighted, variables):
-        entry["name"], entry["use_bias"] = lname, len(arrays) == 2
-    dense = _dense_layers(plan, variables, source)
-    return _finish(dense, {"source_format": "keras2-h5"}, dropped, source)
+    for entry, arrays in zip(builder.specs, variables):
+        entry["use_bias"] = len(arrays) == 2
+    return _finish(builder, variables, {"source_format": "keras2-h5"})
 
 
 def load_keras(path: "str | os.PathLike", activations=None) -> Network:

@@ -1,20 +1,47 @@
-"""Networks as ``.npz`` archives: arrays ``W0, b0, W1, b1, ...`` and ``activations``.
+"""Networks as ``.npz`` archives.
 
+A network of Dense layers is stored as arrays ``W0, b0, W1, b1, ...`` and ``activations``:
 ``W_l`` has shape ``(n_l, n_{l-1})`` (rows are neurons); ``activations`` holds one name per
 layer, the last ``identity``. An optional ``alphas`` array gives leaky_relu slopes.
+
+Networks with other registered layer kinds add a ``kinds`` array (one kind per layer), store
+layer ``l``'s arrays as ``L<l>.<name>`` and its settings as JSON text in ``layer_attrs``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import zipfile
 
 import numpy as np
 
-from neurosim.errors import FileFormatError, NeurosimError
-from neurosim.io._atomic import atomic_path
-from neurosim.network import Network, make_activation
+from neurosim.activations import make_activation
+from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
+from neurosim.io.atomic import atomic_path
+from neurosim.io.builder import NetworkBuilder
+from neurosim.layers import Dense, layer_type
+from neurosim.network import Network
+
+__all__ = ["load_network_npz", "save_network_npz"]
+
+
+def _activations(archive, keys, n_layers: int, source: str) -> list:
+    if "activations" not in keys:
+        raise FileFormatError(
+            f"{source}: missing the 'activations' array (one name per layer, the last 'identity')."
+        )
+    names = [str(a) for a in np.atleast_1d(archive["activations"])]
+    if len(names) != n_layers:
+        raise FileFormatError(
+            f"{source}: 'activations' has {len(names)} names but there are {n_layers} layers."
+        )
+    alphas = np.atleast_1d(archive["alphas"]) if "alphas" in keys else [None] * n_layers
+    try:
+        return [make_activation(n, a) for n, a in zip(names, alphas)]
+    except NeurosimError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 def load_network_npz(path: "str | os.PathLike") -> Network:
@@ -25,6 +52,25 @@ def load_network_npz(path: "str | os.PathLike") -> Network:
         raise FileFormatError(f"{source}: not a readable .npz archive ({exc}).") from None
     with archive:
         keys = set(archive.files)
+        builder = NetworkBuilder(source, unit="weighted")
+        if "kinds" in keys:
+            kinds = [str(k) for k in np.atleast_1d(archive["kinds"])]
+            acts = _activations(archive, keys, len(kinds), source)
+            attrs = ([json.loads(str(t)) for t in np.atleast_1d(archive["layer_attrs"])]
+                     if "layer_attrs" in keys else [{}] * len(kinds))
+            for l, (kind, act) in enumerate(zip(kinds, acts)):
+                where = f"{source}: layer {l}"
+                try:
+                    cls = layer_type(kind)
+                except UnsupportedLayerError as exc:
+                    raise UnsupportedLayerError(f"{where}: {exc}") from None
+                prefix = f"L{l}."
+                arrays = {k[len(prefix):]: archive[k] for k in sorted(keys) if k.startswith(prefix)}
+                try:
+                    builder.add(cls.from_arrays(arrays, attrs[l], act), where)
+                except KeyError as exc:
+                    raise FileFormatError(f"{where} has no array {prefix}{exc.args[0]}.") from None
+            return builder.build({})
         n_layers = 0
         while f"W{n_layers}" in keys:
             n_layers += 1
@@ -44,32 +90,25 @@ def load_network_npz(path: "str | os.PathLike") -> Network:
         missing = [f"b{l}" for l in range(n_layers) if f"b{l}" not in keys]
         if missing:
             raise FileFormatError(f"{source}: missing bias arrays {missing}.")
-        if "activations" not in keys:
-            raise FileFormatError(
-                f"{source}: missing the 'activations' array (one name per layer, the last 'identity')."
-            )
-        names = [str(a) for a in np.atleast_1d(archive["activations"])]
-        if len(names) != n_layers:
-            raise FileFormatError(
-                f"{source}: 'activations' has {len(names)} names but there are {n_layers} layers."
-            )
-        alphas = np.atleast_1d(archive["alphas"]) if "alphas" in keys else [None] * n_layers
-        try:
-            acts = [make_activation(n, a) for n, a in zip(names, alphas)]
-            return Network.from_arrays(
-                [archive[f"W{l}"] for l in range(n_layers)],
-                [archive[f"b{l}"] for l in range(n_layers)],
-                acts,
-            )
-        except NeurosimError as exc:
-            raise type(exc)(f"{source}: {exc}") from None
+        acts = _activations(archive, keys, n_layers, source)
+        for l, act in enumerate(acts):
+            builder.add(Dense(archive[f"W{l}"], archive[f"b{l}"], act), f"{source}: layer {l}")
+        return builder.build({})
 
 
 def save_network_npz(network: Network, path: "str | os.PathLike") -> None:
     arrays = {}
-    for l, layer in enumerate(network.layers):
-        arrays[f"W{l}"] = layer.W
-        arrays[f"b{l}"] = layer.b
+    if all(kind == "dense" for kind in network.layer_kinds):
+        for l, layer in enumerate(network.layers):
+            arrays[f"W{l}"] = layer.W
+            arrays[f"b{l}"] = layer.b
+    else:
+        arrays["kinds"] = np.array(network.layer_kinds)
+        arrays["layer_attrs"] = np.array([json.dumps(layer.attrs(), sort_keys=True)
+                                          for layer in network.layers])
+        for l, layer in enumerate(network.layers):
+            for name, array in layer.arrays().items():
+                arrays[f"L{l}.{name}"] = array
     arrays["activations"] = np.array([a.name for a in network.activations])
     arrays["alphas"] = np.array([a.alpha for a in network.activations])
     with atomic_path(path, suffix=".npz") as tmp:

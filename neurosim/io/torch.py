@@ -31,8 +31,10 @@ from neurosim.errors import (
     UnsupportedLayerError,
     UntrustedPickleError,
 )
-from neurosim.io._finish import finish_network
-from neurosim.network import Activation, Dense, Network, make_activation
+from neurosim.activations import Activation, make_activation
+from neurosim.io.builder import NetworkBuilder
+from neurosim.layers import Dense
+from neurosim.network import Network
 
 __all__ = ["network_from_torch", "load_torch"]
 
@@ -148,15 +150,11 @@ def _convert(module, source: str, torch) -> Network:
             f"{source} is a {top}; only an nn.Sequential (possibly nested) of Linear layers and "
             f"activations is supported. {_supported_text()}"
         )
-    layers: list[Dense] = []
-    softmax_at: str | None = None
+    builder = NetworkBuilder(source, unit="Linear")
     for path, cls, child in _flatten(module, scripted, torch):
         where = f"{source}: layer {path} ({cls})"
-        if softmax_at is not None and cls not in _IGNORED:
-            raise UnsupportedLayerError(
-                f"{where} follows the softmax of layer {softmax_at}; a softmax is only supported "
-                "as the last layer."
-            )
+        if cls in _IGNORED:
+            continue
         if cls == "Linear":
             params = dict(child.named_parameters(recurse=False))
             if "weight" not in params:
@@ -164,41 +162,21 @@ def _convert(module, source: str, torch) -> Network:
             W = _to_numpy(params["weight"])
             b = _to_numpy(params["bias"]) if params.get("bias") is not None else np.zeros(
                 W.shape[0], dtype=W.dtype)
-            layers.append(Dense(W, b, make_activation("identity")))
-            continue
-        if cls in _IGNORED:
+            builder.add(Dense(W, b), where, name=path)
             continue
         if cls in _SOFTMAX:
-            if not layers:
-                raise UnsupportedLayerError(f"{where} comes before any Linear layer.")
-            softmax_at = path
+            builder.softmax(where)
             continue
         activation = _activation_of(cls, child, scripted, where)
         if activation is None:
             raise UnsupportedLayerError(
                 f"{where} is not supported. {_supported_text()}"
             )
-        if activation.name == "identity":
-            continue
-        if not layers:
-            raise UnsupportedLayerError(
-                f"{where} comes before any Linear layer; activations are only supported after "
-                "a Linear layer."
-            )
-        if layers[-1].activation.name != "identity":
-            raise UnsupportedLayerError(
-                f"{where} applies {activation} on top of {layers[-1].activation}; only one "
-                "activation per Linear layer is supported."
-            )
-        layers[-1].activation = activation
-    if not layers:
+        builder.activation(activation, where)
+    if not len(builder):
         raise UnsupportedLayerError(f"{source} holds no Linear layer. {_supported_text()}")
     metadata = {"source_format": "torchscript" if scripted else "torch-module"}
-    return _finish(layers, metadata, softmax_at is not None, source)
-
-
-def _finish(layers: list[Dense], metadata: dict, dropped: bool, source: str) -> Network:
-    return finish_network(layers, metadata, dropped, source, stacklevel=4)
+    return builder.build(metadata, stacklevel=3)
 
 
 def network_from_torch(module) -> Network:
@@ -302,21 +280,10 @@ def _network_from_state_dict(sd: dict, activations, source: str, torch) -> Netwo
             f"{source}: the state_dict holds {len(weights)} Linear layers ({', '.join(names)}) "
             f"but {len(activations)} activations were given; give exactly one per layer."
         )
-    dropped = False
-    layers = []
-    for index, (W, b, act) in enumerate(zip(weights, biases, activations)):
-        if isinstance(act, str) and act.strip().lower() in ("softmax", "log_softmax", "logsoftmax"):
-            if index != len(weights) - 1:
-                raise UnsupportedLayerError(
-                    f"{source}: softmax is only supported as the activation of the last layer."
-                )
-            act, dropped = "identity", True
-        try:
-            activation = make_activation(act)
-        except UnsupportedLayerError as exc:
-            raise UnsupportedLayerError(f"{source}: layer {names[index]}: {exc}") from None
-        layers.append(Dense(W, b, activation))
-    return _finish(layers, {"source_format": "torch-state_dict"}, dropped, source)
+    builder = NetworkBuilder(source, unit="Linear")
+    for W, b, name, act in zip(weights, biases, names, builder.activation_list(activations, names)):
+        builder.add(Dense(W, b), f"{source}: layer {name}", name=name, activation=act)
+    return builder.build({"source_format": "torch-state_dict"}, stacklevel=3)
 
 
 def load_torch(

@@ -1,0 +1,169 @@
+"""One builder through which every reader turns what it finds in a file into a Network.
+
+A reader walks its file's layers in order and tells the builder what it meets: a weighted
+layer (:meth:`NetworkBuilder.add`), an activation (:meth:`~NetworkBuilder.activation`, folded
+into the weighted layer before it), a softmax (:meth:`~NetworkBuilder.softmax`, allowed only at
+the end, then dropped) or a list of activations for a weights-only file
+(:meth:`~NetworkBuilder.activation_list`). :meth:`~NetworkBuilder.build` then makes the
+Network, warns once when an output softmax was dropped and records it in the metadata, and
+prefixes every error with the file's name.
+
+A weighted layer may be given as a ready :class:`~neurosim.layers.Layer` or as any object that
+the ``resolve`` callable of :meth:`~NetworkBuilder.build` turns into one (the Keras reader
+folds activations before it has read the weights).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+from neurosim.activations import Activation, make_activation
+from neurosim.errors import NeurosimError, UnsupportedLayerError
+from neurosim.layers import Layer, layer_type
+from neurosim.network import Network
+
+__all__ = ["NetworkBuilder", "SOFTMAX", "SOFTMAX_NAMES"]
+
+#: The marker an activation parser returns for a softmax.
+SOFTMAX = "softmax"
+#: Names that mean a softmax in the activation lists of weights-only files.
+SOFTMAX_NAMES = ("softmax", "log_softmax", "logsoftmax")
+
+
+class NetworkBuilder:
+    """Collects a file's layers in order; ``unit`` is the file format's word for a weighted
+    layer in messages ("Linear", "Dense")."""
+
+    def __init__(self, source: str, unit: str = "weighted"):
+        self.source = source
+        self.unit = unit
+        self.specs: list[Any] = []
+        self.activations: list[Activation] = []
+        self.names: list[str] = []
+        self.softmax_at: "str | None" = None
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    # --- what a reader meets --------------------------------------------------------------
+    def add(self, spec, where: str, name: "str | None" = None,
+            activation: "Activation | str | None" = None) -> None:
+        """A weighted layer (a Layer, or a spec for ``build``'s ``resolve``), optionally with
+        its own activation (Keras' ``Dense(activation=...)``)."""
+        self.check_open(where)
+        self.specs.append(spec)
+        self.activations.append(make_activation("identity"))
+        self.names.append(name or where)
+        if activation is not None:
+            self.activation(activation, where)
+
+    def add_layer(self, kind: str, arrays: dict, attrs: dict, activation: Activation,
+                  where: str) -> None:
+        """A layer of a registered ``kind`` from its arrays (neurosim's own files)."""
+        try:
+            cls = layer_type(kind)
+        except UnsupportedLayerError as exc:
+            raise UnsupportedLayerError(f"{where}: {exc}") from None
+        self.add(cls.from_arrays(arrays, attrs, activation), where)
+
+    def activation(self, activation: "Activation | str", where: str) -> None:
+        """An activation after the last weighted layer (identity is a no-op)."""
+        if activation == SOFTMAX:
+            self.softmax(where)
+            return
+        activation = make_activation(activation)
+        self.check_open(where)
+        if activation.name == "identity":
+            return
+        if not self.specs:
+            raise UnsupportedLayerError(
+                f"{where} comes before any {self.unit} layer; activations are only supported "
+                f"after a {self.unit} layer."
+            )
+        previous = self.activations[-1]
+        if previous.name != "identity":
+            raise UnsupportedLayerError(
+                f"{where} applies {activation} on top of the {previous} of {self.unit} layer "
+                f"{self.names[-1]}; only one activation per {self.unit} layer is supported."
+            )
+        self.activations[-1] = activation
+
+    def softmax(self, where: str) -> None:
+        """A softmax: only the network's output may have one (it is then dropped)."""
+        self.check_open(where)
+        if not self.specs:
+            raise UnsupportedLayerError(
+                f"{where} comes before any {self.unit} layer; a softmax is only supported as "
+                "the network's output."
+            )
+        self.softmax_at = where
+
+    def activation_list(self, activations, names: list[str]) -> list[Activation]:
+        """Activations of a weights-only file, one per weighted layer (a softmax only last).
+
+        ``activations`` is a list (or a comma-separated string) of names or Activations.
+        """
+        if isinstance(activations, str):
+            activations = [a for a in activations.split(",") if a.strip()]
+        activations = list(activations)
+        out = []
+        for index, act in enumerate(activations):
+            if isinstance(act, str) and act.strip().lower() in SOFTMAX_NAMES:
+                if index != len(activations) - 1:
+                    raise UnsupportedLayerError(
+                        f"{self.source}: softmax is only supported as the activation of the last "
+                        "layer."
+                    )
+                self.softmax_at = f"layer {names[index] if index < len(names) else index}"
+                act = "identity"
+            try:
+                out.append(make_activation(act))
+            except UnsupportedLayerError as exc:
+                label = names[index] if index < len(names) else index
+                raise UnsupportedLayerError(f"{self.source}: layer {label}: {exc}") from None
+        return out
+
+    def check_open(self, where: str) -> None:
+        """Raise unless more layers may come (nothing may follow the output softmax)."""
+        if self.softmax_at is not None:
+            raise UnsupportedLayerError(
+                f"{where} follows the softmax of {self.softmax_at}; a softmax is only supported "
+                "as the network's output."
+            )
+
+    # --- the result ---------------------------------------------------------------------
+    def build(self, metadata: dict, stacklevel: int = 2,
+              resolve: "Callable[[Any, Activation], Layer] | None" = None) -> Network:
+        """The Network; warn once (and record it) when an output softmax was dropped.
+
+        ``resolve(spec, activation)`` turns each added spec into a layer (default: a Layer
+        spec gets the folded activation). Errors from the Network's validation keep their
+        type and start with the source.
+        """
+        if not self.specs:
+            raise UnsupportedLayerError(f"{self.source} holds no {self.unit} layer.")
+        if resolve is None:
+            resolve = _with_activation
+        if self.softmax_at is not None:
+            warnings.warn(
+                f"{self.source}: the model ends with a softmax, which neurosim drops: the loaded "
+                "network outputs logits (its argmax, hence its predictions, are unchanged).",
+                stacklevel=stacklevel + 1,
+            )
+            metadata["dropped_output_softmax"] = True
+        try:
+            layers = [resolve(spec, act) for spec, act in zip(self.specs, self.activations)]
+            return Network(layers, metadata=metadata)
+        except NeurosimError as exc:
+            if str(exc).startswith(self.source):
+                raise
+            raise type(exc)(f"{self.source}: {exc}") from None
+
+
+def _with_activation(spec, activation: Activation) -> Layer:
+    if not isinstance(spec, Layer):  # pragma: no cover - a reader's programming error
+        raise TypeError(f"build needs a resolve function for {type(spec).__name__} specs")
+    if activation.name == "identity" and spec.activation.name != "identity":
+        return spec
+    return spec.with_parameters(activation=activation)

@@ -1,0 +1,233 @@
+"""One declarative parameter check for every public function and command-line flag.
+
+In the spirit of scikit-learn's ``validate_params``: a function declares a constraint per
+parameter, and every call is checked *before any work starts*, with one message template::
+
+    The 'confidence' parameter of simulate must be a float in (0, 1). Got 'abc' instead.
+
+The command line checks its flags with the same constraints (owner ``neurosim simulate``, the
+flag as the name), so a bad value reads the same in Python and in a shell.
+
+Constraints are small objects with ``is_satisfied_by(value)`` and a ``description`` (the
+"must be ..." text); combine alternatives with ``|`` (``Interval(...) | None``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+from neurosim.errors import param_error
+
+__all__ = [
+    "Constraint",
+    "Interval",
+    "Integer",
+    "Options",
+    "InstanceOf",
+    "Satisfies",
+    "NoneAllowed",
+    "check_param",
+    "validate_params",
+    "PROBABILITY",
+    "OPEN_UNIT",
+    "NON_NEGATIVE",
+    "SEED",
+    "POSITIVE_INT",
+    "BOOLEAN",
+]
+
+
+class Constraint:
+    """A condition on one parameter value, with the text that completes "must be ..."."""
+
+    description = "valid"
+
+    def is_satisfied_by(self, value: Any) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __or__(self, other) -> "AnyOf":
+        return AnyOf(self, _as_constraint(other))
+
+    def __ror__(self, other) -> "AnyOf":
+        return AnyOf(_as_constraint(other), self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.description}>"
+
+
+class AnyOf(Constraint):
+    """Satisfied when any of its constraints is."""
+
+    def __init__(self, *constraints: Constraint):
+        self.constraints = []
+        for c in constraints:
+            self.constraints.extend(c.constraints if isinstance(c, AnyOf) else [c])
+        self.description = " or ".join(c.description for c in self.constraints)
+
+    def is_satisfied_by(self, value) -> bool:
+        return any(c.is_satisfied_by(value) for c in self.constraints)
+
+
+class NoneAllowed(Constraint):
+    """The value None."""
+
+    description = "None"
+
+    def is_satisfied_by(self, value) -> bool:
+        return value is None
+
+
+def _is_real(value) -> bool:
+    return (isinstance(value, (numbers.Real, np.floating, np.integer))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def _is_integer(value) -> bool:
+    return (isinstance(value, (numbers.Integral, np.integer))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+class Interval(Constraint):
+    """A finite real number in an interval; ``closed`` is "both", "left", "right" or "neither".
+
+    ``lo`` or ``hi`` may be None (unbounded on that side).
+    """
+
+    def __init__(self, lo: "float | None", hi: "float | None", closed: str = "both",
+                 kind: str = "a float"):
+        self.lo, self.hi, self.closed = lo, hi, closed
+        left = "[" if closed in ("both", "left") else "("
+        right = "]" if closed in ("both", "right") else ")"
+        if lo is not None and hi is not None:
+            self.description = f"{kind} in {left}{lo:g}, {hi:g}{right}"
+        elif lo is not None:
+            self.description = f"{kind} {'>=' if left == '[' else '>'} {lo:g}"
+        elif hi is not None:
+            self.description = f"{kind} {'<=' if right == ']' else '<'} {hi:g}"
+        else:
+            self.description = f"a finite {kind.split()[-1]}"
+
+    def is_satisfied_by(self, value) -> bool:
+        if not _is_real(value):
+            return False
+        v = float(value)
+        if not math.isfinite(v):
+            return False
+        if self.lo is not None and (v < self.lo or (v == self.lo and self.closed in ("right", "neither"))):
+            return False
+        if self.hi is not None and (v > self.hi or (v == self.hi and self.closed in ("left", "neither"))):
+            return False
+        return True
+
+
+class Integer(Constraint):
+    """An integer (not a bool) with an optional lower bound."""
+
+    def __init__(self, lo: "int | None" = None, description: "str | None" = None):
+        self.lo = lo
+        self.description = description or (
+            "an integer" if lo is None else
+            "a positive integer" if lo == 1 else
+            "a non-negative integer" if lo == 0 else f"an integer >= {lo}")
+
+    def is_satisfied_by(self, value) -> bool:
+        return _is_integer(value) and (self.lo is None or int(value) >= self.lo)
+
+
+class Options(Constraint):
+    """One of a fixed set of values (names)."""
+
+    def __init__(self, values):
+        self.values = tuple(values)
+        self.description = "one of " + ", ".join(map(str, self.values))
+
+    def is_satisfied_by(self, value) -> bool:
+        try:
+            return value in self.values
+        except TypeError:  # an unhashable / incomparable value
+            return False
+
+
+class InstanceOf(Constraint):
+    """An instance of one of the given types."""
+
+    def __init__(self, *types: type, description: "str | None" = None):
+        self.types = types
+        self.description = description or "a " + " or ".join(t.__name__ for t in types)
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, self.types)
+
+
+class Satisfies(Constraint):
+    """Any value for which ``predicate(value)`` is true."""
+
+    def __init__(self, predicate: Callable[[Any], bool], description: str):
+        self.predicate = predicate
+        self.description = description
+
+    def is_satisfied_by(self, value) -> bool:
+        try:
+            return bool(self.predicate(value))
+        except Exception:
+            return False
+
+
+def _as_constraint(c) -> Constraint:
+    if c is None:
+        return NoneAllowed()
+    if isinstance(c, Constraint):
+        return c
+    raise TypeError(f"not a constraint: {c!r}")
+
+
+#: Reusable constraints.
+PROBABILITY = Interval(0.0, 1.0, "both")
+OPEN_UNIT = Interval(0.0, 1.0, "neither")
+NON_NEGATIVE = Interval(0.0, None, "left", kind="a number")
+POSITIVE_INT = Integer(1)
+SEED = Integer(0)
+BOOLEAN = InstanceOf(bool, np.bool_, description="True or False")
+
+
+def check_param(owner: str, name: str, value, constraint) -> None:
+    """Raise the house :class:`~neurosim.errors.ValidationError` unless ``value`` satisfies
+    ``constraint``."""
+    constraint = _as_constraint(constraint)
+    if not constraint.is_satisfied_by(value):
+        raise param_error(owner, name, constraint.description, value)
+
+
+def validate_params(constraints: dict, owner: "str | None" = None):
+    """Decorator: check the named parameters of every call against ``constraints`` first.
+
+    The constraints stay readable on the function as ``__neurosim_params__`` (the command
+    line reuses them for its flags).
+    """
+    constraints = {name: _as_constraint(c) for name, c in constraints.items()}
+
+    def decorate(func):
+        signature = inspect.signature(func)
+        missing = set(constraints) - set(signature.parameters)
+        if missing:  # pragma: no cover - a programming error, caught by any test
+            raise TypeError(f"{func.__name__} has no parameters {sorted(missing)}")
+        who = owner or func.__name__
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, constraint in constraints.items():
+                check_param(who, name, bound.arguments[name], constraint)
+            return func(*args, **kwargs)
+
+        wrapper.__neurosim_params__ = constraints
+        return wrapper
+
+    return decorate
