@@ -24,7 +24,7 @@ import sys
 import time
 
 import neurosim as ns
-from neurosim.simulation import clopper_pearson
+from neurosim.stats import clopper_pearson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_simulate import bench_numpy_masked, hidden_crash  # noqa: E402

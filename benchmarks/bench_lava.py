@@ -13,9 +13,12 @@ import time
 import numpy as np
 
 import neurosim
-from neurosim.backends.lava import integer_forward, require_lava, run_lava
-from neurosim.engine import build_plan, clean_cache, one_blas_thread, propagate, sample_faults
+from neurosim.backends.lava import require_lava, run_lava
+from neurosim.backends.numba import NumbaBackend
 from neurosim.faults import NeuronCrash
+from neurosim.plan import build_plan
+from neurosim.quantization import integer_forward
+from neurosim.sampler import sample_faults
 
 
 def rate(fn, n_inputs: int, repeat: int = 1) -> float:
@@ -40,20 +43,19 @@ def main() -> None:
     m = X.shape[0]
 
     plan = build_plan(mapping, neurosim.FaultModel([NeuronCrash(0.01)]))
-    cache = clean_cache(plan, plan.network.check_input(X))
+    numba = NumbaBackend()
+    cache = numba.clean_cache(plan, plan.network.check_input(X))
     batch = sample_faults(plan, np.random.default_rng(0), m)  # one transient draw per input
 
     def faulty_numba():
-        with one_blas_thread():
-            propagate(plan, cache, batch, np.arange(m), np.arange(m))
+        with numba.session():
+            numba.propagate(plan, cache, batch, np.arange(m), np.arange(m))
 
     n, k = args.n_lava, args.n_episodes
-    from neurosim.backends.lava import _select_draws  # noqa: PLC2701 (bench only)
-
-    sub = _select_draws(batch, np.arange(k), plan.n_layers)
+    sub = batch.select(np.arange(k))
     rows = [
         ("numpy/BLAS network.forward (float32)", m, rate(lambda: net.forward(X), m, 20)),
-        ("numba propagate, transient crash p=0.01", m, rate(faulty_numba, m, 5)),
+        ("numba backend, transient crash p=0.01", m, rate(faulty_numba, m, 5)),
         ("integer_forward (NumPy int64)", m, rate(lambda: integer_forward(mapping, X), m, 5)),
         ("lava floating_pt, pipelined", n, rate(lambda: run_lava(net, X[:n]), n)),
         ("lava fixed_pt, pipelined", n, rate(lambda: run_lava(mapping, X[:n], mode="fixed_pt"), n)),

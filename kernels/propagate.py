@@ -26,12 +26,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-CLEAN, SPARSE, DENSE = 0, 1, 2
+from neurosim.kernels.codes import (
+    ACT_IDENTITY, ACT_LEAKY, ACT_RELU, ACT_SIGMOID, ACT_SOFTPLUS, ACT_TANH, CLEAN, CRASH_PAPER,
+    CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT, SPARSE,
+)
 
-# Activation codes: the order of neurosim.network.ACTIVATIONS.
-ACT_RELU, ACT_LEAKY, ACT_TANH, ACT_SIGMOID, ACT_SOFTPLUS, ACT_IDENTITY = 0, 1, 2, 3, 4, 5
-SEM_SILENT, SEM_PAPER, SEM_STUCK = 0, 1, 2
-F_CRASH, F_WEIGHT, F_TILE = 0, 1, 2
+__all__ = ["CLEAN", "SPARSE", "DENSE", "ACT_IDENTITY", "z_from_clean", "finish_layer",
+           "input_layer", "dense_forward", "activate"]
 
 
 @njit(cache=True, inline="always")
@@ -92,9 +93,9 @@ def z_from_clean(Z, rows, status, Yprev, Yprev_clean, Z_clean, W, row_input):
 
 
 @njit(cache=True, parallel=True)
-def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, row_input, ptr,
-                 kind, fa, fb, fc, fd, value, act_code, alpha, crash_sem, crash_value, Y_clean,
-                 sparse_limit, status_out):
+def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, bias, row_draw, row_input, ptr,
+                 kind, out_start, out_stop, in_start, in_stop, value, crash_mode, act_code, alpha,
+                 Y_clean, sparse_limit, status_out):
     """Apply a layer's faults to ``Z``, then the activation and the crashes, for ``rows``.
 
     Parameters
@@ -104,8 +105,9 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, ro
     rows : indices of the rows to process.
     status_prev : status of each row's previous-layer activations; a CLEAN row's are read from
         ``Yprev_clean`` (by input) instead of ``Yprev``.
-    row_draw : (n_rows,) fault sample of each row; its faults are ``ptr[d]:ptr[d+1]``.
-    crash_sem, crash_value : crash semantics code and stuck value of this layer.
+    W, bias : the layer's matrix and bias.
+    row_draw : (n_rows,) fault sample of each row; its records are ``ptr[d]:ptr[d+1]`` of the
+        record columns ``kind, out_start, out_stop, in_start, in_stop, value, crash_mode``.
     Y_clean : (n_inputs, n_out) clean activations of this layer.
     sparse_limit : rows with at most this many changed entries become SPARSE.
     status_out : (n_rows,) new status (written for ``rows``).
@@ -118,15 +120,15 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, ro
         clean_in = status_prev[r] == CLEAN
         # Synapse faults and failed tiles change z before the activation.
         for f in range(ptr[d], ptr[d + 1]):
-            if kind[f] == F_WEIGHT:
-                i = fa[f]
-                j = fb[f]
+            if kind[f] == REC_WEIGHT:
+                i = out_start[f]
+                j = in_start[f]
                 yj = Yprev_clean[x, j] if clean_in else Yprev[r, j]
                 Z[r, i] += (value[f] - W[i, j]) * yj
-            elif kind[f] == F_TILE:
-                for i in range(fa[f], fb[f]):
+            elif kind[f] == REC_TILE:
+                for i in range(out_start[f], out_stop[f]):
                     s = 0.0
-                    for j in range(fc[f], fd[f]):
+                    for j in range(in_start[f], in_stop[f]):
                         yj = Yprev_clean[x, j] if clean_in else Yprev[r, j]
                         s += W[i, j] * yj
                     Z[r, i] -= s
@@ -134,20 +136,20 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, b, row_draw, ro
             Y[r, i] = _act(Z[r, i], act_code, alpha)
         # Crashes override the neuron's output.
         for f in range(ptr[d], ptr[d + 1]):
-            if kind[f] == F_CRASH:
-                i = fa[f]
-                if fb[f] == 1 or crash_sem == SEM_SILENT:
+            if kind[f] == REC_CRASH:
+                i = out_start[f]
+                if crash_mode[f] == CRASH_SILENT:
                     Y[r, i] = 0.0
-                elif crash_sem == SEM_PAPER:
-                    Z[r, i] = b[i]
-                    Y[r, i] = _act(b[i], act_code, alpha)
+                elif crash_mode[f] == CRASH_PAPER:
+                    Z[r, i] = bias[i]
+                    Y[r, i] = _act(bias[i], act_code, alpha)
                 else:
-                    Y[r, i] = crash_value
+                    Y[r, i] = value[f]
         status_out[r] = _row_status(Y, r, Y_clean, x, sparse_limit)
 
 
 @njit(cache=True, parallel=True)
-def input_layer(Y0, rows, X, row_draw, row_input, ptr, kind, fa, fb, crash_sem, crash_value,
+def input_layer(Y0, rows, X, row_draw, row_input, ptr, kind, out_start, value, crash_mode,
                 sparse_limit, status_out):
     """Input activations of ``rows``: ``x`` with input-layer crashes (paper = silent there)."""
     n_in = Y0.shape[1]
@@ -158,11 +160,11 @@ def input_layer(Y0, rows, X, row_draw, row_input, ptr, kind, fa, fb, crash_sem, 
             Y0[r, j] = X[x, j]
         d = row_draw[r]
         for f in range(ptr[d], ptr[d + 1]):
-            if kind[f] == F_CRASH:
-                if fb[f] == 1 or crash_sem != SEM_STUCK:
-                    Y0[r, fa[f]] = 0.0
+            if kind[f] == REC_CRASH:
+                if crash_mode[f] == CRASH_SILENT or crash_mode[f] == CRASH_PAPER:
+                    Y0[r, out_start[f]] = 0.0
                 else:
-                    Y0[r, fa[f]] = crash_value
+                    Y0[r, out_start[f]] = value[f]
         status_out[r] = _row_status(Y0, r, X, x, sparse_limit)
 
 

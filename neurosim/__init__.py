@@ -1,25 +1,52 @@
 """neurosim: fault simulation and fault-tolerance certification of neural networks on
-neuromorphic hardware."""
+neuromorphic hardware.
+
+The pipeline (see docs/architecture.md): a :class:`Network` of registered layers is mapped onto
+a chip profile (:func:`map_network`), lowered with a fault model to a plan, and run by a backend
+(numba, numpy, lava) under an estimator (Monte Carlo, stratified) that a runner drives;
+:func:`simulate` and :func:`certify` are the front doors.
+"""
+
+__version__ = "0.2.0"
 
 from neurosim.errors import (
+    BackendUnsupportedError,
     FileFormatError,
     MappingError,
     MissingExtraError,
     NeurosimError,
+    NeurosimWarning,
     ProfileError,
     ShapeError,
     UnsupportedLayerError,
     UntrustedPickleError,
     ValidationError,
 )
-from neurosim.network import ACTIVATIONS, Activation, Dense, Network
+from neurosim.activations import ACTIVATIONS, Activation
+from neurosim.layers import LAYERS, Dense, Layer, register_layer
+from neurosim.network import Network
 from neurosim.io import load_network, save_network
+from neurosim.faults import (CoreFailure, FaultModel, FaultType, NeuronCrash, SynapseStuck,
+                             WeightBitFlip, parse_fault_model, parse_fault_spec, register_fault)
 from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
 from neurosim.mapping import Mapping, load_mapping, map_network
 from neurosim.datasets import load_data, load_digits_model, load_digits_test
-from neurosim.faults import CoreFailure, FaultModel, NeuronCrash, SynapseStuck, WeightBitFlip
-from neurosim.simulation import SimulationResult, simulate
-from neurosim.engine import warmup
-from neurosim.certify import Certificate, certify, stratified_estimate
+from neurosim.backends import Backend, get_backend
+from neurosim.runners import MapRunner, Runner, SerialRunner
+from neurosim.results import Certificate, SimulationResult, load_certificate, load_result
+from neurosim.simulation import simulate
+from neurosim.certify import certify, stratified_estimate
+from neurosim.backends.numba import warmup
 
-__version__ = "0.1.0"
+__all__ = [
+    "__version__", "NeurosimError", "ValidationError", "ShapeError", "FileFormatError",
+    "UnsupportedLayerError", "ProfileError", "MappingError", "MissingExtraError",
+    "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning",
+    "Activation", "ACTIVATIONS", "Layer", "Dense", "LAYERS", "register_layer", "Network",
+    "load_network", "save_network", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
+    "WeightBitFlip", "CoreFailure", "register_fault", "parse_fault_spec", "parse_fault_model",
+    "FaultRates", "HardwareProfile", "list_profiles", "load_profile", "Mapping", "map_network",
+    "load_mapping", "load_data", "load_digits_model", "load_digits_test", "Backend",
+    "get_backend", "Runner", "SerialRunner", "MapRunner", "SimulationResult", "Certificate",
+    "load_result", "load_certificate", "simulate", "certify", "stratified_estimate", "warmup",
+]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from neurosim.errors import NeurosimError
+from neurosim.errors import NeurosimError, NeurosimWarning
 from neurosim.errors import ValidationError as ValidationError_
 
 EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
@@ -35,6 +36,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
              "(a PyTorch state_dict, Keras .weights.h5), e.g. relu,relu,identity")
 
 
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "numba", "numpy", "lava"),
+        help="what runs the faulty network: numba (fast; 'auto' picks it), numpy (the "
+             "reference), lava (Loihi-style Lava processes: slow, small runs; needs the lava "
+             "extra on Python 3.10). Every backend gives the same result keys and fault draws")
+
+
 def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="loihi2",
                         help="built-in profile name (see 'neurosim profiles') or a TOML file "
@@ -54,20 +63,20 @@ def load_model_arg(args):
 # --- subcommands ----------------------------------------------------------------------------
 
 def cmd_profiles(args) -> int:
-    from neurosim.hardware import list_profiles, load_profile
+    from neurosim.hardware import fault_rate_fields, list_profiles, load_profile
 
     profiles = [load_profile(name) for name in list_profiles()]
     if args.json:
         print(json.dumps([p.summary() for p in profiles], indent=2))
         return EXIT_OK
+    fields = fault_rate_fields()
     print(f"{'name':<14} {'arch':<9} {'cores':>6} {'neurons/core':>12} {'fan-in':>7} "
-          f"{'w bits':>6} {'crash':>8} {'stuck0':>8} {'stuck1':>8} {'bitflip':>8} {'core':>8}")
+          f"{'w bits':>6} " + " ".join(f"{pf.label:>8}" for pf in fields))
     for p in profiles:
-        r = p.fault_rates
+        rates = p.fault_rates.as_dict()
         print(f"{p.name:<14} {p.architecture:<9} {p.cores_per_chip:>6} {p.neurons_per_core:>12} "
-              f"{p.max_fan_in:>7} {p.weight_bits:>6} {r.neuron_crash:>8.1e} "
-              f"{r.synapse_stuck_at_zero:>8.1e} {r.synapse_stuck_at_max:>8.1e} "
-              f"{r.weight_bit_flip:>8.1e} {r.core_failure:>8.1e}")
+              f"{p.max_fan_in:>7} {p.weight_bits:>6} "
+              + " ".join(f"{rates.get(pf.name, 0.0):>8.1e}" for pf in fields))
     print("fault rates: defaults per element; 'neurosim profiles --json' lists each number's "
           "source and confidence")
     return EXIT_OK
@@ -111,17 +120,22 @@ def _print_quantization(report: dict) -> None:
               f"{report['quantized_accuracy']:.2%} ({100 * report['accuracy_change']:+.2f} points)")
 
 
-def _fault_model_arg(args, mapping):
-    """The fault model from --fault flags; the profile's defaults when none (or 'profile')."""
-    from neurosim.faults import FaultModel, parse_fault_spec, profile_faults
+def _fault_model_arg(args, mapping, owner: str):
+    """The fault model from --fault flags; the profile's defaults when none (or 'profile').
+
+    With --float the profile's bit-flip default is left out, with a note (the float network
+    has no integer words).
+    """
+    from neurosim.faults import FaultModel, parse_fault_spec
+    from neurosim.plan import resolve_faults
 
     if not args.fault:
-        return profile_faults(mapping.profile)
+        return resolve_faults(mapping, None, owner, args.use_float)
     processes = []
     for text in args.fault:
         proc = parse_fault_spec(text)
         if proc is None:
-            processes.extend(profile_faults(mapping.profile).processes)
+            processes.extend(resolve_faults(mapping, None, owner, args.use_float).processes)
         else:
             processes.append(proc)
     # A flag given after 'profile' replaces the profile's process of the same kind.
@@ -131,25 +145,47 @@ def _fault_model_arg(args, mapping):
     return FaultModel(list(by_kind.values()))
 
 
-def cmd_simulate(args) -> int:
+def _check_run_flags(args, function, owner: str) -> None:
+    """The flags that become parameters of ``function``, checked with its own constraints."""
+    from neurosim.validation import check_flags
+
+    flags = {"--eps": ("eps", args.eps), "--seed": ("seed", args.seed),
+             "--confidence": ("confidence", args.confidence),
+             "--samples": ("n_samples", args.samples)}
+    if getattr(args, "delta", None) is not None:
+        flags["--delta"] = ("delta", args.delta)
+    check_flags(owner, function, flags)
+
+
+def _run_data(args, owner: str, function):
+    """Model, mapping, data and fault model of simulate / certify, every flag checked first."""
     from neurosim.datasets import load_data
     from neurosim.mapping import map_network
-    from neurosim.simulation import simulate
 
+    _check_run_flags(args, function, owner)
     network = load_model_arg(args)
     mapping = map_network(network, args.profile)
     X, y = load_data(args.data, network=network)
-    faults = _fault_model_arg(args, mapping)
+    return network, mapping, X, y, _fault_model_arg(args, mapping, owner)
+
+
+def cmd_simulate(args) -> int:
+    from neurosim.simulation import simulate
+
     if args.resume and not args.output:
         raise ValidationError_("--resume needs -o FILE.h5, the file of the interrupted run.")
+    network, mapping, X, y, faults = _run_data(args, "neurosim simulate", simulate)
     if args.backend == "lava":
-        return _simulate_lava(args, network, mapping, faults, X, y)
+        print(f"neurosim simulate: the Lava backend runs one Lava episode per faulty (draw, input) "
+              f"pair, about a second each on a laptop CPU; {args.samples} draws x {X.shape[0]} "
+              "inputs", file=sys.stderr)
     try:
         result = simulate(
             mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
             seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
             use_float=args.use_float, output=args.output, resume=args.resume,
             progress=not args.no_progress and sys.stderr.isatty(), estimator=args.estimator,
+            backend=args.backend,
         )
     except KeyboardInterrupt:
         if args.output:
@@ -157,83 +193,39 @@ def cmd_simulate(args) -> int:
                   "continue with --resume", file=sys.stderr)
         raise
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(result.to_dict(), indent=2, default=_json_safe))
     else:
         print(f"{network!r} on '{mapping.profile.name}' ({result.simulated_network} weights), "
-              f"faults: {result.fault_model}, {result.mode}")
+              f"faults: {result.fault_model}, {result.mode}, backend {result.backend}")
         print(result.summary())
         if args.output:
             print(f"results saved to {args.output}")
     return EXIT_OK
 
 
-def _simulate_lava(args, network, mapping, faults, X, y) -> int:
-    """simulate --backend lava: every faulty (draw, input) pair runs as Lava processes (slow)."""
-    from neurosim.backends.lava import lava_simulate, require_lava
-    from neurosim.simulation import clopper_pearson
-
-    require_lava()
-    for flag, value in (("--output", args.output), ("--resume", args.resume)):
-        if value:
-            raise ValidationError_(f"{flag} is not supported with --backend lava (small runs only).")
-    if args.estimator != "mc":
-        raise ValidationError_("--backend lava runs plain Monte Carlo; drop --estimator.")
-    print(f"neurosim simulate: the Lava backend runs one Lava episode per faulty (draw, input) "
-          f"pair, about a second each on a laptop CPU; {args.samples} draws x {X.shape[0]} inputs",
-          file=sys.stderr)
-    out = lava_simulate(mapping, faults, X, y, metric=args.metric, eps=args.eps,
-                        n_samples=args.samples, seed=args.seed, mode=args.fault_mode,
-                        use_float=args.use_float,
-                        progress=not args.no_progress and sys.stderr.isatty())
-    lo, hi = clopper_pearson(out["n_failures"], out["n_pairs"], args.confidence)
-    summary = {
-        "backend": "lava", "lava_mode": out["lava_mode"], "failure_rate": out["failure_rate"],
-        "ci_low": lo, "ci_high": hi, "confidence": args.confidence,
-        "interval_method": "Clopper-Pearson", "n_samples": args.samples,
-        "n_inputs": int(X.shape[0]), "n_pairs": out["n_pairs"],
-        "n_faulty_pairs": out["n_faulty_pairs"], "n_failures": out["n_failures"],
-        "metric": args.metric, "eps": 0.5 if args.eps is None else args.eps, "seed": args.seed,
-        "fault_model": faults.spec(),
-    }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"{network!r} on '{mapping.profile.name}' through Lava ({out['lava_mode']}), "
-              f"faults: {faults.spec()}")
-        print(f"failure rate {out['failure_rate']:.4g}  [{lo:.4g}, {hi:.4g}] "
-              f"({100 * args.confidence:g} % Clopper-Pearson), {out['n_failures']} failures in "
-              f"{out['n_pairs']} pairs ({out['n_faulty_pairs']} with a fault)")
-    return EXIT_OK
-
-
 def cmd_certify(args) -> int:
     from neurosim.certify import certify
-    from neurosim.datasets import load_data
-    from neurosim.mapping import map_network
 
-    network = load_model_arg(args)
-    mapping = map_network(network, args.profile)
-    X, y = load_data(args.data, network=network)
-    faults = _fault_model_arg(args, mapping)
+    if args.plot:
+        from neurosim.viz import check_plot_metric
+
+        check_plot_metric(args.metric, "neurosim certify --plot")
+    network, mapping, X, y, faults = _run_data(args, "neurosim certify", certify)
     cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta, metric=args.metric,
                    confidence=args.confidence, seed=args.seed, use_float=args.use_float,
-                   n_samples=args.samples)
-    data = cert.to_dict()
-    data["model"] = str(args.model)
-    data["data"] = str(args.data)
+                   n_samples=args.samples, backend=args.backend,
+                   progress=not args.json and sys.stderr.isatty())
+    cert.extra = {"model": str(args.model), "data": str(args.data)}
     if args.output:
-        from neurosim.io.atomic import atomic_path
-
-        with atomic_path(args.output, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(data, indent=2, default=_json_safe))
+        cert.save(args.output)
     if args.plot:
         from neurosim.viz import plot_delta_vs_eps
 
         plot_delta_vs_eps(mapping, faults, X, y, metric=args.metric, delta=args.delta,
                           confidence=args.confidence, seed=args.seed, use_float=args.use_float,
-                          path=args.plot)
+                          path=args.plot, backend=args.backend)
     if args.json:
-        print(json.dumps(data, indent=2, default=_json_safe))
+        print(json.dumps(cert.to_dict(), indent=2, default=_json_safe))
     else:
         print(f"{network!r} on '{mapping.profile.name}', faults: {cert.fault_model}")
         print(cert.summary())
@@ -406,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error metric (default flip: the predicted class changes)")
     p.add_argument("--samples", type=_positive_int, default=1000,
                    help="fault draws per input; in permanent mode, chip instances (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="a fault model, repeatable: crash:p=1e-3[,layers=1,2][,semantics=paper|"
                         "stuck,value=V], stuck:p0=0.0175,p1=0.0904, bitflip:p=1e-6, core:p=1e-3, "
@@ -421,9 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in -o FILE")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--backend", default="numba", choices=("numba", "lava"),
-                   help="numba (default, fast) or lava: run the faulty pairs as Loihi-style Lava "
-                        "processes (slow, small runs; needs the lava extra on Python 3.10)")
+    _add_backend_argument(p)
     p.add_argument("--estimator", default="mc", choices=("mc", "stratified", "auto"),
                    help="mc: plain Monte Carlo (default); stratified: the rare-event estimator "
                         "(exact single faults, conditional sampling of more); auto: stratified "
@@ -455,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also plot delta against eps: simulated, paper's Chebyshev, sound bound")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
+    _add_backend_argument(p)
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("demo", help="run the bundled model and data end to end")
@@ -497,14 +488,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except NeurosimError as exc:
-        print(f"neurosim {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"neurosim {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NeurosimWarning):
+            print(f"neurosim {args.command}: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.showwarning = note  # a choice made for the user is one line on stderr
+        try:
+            return int(args.func(args))
+        except NeurosimError as exc:
+            print(f"neurosim {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"neurosim {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

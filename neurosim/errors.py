@@ -51,20 +51,33 @@ class NeurosimFileNotFoundError(NeurosimError, FileNotFoundError):
     """A file named by the user does not exist."""
 
 
-def param_error(owner: str, name: str, expected: str, got: object) -> ValidationError:
+class BackendUnsupportedError(NeurosimError, NotImplementedError):
+    """The chosen backend cannot run this network, fault model or estimator (the message says
+    why; each backend lists its unsupported cases)."""
+
+
+class NeurosimWarning(UserWarning):
+    """Something neurosim changed or chose on the user's behalf, said once (a dropped default
+    fault process, a backend fallback)."""
+
+
+def param_error(owner: str, name: str, expected: str, got: object,
+                what: str = "parameter") -> ValidationError:
     """Build a :class:`ValidationError` with the house message template.
 
     Parameters
     ----------
     owner : str
-        What the parameter belongs to, e.g. ``"NeuronCrash"``.
+        What the parameter belongs to, e.g. ``"NeuronCrash"`` or ``"neurosim simulate"``.
     name : str
-        The parameter's name.
+        The parameter's name (or the command-line flag, ``--confidence``).
     expected : str
         What was expected, e.g. ``"a float in [0, 1]"``.
     got : object
         The value that was given.
+    what : str
+        ``"parameter"``, or ``"flag"`` for the command line.
     """
     return ValidationError(
-        f"The '{name}' parameter of {owner} must be {expected}. Got {got!r} instead."
+        f"The '{name}' {what} of {owner} must be {expected}. Got {got!r} instead."
     )

@@ -41,9 +41,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from neurosim.errors import NeurosimFileNotFoundError, ProfileError
+from neurosim.faults import FAULT_TYPES
 
 __all__ = [
     "FaultRates",
+    "fault_rate_fields",
+    "fault_rates_class",
     "HardwareProfile",
     "load_profile",
     "list_profiles",
@@ -61,31 +64,46 @@ def _spec(doc: str, unit: str = "", required: bool = True, lo: float | None = No
     return {"doc": doc, "unit": unit, "required": required, "lo": lo, "hi": hi, "choices": choices}
 
 
-@dataclass(frozen=True)
-class FaultRates:
-    """Default fault rates of a chip (probabilities, per element and per inference or deployment).
+def _fault_rates_class(profile_fields: tuple) -> type:
+    """The FaultRates dataclass for the given fault-type profile fields (one float each)."""
+    fields = []
+    for pf in profile_fields:
+        meta = _spec(pf.doc, pf.unit, required=pf.required, lo=0, hi=1)
+        fields.append((pf.name, "float", field(default=pf.default, metadata=meta)
+                       if not pf.required else field(metadata=meta)))
+    # Required fields first (a dataclass cannot put a defaulted field before one without).
+    fields.sort(key=lambda f: not f[2].metadata["required"])
+    return dataclasses.make_dataclass(
+        "FaultRates", fields, frozen=True,
+        namespace={
+            "__module__": __name__,
+            "__doc__": "Default fault rates of a chip (probabilities, per element and per "
+                       "inference or deployment).\n\nEvery rate is a probability in [0, 1]; "
+                       "``simulate`` and ``certify`` use them when the user gives no "
+                       "``--fault``. The fields are the ``profile_fields`` of the registered "
+                       "fault types (neurosim.faults).",
+            "as_dict": lambda self: dataclasses.asdict(self),
+        })
 
-    Every rate is a probability in [0, 1]. They are the defaults that ``simulate`` and
-    ``certify`` use when the user gives no ``--fault``.
-    """
 
-    neuron_crash: float = field(metadata=_spec(
-        "Probability that a neuron is crashed (emits nothing).", "probability per neuron", lo=0, hi=1))
-    synapse_stuck_at_zero: float = field(metadata=_spec(
-        "Probability that a synapse / crossbar cell is stuck at 0 (open).",
-        "probability per synapse", lo=0, hi=1))
-    synapse_stuck_at_max: float = field(metadata=_spec(
-        "Probability that a synapse / crossbar cell is stuck at the layer's largest representable "
-        "magnitude (sign kept).", "probability per synapse", lo=0, hi=1))
-    weight_bit_flip: float = field(metadata=_spec(
-        "Probability that one bit of a stored integer weight word is flipped.",
-        "probability per bit", lo=0, hi=1))
-    core_failure: float = field(metadata=_spec(
-        "Probability that a whole core (or crossbar tile) fails: all its neurons crash.",
-        "probability per core", lo=0, hi=1))
+def fault_rate_fields() -> tuple:
+    """The ``[fault_rates]`` fields the registered fault types declare, in registry order."""
+    return tuple(pf for cls in FAULT_TYPES.values() for pf in cls.profile_fields)
 
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+
+_RATE_CLASSES: dict = {}
+
+
+def fault_rates_class() -> type:
+    """The FaultRates class for the fault types registered now (a new type adds its fields)."""
+    key = fault_rate_fields()
+    if key not in _RATE_CLASSES:
+        _RATE_CLASSES[key] = _fault_rates_class(key)
+    return _RATE_CLASSES[key]
+
+
+#: Default fault rates of a chip: one field per ``profile_fields`` entry of the fault types.
+FaultRates = fault_rates_class()
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,7 @@ class HardwareProfile:
     weight_bits: int = field(metadata=_spec(
         "Width of the stored integer weight word, sign included (two's complement).",
         "bits", lo=2, hi=32))
-    fault_rates: FaultRates = field(metadata=_spec("Default fault rates (see FaultRates).", "table"))
+    fault_rates: "FaultRates" = field(metadata=_spec("Default fault rates (see FaultRates).", "table"))
     spare_cores_per_chip: int = field(default=0, metadata=_spec(
         "Cores per chip held in reserve to replace failed cores (not used by the mapping).",
         "cores", required=False, lo=0))
@@ -185,7 +203,7 @@ class HardwareProfile:
     def field_docs(cls) -> dict[str, dict]:
         """Documentation, unit and range of every field (profile and fault rates)."""
         docs = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
-        for f in dataclasses.fields(FaultRates):
+        for f in dataclasses.fields(fault_rates_class()):
             docs[f"fault_rates.{f.name}"] = dict(f.metadata)
         return docs
 
@@ -193,7 +211,6 @@ class HardwareProfile:
 # --- loading and validation ---------------------------------------------------------------
 
 _PROFILE_FIELDS = {f.name: f for f in dataclasses.fields(HardwareProfile) if f.name != "path"}
-_RATE_FIELDS = {f.name: f for f in dataclasses.fields(FaultRates)}
 
 
 def _unknown_key(source: str, key: str, valid, where: str = "") -> ProfileError:
@@ -260,19 +277,23 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> HardwareProfile:
     rates_table = data["fault_rates"]
     if not isinstance(rates_table, dict):
         raise ProfileError(f"{source}: [fault_rates] must be a table. Got {rates_table!r} instead.")
+    rates_class = fault_rates_class()
+    rate_fields = {f.name: f for f in dataclasses.fields(rates_class)}
     for key in rates_table:
-        if key not in _RATE_FIELDS:
-            raise _unknown_key(source, key, _RATE_FIELDS, where="in [fault_rates] ")
+        if key not in rate_fields:
+            raise _unknown_key(source, key, rate_fields, where="in [fault_rates] ")
     rates = {}
-    for name, f in _RATE_FIELDS.items():
+    for name, f in rate_fields.items():
         if name not in rates_table:
+            if not f.metadata["required"]:
+                continue
             raise ProfileError(
                 f"{source}: missing required key 'fault_rates.{name}' ({f.metadata['doc']})."
             )
         rates[name] = _check_value(source, f"fault_rates.{name}", f, rates_table[name])
-    kwargs["fault_rates"] = FaultRates(**rates)
+    kwargs["fault_rates"] = rates_class(**rates)
 
-    documented = set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in _RATE_FIELDS}
+    documented = set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in rate_fields}
     for table in ("confidence", "sources"):
         for key, value in kwargs.get(table, {}).items():
             if key not in documented:

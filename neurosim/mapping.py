@@ -16,13 +16,9 @@ crossbar.
 Cores are numbered in layer order; a chip holds ``cores_per_chip - spare_cores_per_chip``
 of them, and a network that needs more cores needs more chips.
 
-Quantization (per layer): ``W_l ~= scale_l * Q_l`` with ``Q_l`` integer. With a ``weight_bits``
-wide two's complement word, ``Q_l`` lies in ``[-2^(b-1), 2^(b-1) - 1]``. Profiles with
-``mixed_sign_drop_lsb`` (Loihi) follow Lava: a layer whose weights have both signs stores the
-word shifted left by one (the lowest bit dropped), ``Q_l in {-2^b, ..., 2^b - 2}`` in steps of 2,
-while a single-sign layer stores a ``b``-bit magnitude, ``|Q_l| <= 2^b - 1``. With
-``power_of_two_scale`` the scale is a power of two (Loihi's weight exponent). Biases are not
-quantized.
+Each layer's stored weights are quantized to the profile's integer words
+(:mod:`neurosim.quantization`). Layers reach the mapping through the layer protocol
+(``fan_in``, ``input_span``, ``block_synapses``), so every registered layer type maps.
 """
 
 from __future__ import annotations
@@ -34,11 +30,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neurosim.errors import MappingError, NeurosimFileNotFoundError
+from neurosim.errors import MappingError, NeurosimFileNotFoundError, ValidationError
 from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
 from neurosim.network import Network
+from neurosim.quantization import LayerQuantization, quantize_layer
 
-__all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping"]
+__all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping",
+           "target_network", "network_label"]
 
 MAPPING_FORMAT_VERSION = 1
 
@@ -59,6 +57,7 @@ class Core:
     in_start: int
     in_stop: int
     utilization: float
+    n_synapses: int = -1  # -1: every (neuron, axon) pair is a synapse (a dense block)
 
     @property
     def n_neurons(self) -> int:
@@ -70,7 +69,7 @@ class Core:
 
     @property
     def synapses(self) -> int:
-        return self.n_neurons * self.axons_in
+        return self.n_synapses if self.n_synapses >= 0 else self.n_neurons * self.axons_in
 
     def as_dict(self) -> dict:
         return {
@@ -84,67 +83,6 @@ class Core:
             "out_range": [self.out_start, self.out_stop],
             "in_range": [self.in_start, self.in_stop],
         }
-
-
-@dataclass(frozen=True)
-class LayerQuantization:
-    """How one layer's weights are stored as integers.
-
-    Attributes
-    ----------
-    Q : ndarray of int32, shape (n_out, n_in)
-        Integer weights as the chip multiplies with them.
-    scale : float
-        Float value of one integer unit: ``W ~= scale * Q``.
-    sign_mode : str
-        ``mixed``, ``excitatory`` or ``inhibitory``.
-    step : int
-        Spacing of representable integers (2 for Loihi mixed-sign layers).
-    q_min, q_max : int
-        Representable range of ``Q``.
-    """
-
-    Q: np.ndarray
-    scale: float
-    sign_mode: str
-    step: int
-    q_min: int
-    q_max: int
-
-    @property
-    def max_magnitude(self) -> int:
-        """Largest representable ``|Q|`` (either sign)."""
-        return max(abs(self.q_min), abs(self.q_max))
-
-
-def quantize_layer(W: np.ndarray, profile: HardwareProfile) -> LayerQuantization:
-    """Quantize one weight matrix to the profile's integer weights (see the module docstring)."""
-    W = np.asarray(W, dtype=np.float64)
-    w_max, w_min = float(W.max(initial=0.0)), float(W.min(initial=0.0))
-    if w_min < 0 < w_max:
-        sign_mode = "mixed"
-    elif w_min < 0:
-        sign_mode = "inhibitory"
-    else:
-        sign_mode = "excitatory"
-    b = profile.weight_bits
-    if profile.mixed_sign_drop_lsb:
-        if sign_mode == "mixed":
-            step, q_min, q_max = 2, -(2**b), 2**b - 2
-        else:
-            step, q_min, q_max = 1, -(2**b - 1), 2**b - 1
-    else:
-        step, q_min, q_max = 1, -(2 ** (b - 1)), 2 ** (b - 1) - 1
-    # Smallest scale that keeps both ends of W inside [q_min, q_max].
-    candidates = [w_max / q_max if w_max > 0 else 0.0, w_min / q_min if w_min < 0 else 0.0]
-    scale = max(candidates)
-    if scale == 0.0:
-        scale = 1.0
-    elif profile.power_of_two_scale:
-        scale = 2.0 ** math.ceil(math.log2(scale))
-    Q = np.rint(W / (scale * step)) * step
-    Q = np.clip(Q, q_min, q_max).astype(np.int32)
-    return LayerQuantization(Q, float(scale), sign_mode, step, q_min, q_max)
 
 
 class Mapping:
@@ -172,6 +110,7 @@ class Mapping:
         self.profile = profile
         self.cores = cores
         self.quantization = quantization
+        self._quantized = None
         if profile.architecture == "cores":
             self.neuron_core = []
             for l in range(1, network.n_layers + 1):
@@ -182,6 +121,24 @@ class Mapping:
                 self.neuron_core.append(owner)
         else:
             self.neuron_core = None
+
+    # --- where things are -----------------------------------------------------------------
+    def neuron_cores(self, layer: int, neurons) -> "np.ndarray | None":
+        """Core id of each of ``neurons`` of ``layer`` (1-based); None on crossbar profiles,
+        where a neuron spans several tiles."""
+        if self.neuron_core is None:
+            return None
+        return self.neuron_core[layer - 1][np.asarray(neurons, dtype=np.int64)]
+
+    def weight_cores(self, layer: int, rows, cols) -> np.ndarray:
+        """Core (tile) id holding each matrix entry ``(rows[k], cols[k])`` of ``layer``."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        owner = np.full(rows.shape, -1, dtype=np.int64)
+        for c in self.layer_cores(layer):
+            inside = ((rows >= c.out_start) & (rows < c.out_stop)
+                      & (cols >= c.in_start) & (cols < c.in_stop))
+            owner[inside] = c.core_id
+        return owner
 
     # --- summary numbers ------------------------------------------------------------------
     @property
@@ -211,10 +168,17 @@ class Mapping:
 
     def quantized_network(self) -> Network:
         """The network the chip computes: weights ``scale_l * Q_l``, biases unchanged."""
-        weights = [q.scale * q.Q.astype(np.float64) for q in self.quantization]
-        meta = dict(self.network.metadata)
-        meta["quantized_for"] = self.profile.name
-        return self.network.with_weights(weights, metadata=meta)
+        if self._quantized is None:
+            weights = [q.scale * q.Q.astype(np.float64) for q in self.quantization]
+            meta = dict(self.network.metadata)
+            meta["quantized_for"] = self.profile.name
+            self._quantized = self.network.with_weights(weights, metadata=meta)
+        return self._quantized
+
+    def chip_network(self, use_float: bool = False) -> Network:
+        """What a simulation of this mapping computes: the quantized network, or the float one
+        with ``use_float``."""
+        return self.network if use_float else self.quantized_network()
 
     def quantization_report(self, X, y=None) -> dict:
         """How much quantization alone changes the output on data ``X`` (and labels ``y``).
@@ -250,7 +214,8 @@ class Mapping:
             out.append({
                 "index": l,
                 "n_neurons": self.network.widths[l],
-                "fan_in": self.network.widths[l - 1],
+                "kind": self.network.layers[l - 1].kind,
+                "fan_in": self.network.layers[l - 1].fan_in,
                 "cores": len(self.layer_cores(l)),
                 "activation": str(self.network.activations[l - 1]),
                 "scale": q.scale,
@@ -337,6 +302,7 @@ class Mapping:
                 f.create_dataset("cores", data=cores)
                 f["cores"].attrs["columns"] = "core_id,chip,layer,out_start,out_stop,in_start,in_stop"
                 f.create_dataset("core_utilization", data=[c.utilization for c in self.cores])
+                f.create_dataset("core_synapses", data=[c.synapses for c in self.cores])
                 qg = f.create_group("quantization")
                 for l, q in enumerate(self.quantization, start=1):
                     g = qg.create_group(str(l))
@@ -361,8 +327,11 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
         profile = profile_from_dict(json.loads(f.attrs["profile"]), source=f"{source} (profile)")
         network = read_network_group(f["network"], source)
         utilization = np.asarray(f["core_utilization"])
-        cores = [Core(*map(int, row), utilization=float(u))
-                 for row, u in zip(np.asarray(f["cores"]), utilization)]
+        rows = np.asarray(f["cores"])
+        synapses = (np.asarray(f["core_synapses"]) if "core_synapses" in f
+                    else (rows[:, 4] - rows[:, 3]) * (rows[:, 6] - rows[:, 5]))
+        cores = [Core(*map(int, row), utilization=float(u), n_synapses=int(n))
+                 for row, u, n in zip(rows, utilization, synapses)]
         quantization = []
         for l in range(1, network.n_layers + 1):
             g = f["quantization"][str(l)]
@@ -410,30 +379,64 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
             rows, cols = profile.crossbar_rows, profile.crossbar_cols
             for in_start, in_stop in _split_evenly(n_in, math.ceil(n_in / rows)):
                 for out_start, out_stop in _split_evenly(n_out, math.ceil(n_out / cols)):
-                    used = (in_stop - in_start) * (out_stop - out_start)
+                    used = layer.block_synapses(out_start, out_stop, in_start, in_stop)
+                    if used == 0:  # no cell of this block holds a weight: no tile
+                        continue
                     cid = len(cores)
                     cores.append(Core(cid, cid // usable, l, out_start, out_stop, in_start, in_stop,
-                                      used / (rows * cols)))
+                                      used / (rows * cols), used))
             continue
-        if n_in > profile.max_fan_in:
+        fan_in = layer.fan_in
+        if fan_in > profile.max_fan_in:
             raise MappingError(
                 f"Layer {l} of the network cannot be mapped on profile '{profile.name}': each "
-                f"neuron has fan-in {n_in}, but a core accepts at most {profile.max_fan_in} axons "
+                f"neuron has fan-in {fan_in}, but a core accepts at most {profile.max_fan_in} axons "
                 f"in (max_fan_in), and a neuron's inputs cannot be split across cores."
             )
-        if n_in > profile.synapses_per_core:
+        if fan_in > profile.synapses_per_core:
             raise MappingError(
                 f"Layer {l} of the network cannot be mapped on profile '{profile.name}': one "
-                f"neuron needs {n_in} synapses (its fan-in), but a core holds at most "
+                f"neuron needs {fan_in} synapses (its fan-in), but a core holds at most "
                 f"{profile.synapses_per_core} (synapses_per_core)."
             )
-        per_core = min(profile.neurons_per_core, profile.synapses_per_core // n_in)
-        n_cores = math.ceil(n_out / per_core)
-        for out_start, out_stop in _split_evenly(n_out, n_cores):
+        per_core = min(profile.neurons_per_core, profile.synapses_per_core // max(fan_in, 1))
+        for n_cores in range(math.ceil(n_out / per_core), n_out + 1):
+            blocks = []
+            for out_start, out_stop in _split_evenly(n_out, n_cores):
+                in_start, in_stop = layer.input_span(out_start, out_stop)
+                blocks.append((out_start, out_stop, in_start, in_stop,
+                               layer.block_synapses(out_start, out_stop, in_start, in_stop)))
+            # A core must also hold all the axons and synapses of its neurons.
+            if all(b[3] - b[2] <= profile.max_fan_in and b[4] <= profile.synapses_per_core
+                   for b in blocks):
+                break
+        for out_start, out_stop, in_start, in_stop, synapses in blocks:
             k = out_stop - out_start
-            utilization = max(k / profile.neurons_per_core, n_in / profile.max_fan_in,
-                              k * n_in / profile.synapses_per_core)
+            utilization = max(k / profile.neurons_per_core, (in_stop - in_start) / profile.max_fan_in,
+                              synapses / profile.synapses_per_core)
             cid = len(cores)
-            cores.append(Core(cid, cid // usable, l, out_start, out_stop, 0, n_in, utilization))
-    quantization = [quantize_layer(layer.W, profile) for layer in network.layers]
+            cores.append(Core(cid, cid // usable, l, out_start, out_stop, in_start, in_stop,
+                              utilization, synapses))
+    quantization = [quantize_layer(layer.synapse_weights, profile) for layer in network.layers]
     return Mapping(network, profile, cores, quantization)
+
+
+def target_network(target, use_float: bool = False, owner: str = "simulate"):
+    """``(network, mapping)``: the network a simulation of ``target`` computes, and its mapping.
+
+    A Mapping computes its quantized network (``use_float``: its float network); a Network is
+    itself (mapping None). The one place that says which network the chip computes.
+    """
+    if isinstance(target, Mapping):
+        return target.chip_network(use_float), target
+    if isinstance(target, Network):
+        return target, None
+    raise ValidationError(
+        f"The first argument of {owner} must be a Mapping (neurosim.map_network) or a "
+        f"Network. Got {type(target).__name__} instead."
+    )
+
+
+def network_label(mapping, use_float: bool = False) -> str:
+    """``float`` or ``quantized for PROFILE``: what the results say they simulated."""
+    return "float" if (use_float or mapping is None) else f"quantized for {mapping.profile.name}"

@@ -190,6 +190,23 @@ class Network:
         named = f" {name!r}" if name else ""
         return f"<Network{named} {'-'.join(map(str, self.widths))} [{acts}] {self.dtype.name}>"
 
+    def lipschitz_chain(self, from_layer: int = 0) -> float:
+        """``C`` with ``||y_L(a) - y_L(b)||_2 <= C ||y_l(a) - y_l(b)||_2`` for activations of
+        layer ``l = from_layer`` (Prop. 2).
+
+        ``C = prod_{k > l} ||A_k||_2 * prod_{l < k < L} Lip(phi_k)`` (the last layer is linear).
+        """
+        if not 0 <= from_layer <= self.n_layers:
+            raise param_error("lipschitz_chain", "from_layer", f"a layer in 0..{self.n_layers}",
+                              from_layer)
+        c = 1.0
+        for k in range(from_layer + 1, self.n_layers + 1):
+            layer = self.layers[k - 1]
+            c *= layer.operator_norm()
+            if k < self.n_layers:
+                c *= layer.activation.lipschitz
+        return c
+
     # --- computation ---------------------------------------------------------------------
     def check_input(self, X, owner: str = "data") -> np.ndarray:
         """Return ``X`` as a 2-D C-contiguous array of this network's dtype, or raise.

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neurosim.errors import param_error
+from neurosim.errors import ValidationError, param_error
 
 __all__ = [
     "Constraint",
@@ -33,6 +33,7 @@ __all__ = [
     "Satisfies",
     "NoneAllowed",
     "check_param",
+    "check_flags",
     "validate_params",
     "PROBABILITY",
     "OPEN_UNIT",
@@ -40,6 +41,7 @@ __all__ = [
     "SEED",
     "POSITIVE_INT",
     "BOOLEAN",
+    "check_inputs",
 ]
 
 
@@ -196,12 +198,23 @@ SEED = Integer(0)
 BOOLEAN = InstanceOf(bool, np.bool_, description="True or False")
 
 
-def check_param(owner: str, name: str, value, constraint) -> None:
+def check_param(owner: str, name: str, value, constraint, what: str = "parameter") -> None:
     """Raise the house :class:`~neurosim.errors.ValidationError` unless ``value`` satisfies
-    ``constraint``."""
+    ``constraint`` (``what="flag"`` for a command-line flag)."""
     constraint = _as_constraint(constraint)
     if not constraint.is_satisfied_by(value):
-        raise param_error(owner, name, constraint.description, value)
+        raise param_error(owner, name, constraint.description, value, what)
+
+
+def check_flags(owner: str, function, flags: dict) -> None:
+    """Check command-line flags with the constraints ``function`` declares for its parameters.
+
+    ``flags`` maps a flag (``--confidence``) to ``(parameter name, value)``.
+    """
+    declared = getattr(function, "__neurosim_params__", {})
+    for flag, (param, value) in flags.items():
+        if param in declared:
+            check_param(owner, flag, value, declared[param], what="flag")
 
 
 def validate_params(constraints: dict, owner: "str | None" = None):
@@ -231,3 +244,29 @@ def validate_params(constraints: dict, owner: "str | None" = None):
         return wrapper
 
     return decorate
+
+
+def check_inputs(network, X, y=None, owner: str = "simulate", labels_in_range: bool = True):
+    """``X`` (and ``y``) checked against ``network``: ``(X, y)`` as arrays, or a clear error.
+
+    ``X`` must be ``(n_inputs, n_0)`` and finite (:meth:`Network.check_input`); ``y`` needs
+    one entry per input and, for integer class labels, values in ``[0, n_L - 1]``.
+    """
+    if X is None:
+        raise ValidationError(f"{owner} needs inputs X (n_inputs, n_features).")
+    X = network.check_input(X, owner="input data X")
+    m = X.shape[0]
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != m:
+            raise ValidationError(
+                f"The labels y must have one entry per input: {m}. Got "
+                f"{'a scalar' if y.ndim == 0 else y.shape[0]} instead."
+            )
+        if labels_in_range and np.issubdtype(y.dtype, np.integer) and y.ndim == 1 and (
+                y.min(initial=0) < 0 or y.max(initial=0) >= network.n_outputs):
+            raise ValidationError(
+                f"The labels y must be class indices in [0, {network.n_outputs - 1}]. Got values "
+                f"in [{y.min()}, {y.max()}] instead."
+            )
+    return X, y

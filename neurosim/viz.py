@@ -6,11 +6,32 @@ import os
 
 import numpy as np
 
-__all__ = ["delta_vs_eps", "plot_delta_vs_eps", "plot_error_decay", "plot_tradeoff", "plot_chip_mapping"]
+from neurosim.certify import certify
+from neurosim.errors import ValidationError
+from neurosim.mapping import target_network
+from neurosim.plan import resolve_faults
+from neurosim.simulation import simulate
+from neurosim.theory.bounds import chebyshev_certificate, theory_report
+
+__all__ = ["delta_vs_eps", "plot_delta_vs_eps", "plot_error_decay", "plot_tradeoff",
+           "plot_chip_mapping", "PLOT_METRICS", "check_plot_metric"]
+
+#: The metrics :func:`delta_vs_eps` can plot (output errors with a threshold eps).
+PLOT_METRICS = ("linf", "l2")
+
+
+def check_plot_metric(metric: str, owner: str = "delta_vs_eps") -> None:
+    """Raise ValidationError unless ``metric`` can be plotted against eps."""
+    if metric not in PLOT_METRICS:
+        raise ValidationError(
+            f"{owner} plots delta against eps for the output metrics 'linf' and 'l2'. Got "
+            f"{metric!r}; choose --metric linf or l2 (the default 'flip' has no eps to vary)."
+        )
 
 
 def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, confidence=0.95,
-                 seed=0, use_float=False, n_samples=300, certify_samples=100, delta_for_tail=None) -> dict:
+                 seed=0, use_float=False, n_samples=300, certify_samples=100, delta_for_tail=None,
+                 backend="auto") -> dict:
     """Failure probability against eps three ways: simulated (Monte Carlo with its interval),
     the paper's Chebyshev certificate (Props. 3-5, first-order), and neurosim's sound upper
     bound over the input distribution.
@@ -18,29 +39,20 @@ def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, c
     Returns a dict of arrays: ``eps, simulated, sim_low, sim_high, chebyshev, sound_upper,
     sound_lower, inputs_upper``.
     """
-    from neurosim.certify import certify
-    from neurosim.faults import resolve_faults
-    from neurosim.mapping import Mapping
-    from neurosim.simulation import simulate
-    from neurosim.theory.bounds import chebyshev_certificate, theory_report
-
-    if metric not in ("linf", "l2"):
-        from neurosim.errors import ValidationError
-
-        raise ValidationError(f"delta_vs_eps plots the output metrics 'linf' and 'l2'. Got {metric!r}.")
-    faults = resolve_faults(target, faults, "delta_vs_eps")
+    check_plot_metric(metric)
+    faults = resolve_faults(target, faults, "delta_vs_eps", use_float)
     eps_values = np.geomspace(0.1, 5.0, 6) if eps_values is None else np.asarray(eps_values, float)
     out = {k: [] for k in ("simulated", "sim_low", "sim_high", "chebyshev", "sound_upper",
                            "sound_lower", "inputs_upper")}
     crash = faults.get("crash")
     report = None
     if crash is not None and not crash.is_null():
-        network = target.quantized_network() if isinstance(target, Mapping) and not use_float else (
-            target.network if isinstance(target, Mapping) else target)
-        report = theory_report(network, crash, X, y, metric=metric, eps=float(eps_values[0]))
+        network, _ = target_network(target, use_float, "delta_vs_eps")
+        report = theory_report(network, crash, X, y, metric=metric, eps=float(eps_values[0]),
+                               backend=backend)
     for eps in eps_values:
         sim = simulate(target, faults, X, y, metric=metric, eps=float(eps), n_samples=n_samples,
-                       seed=seed, confidence=confidence, use_float=use_float)
+                       seed=seed, confidence=confidence, use_float=use_float, backend=backend)
         out["simulated"].append(sim.failure_rate)
         out["sim_low"].append(sim.ci_low)
         out["sim_high"].append(sim.ci_high)
@@ -52,7 +64,8 @@ def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, c
             out["chebyshev"].append(np.nan)
         cert = certify(target, faults, X, y, metric=metric, eps=float(eps),
                        delta=delta_for_tail or 0.5, confidence=confidence, seed=seed,
-                       use_float=use_float, n_samples=certify_samples, theory=False, advice=False)
+                       use_float=use_float, n_samples=certify_samples, theory=False, advice=False,
+                       backend=backend)
         out["sound_upper"].append(cert.delta_upper)
         out["sound_lower"].append(cert.delta_lower)
         out["inputs_upper"].append(cert.empirical.upper)
@@ -62,11 +75,14 @@ def delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, c
 
 
 def plot_delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=None, delta=None,
-                      confidence=0.95, seed=0, use_float=False, path=None, data=None, ax=None):
+                      confidence=0.95, seed=0, use_float=False, path=None, data=None, ax=None,
+                      backend="auto"):
     """Plot :func:`delta_vs_eps` (computed unless ``data`` is given); save to ``path`` if given.
 
     Returns the matplotlib figure.
     """
+    if data is None:
+        check_plot_metric(metric, "plot_delta_vs_eps")
     import matplotlib
 
     if path is not None and ax is None:
@@ -75,7 +91,7 @@ def plot_delta_vs_eps(target, faults, X, y=None, *, metric="linf", eps_values=No
 
     d = data if data is not None else delta_vs_eps(
         target, faults, X, y, metric=metric, eps_values=eps_values, confidence=confidence,
-        seed=seed, use_float=use_float, delta_for_tail=delta)
+        seed=seed, use_float=use_float, delta_for_tail=delta, backend=backend)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
     else:

@@ -1,14 +1,15 @@
 """Slow, obviously-correct NumPy references of the Numba kernels (see ``tests/test_kernels.py``).
 
-Nothing here shares code with ``neurosim.engine`` or ``neurosim.kernels``: the faulty network
-of every row is built explicitly and run with a plain forward pass in float64.
+Nothing here shares code with the backends or ``neurosim.kernels``: the faulty network of
+every row is built explicitly and run with a plain forward pass in float64.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from neurosim.faults import F_CRASH, F_TILE, F_WEIGHT, SEM_PAPER, SEM_SILENT, SEM_STUCK
+from neurosim.faults import (CRASH_PAPER, CRASH_SILENT, CRASH_STUCK, REC_CRASH, REC_TILE,
+                             REC_WEIGHT)
 
 
 def records_by_layer_draw(batch) -> dict:
@@ -17,8 +18,10 @@ def records_by_layer_draw(batch) -> dict:
     for k in range(batch.kind.size):
         key = (int(batch.layer[k]), int(batch.draw[k]))
         index.setdefault(key, []).append({
-            "kind": int(batch.kind[k]), "a": int(batch.a[k]), "b": int(batch.b[k]),
-            "c": int(batch.c[k]), "d": int(batch.d[k]), "value": float(batch.value[k])})
+            "kind": int(batch.kind[k]), "out_start": int(batch.out_start[k]),
+            "out_stop": int(batch.out_stop[k]), "in_start": int(batch.in_start[k]),
+            "in_stop": int(batch.in_stop[k]), "value": float(batch.value[k]),
+            "crash_mode": int(batch.crash_mode[k]), "core": int(batch.core[k])})
     return index
 
 
@@ -29,35 +32,36 @@ def faulty_weights(plan, index: dict, draw: int) -> list[np.ndarray]:
         W = np.array(plan.W[l - 1], dtype=np.float64, copy=True)
         records = index.get((l, draw), [])
         for r in records:
-            if r["kind"] == F_WEIGHT:
-                W[r["a"], r["b"]] = r["value"]
+            if r["kind"] == REC_WEIGHT:
+                W[r["out_start"], r["in_start"]] = r["value"]
         for r in records:  # a failed tile reads 0, whatever its cells hold
-            if r["kind"] == F_TILE:
-                W[r["a"]:r["b"], r["c"]:r["d"]] = 0.0
+            if r["kind"] == REC_TILE:
+                W[r["out_start"]:r["out_stop"], r["in_start"]:r["in_stop"]] = 0.0
         weights.append(W)
     return weights
 
 
-def _apply_crashes(y, records, semantics: int, value: float, bias, activation, input_layer: bool):
-    silent, sem_crashed = set(), set()
+def _apply_crashes(y, records, bias, activation, input_layer: bool):
+    """Each crash record's semantics; a silent crash (a core failure) wins over the others."""
+    silent, other = set(), {}
     for r in records:
-        if r["kind"] != F_CRASH:
+        if r["kind"] != REC_CRASH:
             continue
-        if r["b"] == 1:  # core failure: the core emits nothing
-            silent.add(r["a"])
+        if r["crash_mode"] == CRASH_SILENT:
+            silent.add(r["out_start"])
         else:
-            sem_crashed.add(r["a"])
-    for i in sem_crashed - silent:
-        if semantics == SEM_SILENT:
-            y[i] = 0.0
-        elif semantics == SEM_PAPER:
+            other[r["out_start"]] = r
+    for i, r in other.items():
+        if i in silent:
+            continue
+        if r["crash_mode"] == CRASH_PAPER:
             # Incoming weights zeroed: z_i = b_i. The input layer has no weights or bias, so
             # "paper" is "silent" there.
             y[i] = 0.0 if input_layer else float(activation(np.array([float(bias[i])]))[0])
-        elif semantics == SEM_STUCK:
-            y[i] = value
+        elif r["crash_mode"] == CRASH_STUCK:
+            y[i] = r["value"]
         else:  # pragma: no cover
-            raise ValueError(semantics)
+            raise ValueError(r["crash_mode"])
     for i in silent:
         y[i] = 0.0
     return y
@@ -71,14 +75,12 @@ def reference_row(plan, x, index: dict, draw: int) -> np.ndarray:
     weights = faulty_weights(plan, index, draw)
     acts = plan.network.activations
     y = np.array(x, dtype=np.float64, copy=True)
-    y = _apply_crashes(y, index.get((0, draw), []), plan.crash_sem, plan.crash_value,
-                       None, None, input_layer=True)
+    y = _apply_crashes(y, index.get((0, draw), []), None, None, input_layer=True)
     for l in range(1, plan.n_layers + 1):
         bias = np.asarray(plan.b[l - 1], dtype=np.float64)
         z = weights[l - 1] @ y + bias
         y = np.asarray(acts[l - 1](z), dtype=np.float64).copy()
-        y = _apply_crashes(y, index.get((l, draw), []), plan.crash_sem, plan.crash_value,
-                           bias, acts[l - 1], input_layer=False)
+        y = _apply_crashes(y, index.get((l, draw), []), bias, acts[l - 1], input_layer=False)
     return y
 
 

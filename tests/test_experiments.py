@@ -57,16 +57,16 @@ def test_error_decay_theory_agrees_with_mc_at_smallest_width(decay):
 
 def test_mc_variance_matches_exact_single_fault_over_seeds():
     data = load_training_data("digits")
-    net = E._train(data, (16, 16), 10, 0)
+    net = E.train_network(data, (16, 16), 10, 0)
     X = data.X_test[:100]
-    rates = E._hidden_rates(net, 1e-3)
+    rates = E.hidden_rates(net, 1e-3)
     _, exact = E.theory_variances(net, X, rates)
     estimates = np.concatenate([E.mc_output_variance(net, X, rates, 1000, 10, seed=s)
                                 for s in range(20)])
     se = estimates.std(ddof=1) / math.sqrt(estimates.size)
     assert abs(estimates.mean() - exact) <= 4 * se + 0.03 * exact
     covered = sum(lo <= exact <= hi for lo, hi in
-                  (E._t_interval(estimates[10 * s:10 * s + 10])[1:] for s in range(20)))
+                  (E.t_interval(estimates[10 * s:10 * s + 10])[1:] for s in range(20)))
     assert covered >= 14  # 95 % intervals: P(fewer than 14 of 20) < 1e-4 at the nominal level
 
 
@@ -136,7 +136,7 @@ def test_tradeoff_baseline_row_is_plain_training(tradeoff):
     X, y = data.X_test[:s["n_inputs"]], data.y_test[:s["n_inputs"]]
     base = tradeoff.baseline_index
     assert tradeoff.clean_accuracy[base] == pytest.approx(np.mean(plain.forward(X).argmax(1) == y), abs=1e-12)
-    var_t, var_e = E.theory_variances(plain, X, E._hidden_rates(plain, s["p"]))
+    var_t, var_e = E.theory_variances(plain, X, E.hidden_rates(plain, s["p"]))
     assert tradeoff.var_exact[base] == pytest.approx(var_e, rel=1e-5)
     assert tradeoff.var_taylor[base] == pytest.approx(var_t, rel=1e-5)
 

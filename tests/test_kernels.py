@@ -15,13 +15,14 @@ from scipy import stats
 
 import neurosim
 from neurosim import Network
-from neurosim.engine import (
-    _Records, build_plan, clean_cache, flip_words, propagate, sample_faults,
-)
+from neurosim.backends.numba import NumbaBackend
 from neurosim.faults import (
-    F_CRASH, F_TILE, F_WEIGHT, CoreFailure, FaultModel, NeuronCrash, SynapseStuck, WeightBitFlip,
-    as_fault_model,
+    CRASH_MODES, CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT, CoreFailure, FaultModel,
+    NeuronCrash, SynapseStuck, WeightBitFlip, as_fault_model,
 )
+from neurosim.plan import build_plan
+from neurosim.quantization import flip_words
+from neurosim.sampler import RecordBuilder, sample_faults
 from neurosim.hardware import profile_from_dict
 from neurosim.mapping import map_network
 from neurosim.network import make_activation
@@ -59,6 +60,17 @@ def _plan(target, faults):
     return build_plan(target, as_fault_model(faults))
 
 
+_NUMBA = NumbaBackend()
+
+
+def clean_cache(plan, X):
+    return _NUMBA.clean_cache(plan, X)
+
+
+def propagate(plan, cache, batch, row_draw, row_input):
+    return _NUMBA.propagate(plan, cache, batch, row_draw, row_input)
+
+
 def _net(widths, activation, dtype, seed=0, signs=None) -> Network:
     """A random network; ``signs[l]`` = +1 / -1 makes layer l + 1 single-signed."""
     rng = np.random.default_rng(seed)
@@ -89,17 +101,22 @@ def _target(widths, activation, dtype, target, seed=0):
 
 
 def _rows(batch, m, mode):
-    """The rows the simulator passes to ``propagate`` (see simulation._run_block)."""
+    """The rows the simulator passes to ``propagate`` (see sampler.sample_block)."""
     faulty = np.flatnonzero(batch.draw_has_fault)
     if mode == "transient":
         return faulty, faulty % m
     return np.repeat(faulty, m), np.tile(np.arange(m), faulty.size)
 
 
-def _assert_kinds(batch, fault, target, L):
+def _assert_kinds(batch, fault, target, L, faults):
     """The batch really holds records of the fault kind under test."""
-    crash = (batch.kind == F_CRASH) & (batch.b == 0)
-    weight = batch.kind == F_WEIGHT
+    crash_process = faults.get("crash")
+    # Neuron crashes carry their process's semantics; core failures crash silently.
+    crash = batch.kind == REC_CRASH
+    if crash_process is not None and crash_process.semantics != "silent":
+        crash &= batch.crash_mode == crash_process.crash_mode
+    core_crash = (batch.kind == REC_CRASH) & (batch.crash_mode == CRASH_SILENT) & (batch.layer > 0)
+    weight = batch.kind == REC_WEIGHT
     if fault.startswith("crash") or fault == "all":
         assert crash.sum() > 20
         assert (crash & (batch.layer == 0)).any()  # input-layer crashes
@@ -110,9 +127,9 @@ def _assert_kinds(batch, fault, target, L):
     if fault == "bitflip":
         assert weight.sum() > 20
     if fault in ("core", "all") and target in ("cores", "loihi"):
-        assert ((batch.kind == F_CRASH) & (batch.b == 1)).sum() > 10
+        assert core_crash.sum() > 10
     if fault in ("core", "all") and target == "crossbar":
-        assert (batch.kind == F_TILE).sum() > 10
+        assert (batch.kind == REC_TILE).sum() > 10
 
 
 FAULTS = {
@@ -146,7 +163,7 @@ def _compare(target_obj, faults, X, mode, n_rounds, seed, tol, fault, target):
     cache = clean_cache(plan, X)
     n_draws = n_rounds * m if mode == "transient" else n_rounds
     batch = sample_faults(plan, np.random.default_rng(seed), n_draws)
-    _assert_kinds(batch, fault, target, plan.n_layers)
+    _assert_kinds(batch, fault, target, plan.n_layers, as_fault_model(faults))
     row_draw, row_input = _rows(batch, m, mode)
     assert row_draw.size > 0
     out = propagate(plan, cache, batch, row_draw, row_input)
@@ -238,11 +255,12 @@ def test_crash_of_a_neuron_that_is_already_zero_leaves_the_output_exactly_clean(
     X = np.random.default_rng(1).normal(size=(8, 6))
     X[:, 2] = 0.0
     cache = clean_cache(plan, X)
-    rec, cases = _Records(), []
+    rec, cases = RecordBuilder(), []
     for layer in range(L):  # the input and the ReLU layers
         for i in range(plan.widths[layer]):
             for core_failure in ((False,) if layer == 0 else (False, True)):
-                rec.add(layer, [len(cases)], F_CRASH, [i], b=[int(core_failure)])
+                mode = CRASH_SILENT if core_failure else CRASH_MODES[semantics]
+                rec.add_crash(layer, [len(cases)], [i], mode, 0.0)
                 cases.append((layer, i, core_failure))
     batch = rec.build(len(cases), L)
     m = X.shape[0]
@@ -350,11 +368,11 @@ def test_crash_counts_positions_and_uniformity(p, seed):
     n_draws = 3000
     batch = sample_faults(plan, np.random.default_rng(seed), n_draws)
     _check_csr(batch, 3)
-    assert (batch.kind == F_CRASH).all()
+    assert (batch.kind == REC_CRASH).all()
     for l, n in enumerate(widths):
         in_l = batch.layer == l
         _within(int(in_l.sum()), n * n_draws, p)
-        a, d = batch.a[in_l], batch.draw[in_l]
+        a, d = batch.out_start[in_l], batch.draw[in_l]
         assert a.min() >= 0 and a.max() < n
         # Positions within a draw are distinct.
         assert np.unique(d * n + a).size == a.size
@@ -380,7 +398,7 @@ def test_stuck_synapses_share_and_values(seed, target):
     n_draws = 4000
     batch = sample_faults(plan, np.random.default_rng(seed), n_draws)
     _check_csr(batch, 2)
-    assert (batch.kind == F_WEIGHT).all()
+    assert (batch.kind == REC_WEIGHT).all()
     n_syn = 8 * 12 + 12 * 6
     _within(batch.kind.size, n_syn * n_draws, p0 + p1)
     to_max = batch.value != 0
@@ -388,21 +406,21 @@ def test_stuck_synapses_share_and_values(seed, target):
     for l in (1, 2):
         W = plan.W[l - 1]
         sel = batch.layer == l
-        a, b, v = batch.a[sel], batch.b[sel], batch.value[sel]
+        a, b, v = batch.out_start[sel], batch.in_start[sel], batch.value[sel]
         n_in = W.shape[1]
         assert np.unique(batch.draw[sel] * W.size + a * n_in + b).size == a.size
         mx = v != 0
         negative = W[a[mx], b[mx]] < 0
-        expected = np.where(negative, -plan.stuck_max_neg[l - 1], plan.stuck_max_pos[l - 1])
+        expected = np.where(negative, -plan.max_weight_neg[l - 1], plan.max_weight_pos[l - 1])
         np.testing.assert_allclose(v[mx], expected, rtol=1e-12)
         np.testing.assert_array_equal(np.sign(v[mx]), np.where(negative, -1.0, 1.0))
         if target == "network":
-            assert plan.stuck_max_pos[l - 1] == plan.stuck_max_neg[l - 1] == np.abs(W).max()
+            assert plan.max_weight_pos[l - 1] == plan.max_weight_neg[l - 1] == np.abs(W).max()
         else:
             q = obj.quantization[l - 1]
-            assert plan.stuck_max_pos[l - 1] == q.scale * q.q_max
-            assert plan.stuck_max_neg[l - 1] == q.scale * -q.q_min
-    zero_w = (batch.layer == 1) & (batch.a == 0) & (batch.b < 3) & to_max
+            assert plan.max_weight_pos[l - 1] == q.scale * q.q_max
+            assert plan.max_weight_neg[l - 1] == q.scale * -q.q_min
+    zero_w = (batch.layer == 1) & (batch.out_start == 0) & (batch.in_start < 3) & to_max
     assert zero_w.any() and (batch.value[zero_w] > 0).all()
 
 
@@ -415,7 +433,7 @@ def test_bit_flip_positions_cover_every_bit_uniformly(seed, profile):
     n_draws = 3000
     batch = sample_faults(plan, np.random.default_rng(seed), n_draws)
     _check_csr(batch, 3)
-    assert (batch.kind == F_WEIGHT).all()
+    assert (batch.kind == REC_WEIGHT).all()
     bits = mapping.profile.weight_bits
     per_bit = np.zeros(bits, dtype=np.int64)
     n_syn = 0
@@ -426,10 +444,10 @@ def test_bit_flip_positions_cover_every_bit_uniformly(seed, profile):
         if mapping.profile.mixed_sign_drop_lsb and q.sign_mode != "mixed":
             sign = -1 if q.sign_mode == "inhibitory" else 1
         sel = np.flatnonzero(batch.layer == l)
-        assert np.unique(batch.draw[sel] * q.Q.size + batch.a[sel] * q.Q.shape[1]
-                         + batch.b[sel]).size == sel.size  # one record per flipped word
+        assert np.unique(batch.draw[sel] * q.Q.size + batch.out_start[sel] * q.Q.shape[1]
+                         + batch.in_start[sel]).size == sel.size  # one record per flipped word
         for k in sel:
-            old = int(q.Q[batch.a[k], batch.b[k]])
+            old = int(q.Q[batch.out_start[k], batch.in_start[k]])
             new_f = batch.value[k] / q.scale
             new = int(round(new_f))
             assert abs(new - new_f) < 1e-9 and q.q_min <= new <= q.q_max
@@ -454,12 +472,12 @@ def test_core_failures_with_spares(seed):
     n_draws = 6000
     batch = sample_faults(plan, np.random.default_rng(seed), n_draws)
     _check_csr(batch, 3)
-    assert ((batch.kind == F_CRASH) & (batch.b == 1)).all()
+    assert ((batch.kind == REC_CRASH) & (batch.crash_mode == CRASH_SILENT)).all()
     out = np.zeros((n_draws, len(mapping.cores)), dtype=bool)
     for core in mapping.cores:
         sel = batch.core == core.core_id
         assert (batch.layer[sel] == core.layer).all()
-        assert ((batch.a[sel] >= core.out_start) & (batch.a[sel] < core.out_stop)).all()
+        assert ((batch.out_start[sel] >= core.out_start) & (batch.out_start[sel] < core.out_stop)).all()
         per_draw = np.bincount(batch.draw[sel], minlength=n_draws)
         assert set(np.unique(per_draw)) <= {0, core.n_neurons}  # the whole core or nothing
         out[:, core.core_id] = per_draw > 0
@@ -480,19 +498,20 @@ def test_crossbar_tile_failures_drop_weight_records_inside():
     plan = _plan(mapping, SynapseStuck(0.1, 0.1) + WeightBitFlip(0.05) + CoreFailure(0.3))
     batch = sample_faults(plan, np.random.default_rng(0), 300)
     _check_csr(batch, 3)
-    tiles = np.flatnonzero(batch.kind == F_TILE)
+    tiles = np.flatnonzero(batch.kind == REC_TILE)
     assert tiles.size > 50
     for t in tiles:
         same = (batch.draw == batch.draw[t]) & (batch.layer == batch.layer[t]) & \
-            (batch.kind == F_WEIGHT)
-        inside = (batch.a >= batch.a[t]) & (batch.a < batch.b[t]) & \
-            (batch.b >= batch.c[t]) & (batch.b < batch.d[t])
+            (batch.kind == REC_WEIGHT)
+        inside = (batch.out_start >= batch.out_start[t]) & (batch.out_start < batch.out_stop[t]) & \
+            (batch.in_start >= batch.in_start[t]) & (batch.in_start < batch.in_stop[t])
         assert not (same & inside).any()
     # Tiles are mapped cores, whole.
     boxes = {(c.layer, c.out_start, c.out_stop, c.in_start, c.in_stop): c.core_id
              for c in mapping.cores}
     for t in tiles:
-        key = (batch.layer[t], batch.a[t], batch.b[t], batch.c[t], batch.d[t])
+        key = (batch.layer[t], batch.out_start[t], batch.out_stop[t], batch.in_start[t],
+               batch.in_stop[t])
         assert boxes[tuple(int(v) for v in key)] == batch.core[t]
 
 
@@ -500,7 +519,8 @@ def test_crossbar_tile_failures_drop_weight_records_inside():
 
 def _batches_equal(b1, b2):
     assert b1.n_draws == b2.n_draws
-    for name in ("layer", "draw", "kind", "a", "b", "c", "d", "value", "core"):
+    for name in ("layer", "draw", "kind", "out_start", "out_stop", "in_start", "in_stop", "value",
+                 "crash_mode", "core"):
         np.testing.assert_array_equal(getattr(b1, name), getattr(b2, name))
     assert len(b1.ptr) == len(b2.ptr)
     for p1, p2 in zip(b1.ptr, b2.ptr):

@@ -10,7 +10,8 @@ import neurosim as ns
 from neurosim.cli import main
 from neurosim.errors import NeurosimError, ValidationError
 from neurosim.faults import FaultModel, parse_fault_spec, profile_faults
-from neurosim.simulation import clopper_pearson, load_result
+from neurosim.results import load_result
+from neurosim.stats import clopper_pearson
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +124,10 @@ def test_resume_gives_same_numbers(digits, tmp_path, monkeypatch):
     kw = dict(n_samples=2000, seed=7, metric="linf", eps=0.3)
     full = ns.simulate(mapping, faults, X, y, **kw)
 
-    import neurosim.simulation as sim
+    from neurosim.estimators.montecarlo import MonteCarlo
 
     calls = {"n": 0}
-    real = sim._run_block
+    real = MonteCarlo._block
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -135,18 +136,18 @@ def test_resume_gives_same_numbers(digits, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     out = tmp_path / "run.h5"
-    monkeypatch.setattr(sim, "_run_block", interrupted)
+    monkeypatch.setattr(MonteCarlo, "_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ns.simulate(mapping, faults, X, y, output=out, **kw)
-    monkeypatch.setattr(sim, "_run_block", real)
+    monkeypatch.setattr(MonteCarlo, "_block", real)
     with h5py.File(out, "r") as f:  # a valid, resumable file holding the 4 completed blocks
-        assert f.attrs["format_version"] == 1 and not f.attrs["complete"]
-        assert int(f["state"]["next_block"][()]) == 4
+        assert f.attrs["format_version"] == 2 and not f.attrs["complete"]
+        assert json.loads(f["state"].attrs["stats"])["blocks"] == [[0, 4]]  # blocks 0..3
     with pytest.raises(NeurosimError, match="resume"):
         load_result(out)
     resumed = ns.simulate(mapping, faults, X, y, output=out, resume=True, **kw)
     assert comparable(resumed) == comparable(full)
-    assert load_result(out)["failure_rate"] == full.failure_rate
+    assert load_result(out).failure_rate == full.failure_rate
 
 
 def test_resume_refuses_other_settings(digits, tmp_path):

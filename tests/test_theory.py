@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import neurosim as ns
-from neurosim.engine import build_plan, clean_cache, one_blas_thread, propagate, sample_faults
+from neurosim.backends.numba import NumbaBackend
+from neurosim.plan import build_plan
+from neurosim.sampler import sample_faults
 from neurosim.network import make_activation
 from neurosim.theory import (
     chebyshev_certificate,
@@ -262,14 +264,16 @@ def test_single_fault_moments_match_monte_carlo(act, seed, p):
     std = np.sqrt(var)
 
     plan = build_plan(net, ns.FaultModel([crash]))
-    cache = clean_cache(plan, plan.network.check_input(X))
+    backend = NumbaBackend()
+    cache = backend.clean_cache(plan, plan.network.check_input(X))
     rng = np.random.default_rng(seed)
     n_draws = 1_500_000 if p < 5e-3 else 1_000_000
-    with one_blas_thread():
+    with backend.session():
         batch = sample_faults(plan, rng, n_draws)  # fault-free draws have error exactly 0
         faulty = np.flatnonzero(batch.draw_has_fault)
         for i in range(X.shape[0]):
-            err = propagate(plan, cache, batch, faulty, np.full(faulty.size, i)) - cache.output[i]
+            err = (backend.propagate(plan, cache, batch, faulty, np.full(faulty.size, i))
+                   - cache.output[i])
             mc_mean = err.sum(axis=0) / n_draws
             mc_std = np.sqrt((err ** 2).sum(axis=0) / n_draws - mc_mean ** 2)
             # The MC error must be well below the 5 % tolerance for the comparison to mean much.

@@ -1,7 +1,7 @@
-"""A Lava backend: run a neurosim network (or chip mapping) through Intel's Lava framework.
+"""The Lava backend: run the mapped network as Loihi-style Lava processes.
 
-Nothing Lava-specific is imported at module import time; each function imports ``lava``
-(``pip install 'neurosim-faults[lava]'`` in a Python 3.10 environment) when called.
+Nothing Lava-specific is imported at module import time; the backend imports ``lava``
+(``pip install 'neurosim-faults[lava]'`` in a Python 3.10 environment) when it is created.
 
 Two Lava process graphs are used (one process per layer and a ``Dense`` per weight matrix):
 
@@ -20,45 +20,45 @@ Two Lava process graphs are used (one process per layer and a ``Dense`` per weig
     ``GradedVec`` (``vth = -1``: identity) -> sink, with a constant ``RingBuffer`` per layer
     feeding the integer bias into the neurons. Graded neurons are memoryless (they send their
     full value every step), so pipelining is exact in integer arithmetic. The arithmetic is
-    :func:`integer_forward`'s, and the two agree exactly.
+    :func:`neurosim.quantization.integer_forward`'s, and the two agree exactly.
 
-Faults (a :class:`neurosim.engine.FaultBatch`, e.g. from ``batch_from_records`` or
-``sample_faults``) are applied to the Lava weights and biases:
+Faults (a :class:`neurosim.sampler.FaultBatch`) are written into the Lava weights and biases by
+:func:`neurosim.backends.numpy.faults_as_parameters`: a stuck synapse or weight word sets
+``W_l[i, j]``; a crash of neuron ``i`` zeroes row ``i`` of ``W_l`` and, when silent (core
+failures too), ``b_l[i]``, so ``z_i = 0`` and ``y_i = phi(0) = 0`` for ReLU and identity
+(exactly ``y_i := 0``), or, for the paper's semantics, ``z_i = b_i``; a crash of input ``j``
+zeroes column ``j`` of ``W_1``; a failed crossbar tile (floating_pt only) zeroes its block.
 
-* stuck synapse / weight word (``F_WEIGHT``): ``W_l[i, j] := value`` in the ``Dense``;
-* crash of neuron ``i`` of layer ``l >= 1``: row ``i`` of ``W_l`` zeroed and, for ``silent``
-  semantics (and core failures), ``b_l[i] := 0``, so ``z_i = 0`` and ``y_i = phi(0) = 0`` for
-  ReLU and identity -- exactly ``y_i := 0``, a neuron that never sends; for ``paper``
-  semantics the bias is kept, so ``z_i = b_i`` and ``y_i = phi(b_i)`` (paper Def. 3);
-* crash of input ``j`` (layer 0): column ``j`` of ``W_1`` zeroed (``x_j := 0``);
-* failed crossbar tile (``F_TILE``, floating_pt only): the weight block zeroed.
-
-See :data:`LAVA_UNSUPPORTED` for what this backend does not do, and ``docs/lava.md``.
+:class:`LavaBackend` (``backend="lava"``, or ``LavaBackend(mode="fixed_pt")``) runs the same
+estimators as every backend; see :data:`LAVA_UNSUPPORTED` for what it does not do, and
+``docs/lava.md``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from neurosim.errors import MissingExtraError, NeurosimError, ValidationError, param_error
+from neurosim.backends.base import Backend, CleanCache, register_backend
+from neurosim.backends.numpy import faults_as_parameters
+from neurosim.errors import (BackendUnsupportedError, MissingExtraError, NeurosimError,
+                             ValidationError, param_error)
+from neurosim.kernels.codes import CRASH_STUCK, REC_CRASH
+from neurosim.mapping import Mapping, map_network
+from neurosim.network import Network
+from neurosim.quantization import (DEFAULT_FRAC_BITS, IntegerModelError, draw_of_input,
+                                   integer_fault_values, integer_forward, integer_layers,
+                                   quantize_input)
 
 __all__ = [
     "LAVA_UNSUPPORTED",
+    "LavaBackend",
     "LavaUnsupportedError",
     "MODES",
-    "apply_faults",
-    "integer_forward",
-    "lava_simulate",
     "require_lava",
     "run_lava",
 ]
 
 MODES = ("floating_pt", "fixed_pt")
-#: Fractional bits of the integer activations in fixed_pt (value = integer * 2**-frac_bits).
-DEFAULT_FRAC_BITS = 8
 
 #: What the Lava backend does not support, and why (each raises LavaUnsupportedError).
 LAVA_UNSUPPORTED: dict[str, str] = {
@@ -70,7 +70,7 @@ LAVA_UNSUPPORTED: dict[str, str] = {
     "fixed_profile": "fixed_pt on a profile other than Loihi's integer weights (8-bit words, "
                      "power-of-two scale, mixed-sign layers dropping the lowest bit): Lava's "
                      "bit-accurate Dense stores 8-bit weights with a power-of-two weight_exp",
-    "fixed_tile": "failed crossbar tiles (F_TILE) in fixed_pt: crossbar profiles have no Lava "
+    "fixed_tile": "failed crossbar tiles in fixed_pt: crossbar profiles have no Lava "
                   "fixed-point equivalent (floating_pt zeroes the tile's weight block)",
     "fixed_weight_value": "fixed_pt weight faults whose value is not an integer weight word of "
                           "the layer (scale * Q with Q in [q_min, q_max]), e.g. faults sampled "
@@ -80,13 +80,18 @@ LAVA_UNSUPPORTED: dict[str, str] = {
 }
 
 
-class LavaUnsupportedError(NeurosimError, NotImplementedError):
+class LavaUnsupportedError(BackendUnsupportedError):
     """The Lava backend cannot represent this network, mode or fault (see LAVA_UNSUPPORTED)."""
 
 
 def _unsupported(key: str, detail: str = "") -> LavaUnsupportedError:
     extra = f" ({detail})" if detail else ""
     return LavaUnsupportedError(f"The Lava backend does not support {LAVA_UNSUPPORTED[key]}{extra}.")
+
+
+def _from_integer_model(exc: IntegerModelError) -> LavaUnsupportedError:
+    """The integer model's refusal, as the Lava backend's (fixed_pt runs that model)."""
+    return LavaUnsupportedError(f"The Lava backend (fixed_pt) does not support {exc}.")
 
 
 def _allow_lava_fork() -> None:
@@ -132,13 +137,23 @@ def require_lava():
                 ActivationMode=ActivationMode, SigmaDelta=SigmaDelta, SignMode=SignMode)
 
 
-# --- targets, checks and faults ------------------------------------------------------------
+# --- targets and checks --------------------------------------------------------------------
+
+def _check_network(network) -> None:
+    for l, act in enumerate(network.activations[:-1], start=1):
+        if act.name != "relu":
+            raise _unsupported("activation", f"layer {l} uses {act}")
+
+
+def _check_fixed_profile(mapping) -> None:
+    p = mapping.profile
+    if (p.architecture != "cores" or p.weight_bits != 8 or not p.power_of_two_scale
+            or not p.mixed_sign_drop_lsb):
+        raise _unsupported("fixed_profile", f"profile {p.name!r}")
+
 
 def _split_target(target, mode: str):
     """(network whose weights Lava runs, mapping or None)."""
-    from neurosim.mapping import Mapping, map_network
-    from neurosim.network import Network
-
     if mode not in MODES:
         raise param_error("run_lava", "mode", f"one of {', '.join(MODES)}", mode)
     if isinstance(target, Mapping):
@@ -150,197 +165,17 @@ def _split_target(target, mode: str):
             "The first argument of run_lava must be a Mapping (neurosim.map_network) or a "
             f"Network. Got {type(target).__name__} instead."
         )
-    if mapping is None:
-        network = target
-    else:
-        network = mapping.quantized_network()
-    for l, act in enumerate(network.activations[:-1], start=1):
-        if act.name != "relu":
-            raise _unsupported("activation", f"layer {l} uses {act}")
+    network = target if mapping is None else mapping.quantized_network()
+    _check_network(network)
     if mode == "fixed_pt":
-        p = mapping.profile
-        if (p.architecture != "cores" or p.weight_bits != 8 or not p.power_of_two_scale
-                or not p.mixed_sign_drop_lsb):
-            raise _unsupported("fixed_profile", f"profile {p.name!r}")
+        _check_fixed_profile(mapping)
     return network, mapping
 
 
-def _crash_semantics(semantics: str) -> int:
-    from neurosim.faults import CRASH_SEMANTICS, SEM_PAPER, SEM_SILENT
-
-    if semantics not in CRASH_SEMANTICS:
-        raise param_error("run_lava", "crash_semantics", f"one of {CRASH_SEMANTICS}", semantics)
-    if semantics == "stuck":
+def _check_crashes(batch) -> None:
+    if batch is not None and np.any((batch.kind == REC_CRASH) & (batch.crash_mode == CRASH_STUCK)):
         raise _unsupported("crash_stuck")
-    return SEM_PAPER if semantics == "paper" else SEM_SILENT
 
-
-def apply_faults(weights, biases, batch, draw: int, crash_semantics: str = "silent"):
-    """Weights and biases with draw ``draw`` of ``batch`` applied (see the module docstring).
-
-    ``weights`` / ``biases`` are per-layer arrays (float, or the integer words Q in fixed_pt:
-    then pass integer weight values in the batch). Returns new lists; inputs are not changed.
-    Records are applied in batch order, crashes last (a crash overrides synapse faults on the
-    crashed neuron's row, as in the numba kernels). The sampler never gives two records for
-    one synapse; if a hand-made batch does, the last wins.
-    """
-    from neurosim.faults import F_CRASH, F_TILE, F_WEIGHT, SEM_SILENT
-
-    sem = _crash_semantics(crash_semantics)
-    W = [np.array(w, copy=True) for w in weights]
-    b = [np.array(v, copy=True) for v in biases]
-    if batch is None:
-        return W, b
-    L = len(W)
-    crashes = []
-    for l in range(L + 1):
-        lo, hi = batch.ptr[l][draw], batch.ptr[l][draw + 1]
-        for f in range(lo, hi):
-            kind = int(batch.kind[f])
-            if kind == F_CRASH:
-                crashes.append((l, int(batch.a[f]), int(batch.b[f])))
-            elif kind == F_WEIGHT:
-                W[l - 1][batch.a[f], batch.b[f]] = batch.value[f]
-            elif kind == F_TILE:
-                W[l - 1][batch.a[f]:batch.b[f], batch.c[f]:batch.d[f]] = 0
-            else:  # pragma: no cover
-                raise ValidationError(f"Unknown fault record kind {kind}.")
-    for l, i, core in crashes:
-        if l == 0:
-            W[0][:, i] = 0
-        else:
-            W[l - 1][i, :] = 0
-            if core == 1 or sem == SEM_SILENT:
-                b[l - 1][i] = 0
-    return W, b
-
-
-def _draw_of_input(batch, n_inputs: int):
-    """Fault draw used by each input: one shared draw, or draw k for input k."""
-    if batch is None:
-        return None
-    if batch.n_draws == 1:
-        return np.zeros(n_inputs, dtype=np.int64)
-    if batch.n_draws == n_inputs:
-        return np.arange(n_inputs, dtype=np.int64)
-    raise ValidationError(
-        "The 'faults' batch of run_lava must have 1 draw (shared by all inputs) or one draw per "
-        f"input ({n_inputs}). Got {batch.n_draws} draws instead."
-    )
-
-
-def _has_tile(batch) -> bool:
-    from neurosim.faults import F_TILE
-
-    return batch is not None and bool(np.any(batch.kind == F_TILE))
-
-
-# --- the integer model ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IntegerLayers:
-    """The fixed-point parameters of a mapping: integer weights, shifts and biases."""
-
-    Q: list            # int64 (n_l, n_{l-1}) weight words as multiplied (Lava's weights)
-    weight_exp: list   # int, log2 of each layer's scale
-    bias: list         # int64 biases in units of 2**-frac_bits
-    sign_modes: list   # neurosim sign modes ("mixed", "excitatory", "inhibitory")
-    frac_bits: int
-
-
-def integer_layers(mapping, frac_bits: int = DEFAULT_FRAC_BITS) -> IntegerLayers:
-    """Integer weights, weight exponents and integer biases of a loihi2-like mapping."""
-    Q, exps, bias, modes = [], [], [], []
-    for q, layer in zip(mapping.quantization, mapping.network.layers):
-        e = math.log2(q.scale)
-        if e != int(e):
-            raise _unsupported("fixed_profile", f"scale {q.scale} is not a power of two")
-        Q.append(q.Q.astype(np.int64))
-        exps.append(int(e))
-        bias.append(np.rint(np.asarray(layer.b, np.float64) * 2.0 ** frac_bits).astype(np.int64))
-        modes.append(q.sign_mode)
-    return IntegerLayers(Q, exps, bias, modes, int(frac_bits))
-
-
-def _shift(a: np.ndarray, e: int) -> np.ndarray:
-    """Lava Dense's weight_exp: left shift, or arithmetic right shift (floor) for e < 0."""
-    return np.left_shift(a, e) if e > 0 else np.right_shift(a, -e)
-
-
-def _integer_fault_values(mapping, batch):
-    """The batch with weight values turned into integer words (fixed_pt), checked."""
-    from dataclasses import replace
-
-    from neurosim.faults import F_WEIGHT
-
-    if batch is None:
-        return None
-    if _has_tile(batch):
-        raise _unsupported("fixed_tile")
-    value = batch.value.copy()
-    for f in np.flatnonzero(batch.kind == F_WEIGHT):
-        q = mapping.quantization[int(batch.layer[f]) - 1]
-        word = batch.value[f] / q.scale
-        if word != np.rint(word) or not (q.q_min <= word <= q.q_max):
-            raise _unsupported("fixed_weight_value",
-                               f"layer {int(batch.layer[f])} value {batch.value[f]!r}")
-        value[f] = word
-    return replace(batch, value=value)
-
-
-def _quantize_input(X: np.ndarray, frac_bits: int) -> np.ndarray:
-    return np.rint(np.asarray(X, np.float64) * 2.0 ** frac_bits).astype(np.int64)
-
-
-def integer_forward(mapping, X, faults=None, crash_semantics: str = "silent",
-                    frac_bits: int = DEFAULT_FRAC_BITS, return_integers: bool = False):
-    """neurosim's integer model of a loihi2 mapping: the arithmetic Lava's fixed_pt runs.
-
-    With ``f = frac_bits`` and ``e_l = log2(scale_l)`` (loihi2 scales are powers of two):
-
-    * ``x_int = rint(x * 2**f)`` (round half to even);
-    * ``a_l = (Q_l @ y_{l-1}) >> -e_l`` (an arithmetic shift, i.e. floor division by
-      ``2**-e_l``; a left shift when ``e_l > 0``), in int32 as Lava's ``Dense``;
-    * ``b_int = rint(b_l * 2**f)``; ``y_l = max(a_l + b_int, 0)`` for hidden layers,
-      ``a_L + b_int`` for the output;
-    * the float value of an integer is ``integer * 2**-f``.
-
-    Faults (a FaultBatch with one draw, or one per input) are applied to ``Q`` and ``b_int`` as
-    in :func:`apply_faults`; weight values must be words of the layer (``scale * Q``).
-
-    Returns floats ``y_L * 2**-f`` (n_inputs, n_L), or the integers with ``return_integers``.
-
-    Raises
-    ------
-    LavaUnsupportedError
-        If a pre-activation leaves int32 (Lava's int32 accumulator would wrap).
-    """
-    network, mapping = _split_target(mapping, "fixed_pt")
-    X = network.check_input(X, owner="input data X")
-    layers = integer_layers(mapping, frac_bits)
-    Y0 = _quantize_input(X, frac_bits)
-    batch = _integer_fault_values(mapping, faults)
-    draws = _draw_of_input(batch, X.shape[0])
-    out = np.empty((X.shape[0], network.n_outputs), dtype=np.int64)
-    groups = [(None, np.arange(X.shape[0]))] if batch is None else [
-        (d, np.flatnonzero(draws == d)) for d in np.unique(draws)]
-    L = network.n_layers
-    for d, rows in groups:
-        Q, bias = apply_faults(layers.Q, layers.bias, batch, int(d) if d is not None else 0,
-                               crash_semantics) if batch is not None else (layers.Q, layers.bias)
-        y = Y0[rows]
-        for l in range(L):
-            acc = y @ Q[l].T
-            if np.abs(acc).max(initial=0) >= 2 ** 31:
-                raise _unsupported("int32_overflow", f"layer {l + 1}: |Q y| reaches "
-                                   f"{int(np.abs(acc).max())}")
-            z = _shift(acc, layers.weight_exp[l]) + bias[l]
-            y = np.maximum(z, 0) if l < L - 1 else z
-        out[rows] = y
-    return out if return_integers else out * 2.0 ** -frac_bits
-
-
-# --- the Lava graph --------------------------------------------------------------------------
 
 class _LavaGraph:
     """One Lava process graph for a network; runs pipelined batches or single-input episodes."""
@@ -447,9 +282,26 @@ def _outputs(record: np.ndarray, mode: str, L: int, n: int) -> np.ndarray:
     return record[:, L:L + n].T
 
 
+def _pipeline_data(Xs: np.ndarray, mode: str, n_steps: int) -> np.ndarray:
+    """Source data: input k at column k (its change from input k-1 for sigma-delta)."""
+    n, n_in = Xs.shape
+    data = np.zeros((n_in, n_steps), dtype=np.int32 if mode == "fixed_pt" else float)
+    if mode == "fixed_pt":
+        data[:, :n] = Xs.T
+    else:
+        data[:, :n] = np.diff(Xs, axis=0, prepend=0.0).T
+    return data
+
+
+def _outputs(record: np.ndarray, mode: str, L: int, n: int) -> np.ndarray:
+    """Outputs of the n pipelined inputs from the sink's record."""
+    if mode == "floating_pt":  # sigma-delta: the sink receives changes
+        record = np.cumsum(record, axis=1)
+    return record[:, L:L + n].T
+
+
 def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool = False,
-             crash_semantics: str = "silent", frac_bits: int = DEFAULT_FRAC_BITS,
-             return_integers: bool = False) -> np.ndarray:
+             frac_bits: int = DEFAULT_FRAC_BITS, return_integers: bool = False) -> np.ndarray:
     """Outputs of ``target`` on inputs ``X``, computed by Lava's CPU simulator.
 
     Parameters
@@ -463,13 +315,13 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
         The Lava process models (``Loihi2SimCfg(select_tag=mode)``).
     faults : FaultBatch, optional
         One draw (applied to every input) or one draw per input (transient faults). Weight
-        values are the batch's float values (``scale * word`` on a mapping).
+        values are the batch's float values (``scale * word`` on a mapping); crash records
+        carry their semantics (silent or paper).
     progress : bool
         A progress bar over inputs (per-input fault runs only).
-    crash_semantics : {"silent", "paper"}
-        How crash records act (core failures are always silent).
     frac_bits : int
-        fixed_pt: fractional bits of the integer activations (see :func:`integer_forward`).
+        fixed_pt: fractional bits of the integer activations (see
+        :func:`neurosim.quantization.integer_forward`).
     return_integers : bool
         fixed_pt: return the integer outputs instead of ``integers * 2**-frac_bits``.
 
@@ -488,28 +340,31 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
     X = network.check_input(X, owner="input data X").astype(np.float64)
     m = X.shape[0]
     L = network.n_layers
-    _crash_semantics(crash_semantics)
+    _check_crashes(faults)
     if mode == "fixed_pt":
-        integer = integer_layers(mapping, frac_bits)
+        try:
+            integer = integer_layers(mapping, frac_bits)
+            batch = integer_fault_values(mapping, faults)
+            # Lava's int32 Dense would silently wrap: check with the integer model first.
+            integer_forward(mapping, X, faults, frac_bits, return_integers=True)
+        except IntegerModelError as exc:
+            raise _from_integer_model(exc) from None
         weights, biases = integer.Q, integer.bias
-        batch = _integer_fault_values(mapping, faults)
-        Xs = _quantize_input(X, frac_bits)
-        # Lava's int32 Dense would silently wrap: check with the integer model first.
-        integer_forward(mapping, X, faults, crash_semantics, frac_bits, return_integers=True)
+        Xs = quantize_input(X, frac_bits)
     else:
         integer = None
-        weights = [layer.W.astype(np.float64) for layer in network.layers]
-        biases = [layer.b.astype(np.float64) for layer in network.layers]
+        weights = [layer.dense_matrix().astype(np.float64) for layer in network.layers]
+        biases = [layer.bias.astype(np.float64) for layer in network.layers]
         batch = faults
         Xs = X
-    draws = _draw_of_input(batch, m)
+    draws = draw_of_input(batch, m, "run_lava")
     if draws is not None:
         for d in np.unique(draws):  # validate every fault set before starting Lava
-            apply_faults(weights, biases, batch, int(d), crash_semantics)
+            faults_as_parameters(weights, biases, batch, int(d))
     shared = batch is None or batch.n_draws == 1
     n_steps = m + L + 1 if shared else L + 2
     if shared and batch is not None:
-        weights, biases = apply_faults(weights, biases, batch, 0, crash_semantics)
+        weights, biases = faults_as_parameters(weights, biases, batch, 0)
     graph = _LavaGraph(weights, biases, mode, n_steps, integer)
     try:
         if shared:
@@ -522,7 +377,7 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
 
                 rows = tqdm(rows, desc="lava", unit="input", leave=False)
             for k in rows:
-                W, b = apply_faults(weights, biases, batch, int(draws[k]), crash_semantics)
+                W, b = faults_as_parameters(weights, biases, batch, int(draws[k]))
                 graph.load(W, b)
                 graph.reset_state()
                 out[k] = _outputs(graph.run(_pipeline_data(Xs[k:k + 1], mode, n_steps)),
@@ -535,88 +390,60 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
     return out
 
 
-# --- a small Monte Carlo driver ------------------------------------------------------------------
+# --- the backend -----------------------------------------------------------------------------
 
-def lava_simulate(mapping, faults, X, y=None, metric: str = "flip", eps: "float | None" = None,
-                  n_samples: int = 10, seed: int = 0, mode: str = "transient",
-                  use_float: bool = False, lava_mode: str = "floating_pt",
-                  progress: bool = False) -> dict:
-    """Monte Carlo fault simulation with every faulty (draw, input) pair run through Lava.
+@register_backend
+class LavaBackend(Backend):
+    """Every faulty (fault sample, input) row run as Lava processes (slow: for validation).
 
-    Fault sets are drawn exactly as :func:`neurosim.simulate` (estimator ``mc``) draws them:
-    the same plan (``neurosim.engine.build_plan``), the same blocks and per-block generators
-    ``default_rng(SeedSequence([seed, block]))`` and ``sample_faults``, so for one seed the
-    faulty pairs are identical to the numba path's. The error of a pair is measured against
-    Lava's own fault-free output of that input. Slow (one Lava episode per faulty pair).
-
-    Returns
-    -------
-    dict with ``n_pairs``, ``n_faulty_pairs``, ``n_failures``, ``failure_rate``, the per-pair
-    ``row_draw``/``row_input``/``failed`` of the faulty pairs (concatenated over blocks, draws
-    numbered within their block) and ``lava_mode``.
+    Rows of one fault sample (permanent mode) are pipelined through one run; rows of distinct
+    samples run one episode each on a shared graph. The clean cache holds Lava's own fault-free
+    outputs and no per-layer activations, so the stratified estimator skips no single fault.
     """
-    from neurosim.engine import build_plan
-    from neurosim.faults import resolve_faults
-    from neurosim.mapping import Mapping
-    from neurosim.simulation import BLOCK_PAIRS, _metric, _validate, sample_block
 
-    faults = resolve_faults(mapping, faults, "lava_simulate")
-    eps = _validate(metric, eps, n_samples, mode, 0.95, y, owner="lava_simulate")
-    plan = build_plan(mapping, faults, use_float=use_float)
-    crash = faults.get("crash")
-    semantics = crash.semantics if crash is not None else "silent"
-    _crash_semantics(semantics)
-    if lava_mode == "fixed_pt" and (use_float or not isinstance(mapping, Mapping)):
-        raise ValidationError("lava_simulate with lava_mode='fixed_pt' needs a Mapping and "
-                              "use_float=False (the chip's integer weights).")
-    target = plan.network if lava_mode == "floating_pt" else mapping
-    X = plan.network.check_input(X, owner="input data X")
-    m = X.shape[0]
-    y_arr = None if y is None else np.asarray(y)
-    clean = run_lava(target, X, mode=lava_mode, crash_semantics=semantics)
-    rounds_per_block = max(1, BLOCK_PAIRS // m)
-    n_blocks = math.ceil(n_samples / rounds_per_block)
-    totals = dict(n_pairs=0, n_faulty_pairs=0, n_failures=0)
-    all_draw, all_input, all_failed = [], [], []
-    zero_fails = 0.0 >= eps
-    for block in range(n_blocks):
-        rounds = min(rounds_per_block, n_samples - block * rounds_per_block)
-        batch, n_draws, faulty, row_draw, row_input = sample_block(plan, seed, block, rounds, m,
-                                                                   mode)
-        failed = np.zeros(0, dtype=bool)
-        if row_draw.size:
-            sub = _select_draws(batch, row_draw, plan.n_layers)
-            out = run_lava(target, X[row_input], mode=lava_mode, faults=sub,
-                           crash_semantics=semantics, progress=progress)
-            values = _metric(metric, out, clean[row_input],
-                             y_arr[row_input] if y_arr is not None else None)
-            failed = values >= eps
-        n_pairs = rounds * m
-        totals["n_pairs"] += n_pairs
-        totals["n_faulty_pairs"] += int(row_draw.size)
-        totals["n_failures"] += int(failed.sum()) + (n_pairs - row_draw.size) * int(zero_fails)
-        all_draw.append(row_draw)
-        all_input.append(row_input)
-        all_failed.append(failed)
-    totals["failure_rate"] = totals["n_failures"] / totals["n_pairs"]
-    totals.update(row_draw=np.concatenate(all_draw), row_input=np.concatenate(all_input),
-                  failed=np.concatenate(all_failed), lava_mode=lava_mode)
-    return totals
+    name = "lava"
+    unsupported = LAVA_UNSUPPORTED
 
+    def __init__(self, mode: str = "floating_pt"):
+        if mode not in MODES:
+            raise param_error("LavaBackend", "mode", f"one of {', '.join(MODES)}", mode)
+        self.mode = mode
 
-def _select_draws(batch, draws: np.ndarray, n_layers: int):
-    """A FaultBatch whose draw k is draw ``draws[k]`` of ``batch``."""
-    from neurosim.engine import batch_from_records
+    def _target(self, plan):
+        return plan.mapping if self.mode == "fixed_pt" else plan.network
 
-    parts = {name: [] for name in ("layer", "draw", "kind", "a", "b", "c", "d", "value", "core")}
-    for k, d in enumerate(draws):
-        for l in range(n_layers + 1):
-            lo, hi = batch.ptr[l][d], batch.ptr[l][d + 1]
-            if hi > lo:
-                for name in parts:
-                    col = np.full(hi - lo, k) if name == "draw" else getattr(batch, name)[lo:hi]
-                    parts[name].append(col)
-    cols = {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in parts.items()}
-    return batch_from_records(len(draws), n_layers, cols["layer"], cols["draw"], cols["kind"],
-                              cols["a"], cols["b"], cols["c"], cols["d"], cols["value"],
-                              cols["core"])
+    def check(self, plan) -> None:
+        _check_network(plan.network)
+        crash = plan.faults.get("crash")
+        if crash is not None and not crash.is_null() and crash.semantics == "stuck":
+            raise _unsupported("crash_stuck")
+        if self.mode == "fixed_pt":
+            if plan.mapping is None or plan.use_float:
+                raise ValidationError("The Lava backend's fixed_pt mode needs a Mapping and "
+                                      "use_float=False (the chip's integer weights).")
+            _check_fixed_profile(plan.mapping)
+        require_lava()  # what it cannot do is said first, a missing lava-nc then
+
+    def clean_cache(self, plan, X) -> CleanCache:
+        X = np.ascontiguousarray(X, dtype=plan.dtype)
+        return CleanCache(X=X, output=run_lava(self._target(plan), X, mode=self.mode))
+
+    def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
+        row_draw = np.asarray(row_draw, dtype=np.int64)
+        row_input = np.asarray(row_input, dtype=np.int64)
+        out = np.empty((row_draw.size, plan.widths[-1]))
+        if row_draw.size == 0:
+            return out
+        target = self._target(plan)
+        draws = np.unique(row_draw)
+        if draws.size == row_draw.size:  # one row per sample: one episode each, one graph
+            return run_lava(target, cache.X[row_input], mode=self.mode,
+                            faults=batch.select(row_draw))
+        for d in draws:  # rows sharing a sample: pipelined in one run
+            rows = np.flatnonzero(row_draw == d)
+            out[rows] = run_lava(target, cache.X[row_input[rows]], mode=self.mode,
+                                 faults=batch.select([d]))
+        return out
+
+    def __repr__(self) -> str:
+        return f"<LavaBackend {self.mode}>"

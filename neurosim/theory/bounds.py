@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurosim.backends import get_backend, single_fault_outputs
 from neurosim.errors import ValidationError, param_error
+from neurosim.faults import CRASH_MODES, FaultModel, NeuronCrash
+from neurosim.mapping import Mapping
+from neurosim.metrics import flip_margin, loss
 from neurosim.network import Network
+from neurosim.plan import build_plan
+from neurosim.stats import kl_bernoulli
 
 
 # --- Prop. 2 ------------------------------------------------------------------------------------
@@ -22,17 +28,10 @@ from neurosim.network import Network
 def lipschitz_chain(network: Network, from_layer: int = 0) -> float:
     """``C`` with ``||y_L(a) - y_L(b)||_2 <= C ||y_l(a) - y_l(b)||_2`` for activations of layer l.
 
-    ``C = prod_{k > l} ||W_k||_2 * prod_{l < k < L} Lip(phi_k)`` (the last layer is linear).
+    ``C = prod_{k > l} ||W_k||_2 * prod_{l < k < L} Lip(phi_k)`` (the last layer is linear);
+    see :meth:`neurosim.Network.lipschitz_chain`.
     """
-    if not 0 <= from_layer <= network.n_layers:
-        raise param_error("lipschitz_chain", "from_layer", f"a layer in 0..{network.n_layers}", from_layer)
-    c = 1.0
-    for k in range(from_layer + 1, network.n_layers + 1):
-        layer = network.layers[k - 1]
-        c *= float(np.linalg.norm(layer.W.astype(np.float64), 2))
-        if k < network.n_layers:
-            c *= layer.activation.lipschitz
-    return c
+    return network.lipschitz_chain(from_layer)
 
 
 def spectral_bound(network: Network, perturbation_norm: float, layer: int = 0) -> float:
@@ -48,20 +47,9 @@ def spectral_bound(network: Network, perturbation_norm: float, layer: int = 0) -
 
 # --- Prop. 3 ------------------------------------------------------------------------------------
 
-def kl_bernoulli(a: float, b: float) -> float:
-    """``d_KL(a || b) = a log(a/b) + (1-a) log((1-a)/(1-b))`` for numbers in [0, 1]."""
-    def term(u, v):
-        if u == 0:
-            return 0.0
-        if v == 0:
-            return math.inf
-        return u * math.log(u / v)
-    return term(a, b) + term(1.0 - a, 1.0 - b)
-
-
 def incoming_masses(network: Network) -> list[np.ndarray]:
     """``W_l^i = sum_j |W_l^{ij}|``, the incoming L1 mass of each neuron, for layers 1..L."""
-    return [np.abs(layer.W.astype(np.float64)).sum(axis=1) for layer in network.layers]
+    return [layer.incoming_mass() for layer in network.layers]
 
 
 def q_balance(network: Network) -> np.ndarray:
@@ -129,7 +117,7 @@ def output_jacobians(network: Network, X) -> tuple[list[np.ndarray], list, list]
     for l in range(L, 0, -1):
         layer = network.layers[l - 1]
         slope = layer.activation.derivative(zs[l])  # (m, n_l); identity for the last layer
-        J[l - 1] = (J[l] * slope[:, None, :]) @ layer.W.astype(np.float64)
+        J[l - 1] = layer.vjp(J[l] * slope[:, None, :])
     return J, zs, ys
 
 
@@ -150,7 +138,7 @@ def crash_derivatives(network: Network, X, semantics: str = "silent", value: flo
         elif semantics == "paper":
             layer = network.layers[l - 1]
             slope = layer.activation.derivative(zs[l])
-            factor = -(zs[l] - layer.b.astype(np.float64)) * slope
+            factor = -(zs[l] - layer.bias.astype(np.float64)) * slope
             d = Jl * factor[:, None, :]
         elif semantics == "stuck":
             factor = value - ys[l]
@@ -184,11 +172,12 @@ def taylor_moments(terms: list[np.ndarray], crash_rates, exact_variance: bool = 
 
 
 def single_fault_terms(target, X, semantics: str = "silent", value: float = 0.0,
-                       layers=None) -> list[np.ndarray]:
+                       layers=None, backend="auto") -> list[np.ndarray]:
     """Exact single-fault errors ``D_i^l(x) = y_L(x; i crashed) - y_L(x)`` ("b4"), layers 0..L.
 
-    Computed by one batched pass of the fault kernels: every (input, neuron) pair is a row with
-    exactly one crash, starting from the cached clean activations; no network copies.
+    Computed by one batched pass of the backend: every (input, neuron) pair is a row with
+    exactly one crash (on the numba backend starting from the cached clean activations); no
+    network copies.
 
     Parameters
     ----------
@@ -196,13 +185,15 @@ def single_fault_terms(target, X, semantics: str = "silent", value: float = 0.0,
         A mapping runs its quantized network.
     layers : iterable of int, optional
         Layers to compute (default 0..L); others get empty arrays.
+    backend : str or Backend
+        As for :func:`neurosim.simulate`.
     """
-    from neurosim.engine import build_plan, clean_cache, one_blas_thread, single_crash_outputs
-    from neurosim.faults import FaultModel, NeuronCrash
-
-    plan = build_plan(target, FaultModel([NeuronCrash(0.0, semantics=semantics, value=value)]))
+    crash = NeuronCrash(0.0, semantics=semantics, value=value)
+    plan = build_plan(target, FaultModel([crash]), owner="single_fault_terms")
+    backend = get_backend(backend, "single_fault_terms")
+    backend.check(plan)
     Xc = plan.network.check_input(X)
-    cache = clean_cache(plan, Xc)
+    cache = backend.clean_cache(plan, Xc)
     L = plan.n_layers
     wanted = range(L + 1) if layers is None else layers
     out = []
@@ -210,8 +201,9 @@ def single_fault_terms(target, X, semantics: str = "silent", value: float = 0.0,
         if l not in wanted:
             out.append(np.zeros((Xc.shape[0], 0, plan.widths[-1])))
             continue
-        with one_blas_thread():
-            faulty = single_crash_outputs(plan, cache, l)  # (m, n_l, n_L)
+        with backend.session():
+            faulty = single_fault_outputs(backend, plan, cache, l, CRASH_MODES[semantics],
+                                          crash.value)  # (m, n_l, n_L)
         out.append(faulty.astype(np.float64) - cache.output.astype(np.float64)[:, None, :])
     return out
 
@@ -293,6 +285,19 @@ class TheoryReport:
             "assumptions": self.assumptions,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TheoryReport":
+        """Rebuild a report from :meth:`to_dict` (the per-input arrays are not saved)."""
+        return cls(
+            metric=d["metric"], eps=d["eps"], crash_rates=np.asarray(d["crash_rates"], float),
+            alpha=d["alpha"], delta0_per_layer=np.asarray(d["delta0_per_layer"], float),
+            delta0=d["delta0"], taylor_mean=d["taylor"]["mean"], taylor_var=d["taylor"]["var"],
+            taylor_delta=d["taylor"]["delta_chebyshev"], b4_mean=d["single_fault"]["mean"],
+            b4_var=d["single_fault"]["var"], b4_delta=d["single_fault"]["delta_chebyshev"],
+            lipschitz=list(d["lipschitz_chain"]), q_balance=np.asarray(d["q_balance"], float),
+            assumptions=list(d["assumptions"]),
+        )
+
 
 def _metric_projection(metric, network, X, y, eps):
     """How the output error enters the metric: a per-input threshold and a projection."""
@@ -301,8 +306,7 @@ def _metric_projection(metric, network, X, y, eps):
     if metric in ("linf", "l2"):
         return None, np.full(m, float(eps))
     if metric == "flip":
-        top2 = np.sort(out, axis=1)[:, -2:]
-        return None, (top2[:, 1] - top2[:, 0]) / 2.0  # flip needs ||D||_inf >= margin / 2
+        return None, flip_margin(out)  # flip needs ||D||_inf >= margin / 2
     if y is None:
         raise ValidationError("The 'loss' metric needs labels or targets y.")
     y = np.asarray(y)
@@ -318,17 +322,15 @@ def _metric_projection(metric, network, X, y, eps):
 
 
 def theory_report(target, crash, X, y=None, metric: str = "linf", eps: float = 0.5,
-                  alpha: float = 0.1) -> TheoryReport:
+                  alpha: float = 0.1, backend="auto") -> TheoryReport:
     """The paper's delta0 (Prop. 3), first-order moments (Prop. 4) with their Chebyshev
     certificate (Prop. 5), and the same certificate from the exact single-fault terms.
 
     Moments are computed per input (for the loss: of the loss difference; otherwise of the
     output error vector) and the certificate is averaged over the inputs. For ``flip`` the
     per-input threshold is half the gap between the two largest outputs (a smaller change
-    cannot move the argmax).
+    cannot move the argmax). The exact single-fault terms run on ``backend``.
     """
-    from neurosim.mapping import Mapping
-
     network = target.quantized_network() if isinstance(target, Mapping) else target
     X = network.check_input(X)
     rates = crash.layer_rates(network.n_layers)
@@ -336,14 +338,13 @@ def theory_report(target, crash, X, y=None, metric: str = "linf", eps: float = 0
     grad, thresholds = _metric_projection(metric, network, X, y, eps)
     active = [l for l in range(network.n_layers + 1) if rates[l] > 0]
     first = crash_derivatives(network, X, crash.semantics, crash.value)
-    exact = single_fault_terms(target, X, crash.semantics, crash.value, layers=active)
+    exact = single_fault_terms(target, X, crash.semantics, crash.value, layers=active,
+                               backend=backend)
     if grad is not None:  # project onto the loss: a scalar per input
         first = [np.einsum("mik,mk->mi", t, grad)[:, :, None] for t in first]
         exact_proj = []
         out = network.forward(X).astype(np.float64)
-        from neurosim.simulation import _loss
-
-        base = _loss(out, np.asarray(y))
+        base = loss(out, np.asarray(y))
         for l, t in enumerate(exact):
             if t.shape[1] == 0:
                 exact_proj.append(t[:, :, :1])
@@ -351,7 +352,7 @@ def theory_report(target, crash, X, y=None, metric: str = "linf", eps: float = 0
             m, n, k = t.shape
             faulty = (out[:, None, :] + t).reshape(m * n, k)
             lab = np.repeat(np.asarray(y), n, axis=0)
-            exact_proj.append((_loss(faulty, lab).reshape(m, n) - base[:, None])[:, :, None])
+            exact_proj.append((loss(faulty, lab).reshape(m, n) - base[:, None])[:, :, None])
         exact = exact_proj
     first = [t if l in active else np.zeros_like(t[:, :0]) for l, t in enumerate(first)]
     t_mean, t_var = taylor_moments(first, rates)

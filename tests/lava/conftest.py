@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import neurosim
-from neurosim.engine import batch_from_records, build_plan, clean_cache, propagate
-from neurosim.faults import F_CRASH, F_WEIGHT, FaultModel, NeuronCrash
+from neurosim.backends.numba import NumbaBackend
+from neurosim.backends.numpy import NumpyBackend
+from neurosim.faults import CRASH_MODES, REC_CRASH, REC_WEIGHT, FaultModel, NeuronCrash
+from neurosim.plan import build_plan
+from neurosim.sampler import batch_from_records
 
 try:
     import lava.magma  # noqa: F401  (tests/lava itself can shadow a missing "lava")
@@ -26,46 +29,34 @@ needs_lava = pytest.mark.skipif(not HAVE_LAVA, reason="lava-nc is not installed 
 RTOL, ATOL = 1e-4, 1e-4
 
 
-def _simulated_network(target):
-    return target.quantized_network() if isinstance(target, neurosim.Mapping) else target
-
-
-def _numpy_forward(target, X, batch=None, crash_semantics="silent"):
-    """A plain NumPy forward pass with the faults applied to copies of the weights."""
-    from neurosim.backends.lava import apply_faults
-
-    net = _simulated_network(target)
-    X = net.check_input(X).astype(np.float64)
-    W0 = [layer.W.astype(np.float64) for layer in net.layers]
-    b0 = [layer.b.astype(np.float64) for layer in net.layers]
-    out = np.empty((X.shape[0], net.n_outputs))
-    for k in range(X.shape[0]):
-        d = 0 if batch is None or batch.n_draws == 1 else k
-        W, b = apply_faults(W0, b0, batch, d, crash_semantics) if batch is not None else (W0, b0)
-        y = X[k]
-        for l, layer in enumerate(net.layers):
-            y = layer.activation(W[l] @ y + b[l])
-        out[k] = y
-    return out
-
-
-def _numba_forward(target, X, batch=None, crash_semantics="silent"):
-    """neurosim.engine.propagate (the numba fast path)."""
-    faults = FaultModel([NeuronCrash(0.0, semantics=crash_semantics)])
-    plan = build_plan(target, faults)
+def _forward(backend, target, X, batch=None):
+    """A backend's outputs: clean, with one shared fault set, or one per input."""
+    plan = build_plan(target, FaultModel([NeuronCrash(0.0)]))
     X = plan.network.check_input(X)
-    cache = clean_cache(plan, X)
+    cache = backend.clean_cache(plan, X)
     if batch is None:
-        return cache.output.astype(np.float64)
+        return np.asarray(cache.output, dtype=np.float64)
     m = X.shape[0]
     row_draw = np.zeros(m, np.int64) if batch.n_draws == 1 else np.arange(m, dtype=np.int64)
-    return propagate(plan, cache, batch, row_draw, np.arange(m, dtype=np.int64)).astype(np.float64)
+    with backend.session():
+        out = backend.propagate(plan, cache, batch, row_draw, np.arange(m, dtype=np.int64))
+    return np.asarray(out, dtype=np.float64)
 
 
-def _lava_forward(target, X, batch=None, crash_semantics="silent"):
+def _numpy_forward(target, X, batch=None):
+    """The NumPy reference backend: full forward passes with the faults applied literally."""
+    return _forward(NumpyBackend(), target, X, batch)
+
+
+def _numba_forward(target, X, batch=None):
+    """The numba backend (the fast path)."""
+    return _forward(NumbaBackend(), target, X, batch)
+
+
+def _lava_forward(target, X, batch=None):
     from neurosim.backends.lava import run_lava
 
-    return run_lava(target, X, mode="floating_pt", faults=batch, crash_semantics=crash_semantics)
+    return run_lava(target, X, mode="floating_pt", faults=batch)
 
 
 BACKENDS = {"numpy": _numpy_forward, "numba": _numba_forward, "lava": _lava_forward}
@@ -74,7 +65,7 @@ BACKENDS = {"numpy": _numpy_forward, "numba": _numba_forward, "lava": _lava_forw
 @pytest.fixture(params=[
     "numpy", "numba", pytest.param("lava", marks=needs_lava)])
 def backend(request):
-    """``forward(target, X, batch=None, crash_semantics="silent") -> (n, n_L)`` of a backend."""
+    """``forward(target, X, batch=None) -> (n, n_L)`` of a backend."""
     return BACKENDS[request.param]
 
 
@@ -112,14 +103,16 @@ def reference_faulty_forward(net, X, crashes=(), weights=(), semantics="silent")
     return y
 
 
-def make_batch(net, crashes=(), weights=(), n_draws=1, draw=None):
-    """A FaultBatch with the given crashes (layer, i) and weight overrides (layer, i, j, v)."""
-    records = [(l, F_CRASH, i, 0, 0.0) for l, i in crashes]
-    records += [(l, F_WEIGHT, i, j, v) for l, i, j, v in weights]
+def make_batch(net, crashes=(), weights=(), n_draws=1, draw=None, semantics="silent"):
+    """A FaultBatch with the given crashes (layer, i) of ``semantics`` and weight overrides
+    (layer, i, j, v)."""
+    records = [(l, REC_CRASH, i, 0, 0.0) for l, i in crashes]
+    records += [(l, REC_WEIGHT, i, j, v) for l, i, j, v in weights]
     draws = np.zeros(len(records), np.int64) if draw is None else np.asarray(draw, np.int64)
     return batch_from_records(
         n_draws, net.n_layers, [r[0] for r in records], draws, [r[1] for r in records],
-        [r[2] for r in records], [r[3] for r in records], value=[r[4] for r in records])
+        [r[2] for r in records], in_start=[r[3] for r in records], value=[r[4] for r in records],
+        crash_mode=CRASH_MODES[semantics])
 
 
 class Helpers:

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 import neurosim
-from neurosim.engine import build_plan, clean_cache, propagate, sample_faults
-from neurosim.errors import MissingExtraError, NeurosimError
+from neurosim.backends.numba import NumbaBackend
+from neurosim.errors import BackendUnsupportedError, MissingExtraError, NeurosimError
 from neurosim.faults import CoreFailure, FaultModel, NeuronCrash, SynapseStuck, WeightBitFlip
+from neurosim.plan import build_plan
+from neurosim.quantization import IntegerModelError, integer_forward, integer_layers
+from neurosim.sampler import sample_faults
 
 try:
     import lava.magma  # noqa: F401  (tests/lava itself can shadow a missing "lava")
@@ -21,8 +24,7 @@ except ImportError:  # pragma: no cover
 
 lava_backend = pytest.importorskip("neurosim.backends.lava")
 from neurosim.backends.lava import (  # noqa: E402
-    LAVA_UNSUPPORTED, LavaUnsupportedError, integer_forward, integer_layers, lava_simulate,
-    require_lava, run_lava,
+    LAVA_UNSUPPORTED, LavaUnsupportedError, require_lava, run_lava,
 )
 
 #: How many digits test inputs the floating_pt equality check uses (all of the split).
@@ -47,9 +49,9 @@ def test_shared_faults(backend, small_net, semantics, h):
     X = np.random.default_rng(1).normal(size=(4, 12))
     # a stuck synapse on a crashed neuron's row: the crash wins
     weights = WEIGHTS + [(2, 5, 1, 3.0)]
-    batch = h.make_batch(small_net, CRASHES, weights)
+    batch = h.make_batch(small_net, CRASHES, weights, semantics=semantics)
     expected = h.reference(small_net, X, CRASHES, weights, semantics)
-    got = backend(small_net, X, batch, semantics)
+    got = backend(small_net, X, batch)
     np.testing.assert_allclose(got, expected, rtol=h.RTOL, atol=h.ATOL)
 
 
@@ -79,8 +81,9 @@ def test_sampled_faults_on_mapping(backend, digits, h):
     batch = sample_faults(plan, np.random.default_rng(5), m)
     assert batch.kind.size > 0
     Xs = X[:m]
-    cache = clean_cache(plan, plan.network.check_input(Xs))
-    ref = propagate(plan, cache, batch, np.arange(m), np.arange(m)).astype(np.float64)
+    numba = NumbaBackend()
+    cache = numba.clean_cache(plan, plan.network.check_input(Xs))
+    ref = numba.propagate(plan, cache, batch, np.arange(m), np.arange(m)).astype(np.float64)
     np.testing.assert_allclose(backend(mapping, Xs, batch), ref, rtol=h.RTOL, atol=h.ATOL)
 
 
@@ -119,12 +122,11 @@ def test_fixed_pt_faults_equal_integer_model(digits, h):
     weights = [(1, 3, 30, q[0].scale * q[0].q_max), (2, 8, 8, 0.0),
                (3, 1, 17, q[2].scale * q[2].q_min), (2, 9, 10, q[1].scale * 2 * 37)]
     for n_draws, draws in ((1, None), (3, [0, 1, 2, 0, 1, 2, 0, 1])):
-        batch = h.make_batch(net, crashes, weights, n_draws=n_draws, draw=draws)
         for semantics in ("silent", "paper"):
-            got = run_lava(mapping, Xs, mode="fixed_pt", faults=batch, crash_semantics=semantics,
-                           return_integers=True)
-            want = integer_forward(mapping, Xs, faults=batch, crash_semantics=semantics,
-                                   return_integers=True)
+            batch = h.make_batch(net, crashes, weights, n_draws=n_draws, draw=draws,
+                                 semantics=semantics)
+            got = run_lava(mapping, Xs, mode="fixed_pt", faults=batch, return_integers=True)
+            want = integer_forward(mapping, Xs, faults=batch, return_integers=True)
             np.testing.assert_array_equal(got, want)
 
 
@@ -162,12 +164,13 @@ def test_non_relu_activation_raises(small_net, h):
 
 
 def test_stuck_crash_semantics_raise(small_net, h):
-    batch = h.make_batch(small_net, [(1, 0)])
+    batch = h.make_batch(small_net, [(1, 0)], semantics="stuck")
     with pytest.raises(LavaUnsupportedError, match="stuck"):
-        run_lava(small_net, np.zeros((1, 12)), faults=batch, crash_semantics="stuck")
+        run_lava(small_net, np.zeros((1, 12)), faults=batch)
     with pytest.raises(LavaUnsupportedError, match="stuck"):
-        lava_simulate(small_net, NeuronCrash(0.1, semantics="stuck"), np.zeros((1, 12)),
-                      n_samples=1)
+        neurosim.simulate(small_net, NeuronCrash(0.1, semantics="stuck"), np.zeros((1, 12)),
+                          n_samples=1, backend="lava")
+    assert issubclass(LavaUnsupportedError, BackendUnsupportedError)
 
 
 @pytest.mark.parametrize("profile", ["rram_crossbar", "spinnaker2", "truenorth"])
@@ -185,11 +188,11 @@ def test_fixed_pt_non_word_weight_raises(small_net, h):
 
 
 def test_fixed_pt_tile_raises(small_net, h):
-    from neurosim.engine import batch_from_records
-    from neurosim.faults import F_TILE
+    from neurosim.faults import REC_TILE
+    from neurosim.sampler import batch_from_records
 
     mapping = neurosim.map_network(small_net, "loihi2")
-    batch = batch_from_records(1, 3, [1], [0], F_TILE, [0], [2], [0], [3])
+    batch = batch_from_records(1, 3, [1], [0], REC_TILE, [0], [2], [0], [3])
     with pytest.raises(LavaUnsupportedError, match="crossbar"):
         run_lava(mapping, np.zeros((1, 12)), mode="fixed_pt", faults=batch)
 
@@ -198,7 +201,7 @@ def test_int32_overflow_raises(h):
     big = neurosim.Network.from_arrays([np.full((2, 4), 100.0), np.ones((1, 2))],
                                        [np.zeros(2), np.zeros(1)], ["relu", "identity"])
     mapping = neurosim.map_network(big, "loihi2")
-    with pytest.raises(LavaUnsupportedError, match="int32"):
+    with pytest.raises(IntegerModelError, match="int32"):
         integer_forward(mapping, np.full((1, 4), 1e6))
 
 
@@ -217,11 +220,13 @@ def test_lava_simulate_matches_numba_simulate(digits, h):
     faults = NeuronCrash(0.02)
     Xs, ys = X[:3], y[:3]
     kwargs = dict(metric="linf", eps=0.5, n_samples=4, seed=11)
-    res = lava_simulate(mapping, faults, Xs, ys, **kwargs)
-    ref = neurosim.simulate(mapping, faults, Xs, ys, **kwargs)
-    assert res["n_pairs"] == ref.n_pairs
-    assert res["n_faulty_pairs"] == ref.n_faulty_pairs
-    assert res["n_failures"] == ref.n_failures
+    res = neurosim.simulate(mapping, faults, Xs, ys, backend="lava", **kwargs)
+    ref = neurosim.simulate(mapping, faults, Xs, ys, backend="numba", **kwargs)
+    assert res.n_pairs == ref.n_pairs
+    assert res.n_faulty_pairs == ref.n_faulty_pairs
+    assert res.n_failures == ref.n_failures
+    assert res.backend == "lava" and ref.backend == "numba"
+    np.testing.assert_allclose(res.output_error_mean, ref.output_error_mean, atol=1e-4)
 
 
 @needs_lava
@@ -239,8 +244,9 @@ def test_cli_simulate_backend_lava(tmp_path, capsys):
             "--seed", "5", "--json", "--no-progress"]
     assert main(argv + ["--backend", "lava"]) == 0
     lava = json.loads(capsys.readouterr().out)
-    assert main(argv) == 0
+    assert main(argv + ["--backend", "numba"]) == 0
     numba = json.loads(capsys.readouterr().out)
-    assert lava["backend"] == "lava"
-    for key in ("n_pairs", "n_faulty_pairs", "n_failures"):
+    assert lava["backend"] == "lava" and numba["backend"] == "numba"
+    assert set(lava) == set(numba)  # the same result, the same JSON keys
+    for key in ("n_pairs", "n_faulty_pairs", "n_failures", "clean_accuracy", "failures_by_layer"):
         assert lava[key] == numba[key], key

@@ -1,0 +1,102 @@
+"""The backend protocol and the backend registry.
+
+A backend does two things for the estimators (Monte Carlo, stratified), the theory and the
+experiments, and nothing else:
+
+* :meth:`Backend.clean_cache`: run the inputs once without faults (a :class:`CleanCache`);
+* :meth:`Backend.propagate`: the faulty outputs of (fault sample, input) rows for a
+  :class:`~neurosim.sampler.FaultBatch`.
+
+``numpy`` (the reference), ``numba`` (the default, fast) and ``lava`` (optional, Python 3.10)
+are registered; :func:`neurosim.backends.get_backend` resolves a name (``auto``: numba, else
+numpy, said once) or passes a :class:`Backend` instance through. Every backend returns the same result types,
+and for one seed the same fault draws (sampling is not the backend's business).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from neurosim.sampler import RecordBuilder
+
+__all__ = ["Backend", "CleanCache", "BACKENDS", "register_backend", "single_fault_outputs"]
+
+#: Registered backend classes by name (filled as their modules are imported).
+BACKENDS: dict[str, type] = {}
+
+
+@dataclass
+class CleanCache:
+    """Fault-free results of every input: ``output`` always; per-layer pre-activations ``Z``
+    and activations ``Y`` (index 0 the input) when the backend has them (Lava does not)."""
+
+    X: np.ndarray
+    output: np.ndarray
+    Y: "list | None" = None
+    Z: "list | None" = None
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.X.shape[0])
+
+
+class Backend:
+    """Base class of the backends (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    #: What this backend cannot do, and why: key -> reason (each raises
+    #: BackendUnsupportedError from :meth:`check`).
+    unsupported: ClassVar[dict] = {}
+
+    def check(self, plan) -> None:
+        """Raise BackendUnsupportedError (naming the reason) if ``plan`` cannot run here."""
+
+    def clean_cache(self, plan, X) -> CleanCache:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:  # pragma: no cover
+        """Faulty outputs ``(n_rows, n_L)`` of rows ``(row_draw[r], row_input[r])``."""
+        raise NotImplementedError
+
+    def session(self):
+        """Context manager around a run (the numba backend limits BLAS threads)."""
+        return contextlib.nullcontext()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def register_backend(cls: type) -> type:
+    """Class decorator: make a :class:`Backend` subclass known under its ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Backend)) or not cls.name:
+        raise TypeError(f"register_backend needs a Backend subclass with a name; got {cls!r}")
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def single_fault_outputs(backend: Backend, plan, cache: CleanCache, layer: int, mode: int,
+                         value: float = 0.0, max_rows: int = 1 << 16) -> np.ndarray:
+    """Outputs with exactly one neuron of ``layer`` crashed, for every input and neuron.
+
+    Returns an array (n_inputs, n_layer, n_L): one batched pass of the backend (split into
+    chunks of ``max_rows`` rows to bound memory). ``mode`` is the crash's kernel code.
+    """
+    m = cache.n_inputs
+    n = plan.widths[layer]
+    out = np.empty((m, n, plan.widths[-1]), dtype=plan.dtype)
+    flat = out.reshape(m * n, -1)
+    neurons = np.arange(n, dtype=np.int64)
+    rec = RecordBuilder()
+    rec.add_crash(layer, neurons, neurons, mode, value)
+    batch = rec.build(n, plan.n_layers)
+    inputs_per_chunk = max(1, max_rows // n)
+    for start in range(0, m, inputs_per_chunk):
+        stop = min(m, start + inputs_per_chunk)
+        row_draw = np.tile(neurons, stop - start)
+        row_input = np.repeat(np.arange(start, stop, dtype=np.int64), n)
+        flat[start * n:stop * n] = backend.propagate(plan, cache, batch, row_draw, row_input)
+    return out

@@ -1,0 +1,149 @@
+"""The numba backend (the default): the driver of the kernels in ``neurosim.kernels``.
+
+A row is computed only from its first faulty layer on, starting from its input's cached
+clean activations; a row whose activations are back to clean after its last faulty layer
+stops there (its output is the clean one, exactly). While few activations of a row differ from
+the clean ones, a layer's ``z`` is updated column by column (a stuck synapse or a bit flip is
+one column times one activation); once many differ, all such rows go through one matrix
+product (BLAS). The kernels parallelize over rows only, with no global state, so the numbers
+do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from neurosim.backends.base import Backend, CleanCache, register_backend
+from neurosim.kernels import propagate as K
+
+__all__ = ["NumbaBackend", "fault_layer_span", "one_blas_thread", "warmup"]
+
+
+def fault_layer_span(batch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last layer with a fault, per draw (n_layers + 1 and -1 for a fault-free draw)."""
+    has = np.stack([np.diff(batch.ptr[l]) > 0 for l in range(n_layers + 1)])
+    any_fault = has.any(axis=0)
+    first = np.where(any_fault, has.argmax(axis=0), n_layers + 1)
+    last = np.where(any_fault, n_layers - has[::-1].argmax(axis=0), -1)
+    return first, last
+
+
+_CONTROLLER = []
+_SESSION = threading.local()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Context manager: BLAS on one thread while the Numba kernels run.
+
+    The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
+    each small matrix product would compete with them for the cores (3x slower here). The
+    library scan is done once (it reads the process's memory map, milliseconds per call), and
+    a nested use (a block inside a run) changes nothing.
+    """
+    if getattr(_SESSION, "depth", 0):
+        _SESSION.depth += 1
+        try:
+            yield
+        finally:
+            _SESSION.depth -= 1
+        return
+    if not _CONTROLLER:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
+
+        _CONTROLLER.append(ThreadpoolController())
+    with _CONTROLLER[0].limit(limits=1, user_api="blas"):
+        _SESSION.depth = 1
+        try:
+            yield
+        finally:
+            _SESSION.depth = 0
+
+
+@register_backend
+class NumbaBackend(Backend):
+    """The fast path: Numba kernels restarting from cached clean activations."""
+
+    name = "numba"
+
+    def clean_cache(self, plan, X) -> CleanCache:
+        """Run the inputs once without faults, with the kernels' own activation arithmetic."""
+        X = np.ascontiguousarray(X, dtype=plan.dtype)
+        Z, Y = [X], [X]
+        for W, b, code, alpha in zip(plan.W, plan.b, plan.act_codes, plan.alphas):
+            z = K.dense_forward(Y[-1], W, b)
+            Z.append(z)
+            Y.append(K.activate(z, code, alpha))
+        return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z)
+
+    def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
+        row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
+        row_input = np.ascontiguousarray(row_input, dtype=np.int64)
+        n_rows = row_draw.size
+        L = plan.n_layers
+        first_draw, last_draw = fault_layer_span(batch, L)
+        first, last = first_draw[row_draw], last_draw[row_draw]
+        alive = np.ones(n_rows, dtype=bool)
+        status = np.zeros(n_rows, dtype=np.int8)  # CLEAN: activations are the cached ones
+        Y = np.empty((n_rows, plan.widths[0]), dtype=plan.dtype)
+        rows = np.flatnonzero(first == 0)
+        if rows.size:
+            K.input_layer(Y, rows, cache.Y[0], row_draw, row_input, batch.ptr[0], batch.kind,
+                          batch.out_start, batch.value, batch.crash_mode,
+                          max(1, plan.widths[0] // 8), status)
+        for l in range(1, L + 1):
+            W, b = plan.W[l - 1], plan.b[l - 1]
+            rows = np.flatnonzero(alive & (first <= l))
+            if rows.size == 0:
+                continue
+            Z = np.empty((n_rows, plan.widths[l]), dtype=plan.dtype)
+            dense = rows[status[rows] == K.DENSE]
+            if dense.size:
+                Z[dense] = K.dense_forward(Y[dense], W, b)
+            K.z_from_clean(Z, rows, status, Y, cache.Y[l - 1], cache.Z[l], W, row_input)
+            Y_next = np.empty_like(Z)
+            status_next = np.zeros(n_rows, dtype=np.int8)
+            K.finish_layer(Z, Y_next, rows, status, Y, cache.Y[l - 1], W, b, row_draw, row_input,
+                           batch.ptr[l], batch.kind, batch.out_start, batch.out_stop,
+                           batch.in_start, batch.in_stop, batch.value, batch.crash_mode,
+                           plan.act_codes[l - 1], plan.alphas[l - 1], cache.Y[l],
+                           max(1, plan.widths[l] // 8), status_next)
+            finished = rows[(status_next[rows] == K.CLEAN) & (last[rows] <= l)]
+            alive[finished] = False
+            Y, status = Y_next, status_next
+        out = cache.output[row_input]
+        live = np.flatnonzero(alive & (first <= L))
+        if live.size:  # else Y may be an earlier layer's (every row stopped early or is fault-free)
+            out[live] = Y[live]
+        return out
+
+    def session(self):
+        return one_blas_thread()
+
+
+def warmup() -> None:
+    """Compile (or load from Numba's cache) every kernel once, on a tiny network.
+
+    Nothing is compiled at import; call this before timing, or to pay the first-call cost up
+    front. The kernels are specialised per dtype, so both float32 and float64 are warmed.
+    """
+    from neurosim.faults import FaultModel, NeuronCrash, SynapseStuck
+    from neurosim.network import Network
+    from neurosim.plan import build_plan
+    from neurosim.sampler import sample_faults
+
+    backend = NumbaBackend()
+    for dtype in (np.float32, np.float64):
+        network = Network.random([3, 4, 2], seed=0, dtype=dtype)
+        plan = build_plan(network, FaultModel([NeuronCrash(0.5, layers=(0, 1, 2)),
+                                               SynapseStuck(0.2, 0.2)]))
+        X = np.zeros((2, 3), dtype=dtype)
+        cache = backend.clean_cache(plan, X)
+        batch = sample_faults(plan, np.random.default_rng(0), 8)
+        rows = np.flatnonzero(batch.draw_has_fault)
+        with one_blas_thread():
+            backend.propagate(plan, cache, batch, rows, rows % 2)

@@ -1,0 +1,334 @@
+"""The Monte Carlo estimator: blocks of fault draws, statistics that merge exactly.
+
+The work is split into *blocks* of fault draws whose size depends only on the number of
+inputs (``BLOCK_PAIRS`` pairs, rounded to whole rounds of one draw per input); block ``k``
+draws its faults from ``default_rng(SeedSequence([seed, k]))``. A block's statistics
+(:class:`MonteCarloStats`: counts and exact sums) merge exactly and in any order, so the same
+seed gives the same numbers whatever the runner, the thread count, the checkpoint interval, or
+an interruption and ``resume``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim.estimators.exact import ExactSum
+from neurosim.metrics import is_classification
+from neurosim.metrics import metric as metric_values
+from neurosim.results import SimulationResult
+from neurosim.sampler import sample_block
+from neurosim.stats import bernstein_interval, clopper_pearson
+
+__all__ = ["MonteCarlo", "MonteCarloStats", "BlockSet", "BLOCK_PAIRS"]
+
+BLOCK_PAIRS = 8192  # (draw, input) pairs per block, before rounding to whole rounds
+
+
+def _count_tuple(values) -> tuple:
+    return tuple(int(v) for v in np.asarray(values).tolist())
+
+
+class BlockSet:
+    """An immutable set of block indices, kept as sorted disjoint ranges ``[start, stop)``.
+
+    Merging blocks in order keeps one range, so a run of a million blocks merges in constant
+    time per block; merging sets that share a block is an error (a block counted twice).
+    """
+
+    __slots__ = ("ranges",)
+
+    def __init__(self, ranges=()):
+        self.ranges = tuple(ranges)
+
+    @classmethod
+    def of(cls, block: int) -> "BlockSet":
+        return cls(((int(block), int(block) + 1),))
+
+    def merge(self, other: "BlockSet") -> "BlockSet":
+        merged = []
+        for start, stop in sorted(self.ranges + other.ranges):
+            if merged and start < merged[-1][1]:
+                raise ValueError(f"blocks {start}..{min(stop, merged[-1][1]) - 1} counted twice")
+            if merged and start == merged[-1][1]:
+                merged[-1] = (merged[-1][0], stop)
+            else:
+                merged.append((start, stop))
+        return BlockSet(merged)
+
+    def __contains__(self, block) -> bool:
+        return any(start <= block < stop for start, stop in self.ranges)
+
+    def __len__(self) -> int:
+        return sum(stop - start for start, stop in self.ranges)
+
+    def __iter__(self):
+        for start, stop in self.ranges:
+            yield from range(start, stop)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, BlockSet) and self.ranges == other.ranges
+
+    def __repr__(self) -> str:
+        return f"BlockSet({list(self.ranges)})"
+
+
+class _Chips:
+    """Per-chip failure counts of some blocks (permanent mode): merging is O(1) (a tree of
+    parts), flattened in block order once at the end."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts=()):
+        self.parts = parts  # (), a leaf ((block, counts),), or a node (left, right)
+
+    @classmethod
+    def leaf(cls, block: int, counts: tuple) -> "_Chips":
+        return cls((("leaf", int(block), counts),))
+
+    def merge(self, other: "_Chips") -> "_Chips":
+        if not self.parts:
+            return other
+        if not other.parts:
+            return self
+        return _Chips((self, other))
+
+    def items(self) -> list:
+        """``(block, counts)`` of every block, in block order."""
+        out, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            for part in node.parts:
+                if isinstance(part, _Chips):
+                    stack.append(part)
+                else:
+                    out.append((part[1], part[2]))
+        return sorted(out)
+
+
+@dataclass(frozen=True)
+class MonteCarloStats:
+    """Counts and exact sums over a set of committed blocks (``blocks``).
+
+    ``merge`` adds two disjoint sets of blocks; a block counted twice is an error.
+    ``chip_failures`` (permanent mode) holds each block's chips' failure counts.
+    """
+
+    blocks: BlockSet
+    n_pairs: int
+    n_failures: int
+    n_faulty_pairs: int
+    n_correct: int
+    sum_metric: ExactSum
+    sum_metric_sq: ExactSum
+    sum_delta: ExactSum
+    sum_delta_sq: ExactSum
+    layer_failures: tuple
+    core_failures: tuple
+    chip_failures: _Chips
+
+    @classmethod
+    def empty(cls, n_out: int, n_layers: int, n_cores: int) -> "MonteCarloStats":
+        return cls(BlockSet(), 0, 0, 0, 0, ExactSum.zeros(), ExactSum.zeros(),
+                   ExactSum.zeros(n_out), ExactSum.zeros(n_out), (0,) * (n_layers + 1),
+                   (0,) * max(n_cores, 0), _Chips())
+
+    def merge(self, other: "MonteCarloStats") -> "MonteCarloStats":
+        return MonteCarloStats(
+            self.blocks.merge(other.blocks), self.n_pairs + other.n_pairs,
+            self.n_failures + other.n_failures, self.n_faulty_pairs + other.n_faulty_pairs,
+            self.n_correct + other.n_correct, self.sum_metric + other.sum_metric,
+            self.sum_metric_sq + other.sum_metric_sq, self.sum_delta + other.sum_delta,
+            self.sum_delta_sq + other.sum_delta_sq,
+            tuple(a + b for a, b in zip(self.layer_failures, other.layer_failures)),
+            tuple(a + b for a, b in zip(self.core_failures, other.core_failures)),
+            self.chip_failures.merge(other.chip_failures),
+        )
+
+    def chip_failure_counts(self) -> np.ndarray:
+        """Failures of every chip, in chip order (blocks in order)."""
+        parts = [np.asarray(counts, dtype=np.int64) for _, counts in self.chip_failures.items()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    # --- files -----------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {
+            "blocks": [list(r) for r in self.blocks.ranges], "n_pairs": self.n_pairs,
+            "n_failures": self.n_failures, "n_faulty_pairs": self.n_faulty_pairs,
+            "n_correct": self.n_correct, "sum_metric": self.sum_metric.to_state(),
+            "sum_metric_sq": self.sum_metric_sq.to_state(),
+            "sum_delta": self.sum_delta.to_state(), "sum_delta_sq": self.sum_delta_sq.to_state(),
+            "layer_failures": list(self.layer_failures), "core_failures": list(self.core_failures),
+            "chip_failures": {str(b): list(v) for b, v in self.chip_failures.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, version: int = 2, rounds_per_block: int = 1) -> "MonteCarloStats":
+        """Statistics from a run file's state (version 1: neurosim 0.1's running totals)."""
+        if version == 1:
+            chips = np.asarray(state["chip_failures"], dtype=np.int64).reshape(-1)
+            n_blocks = int(state["next_block"])
+            chip_failures = _Chips()
+            if chips.size:
+                for b in range(n_blocks):
+                    chip_failures = chip_failures.merge(_Chips.leaf(b, _count_tuple(
+                        chips[b * rounds_per_block:(b + 1) * rounds_per_block])))
+            return cls(
+                BlockSet(((0, n_blocks),) if n_blocks else ()), int(state["n_pairs"]),
+                int(state["n_failures"]),
+                int(state["n_faulty_pairs"]), int(state["n_correct"]),
+                ExactSum.of(float(state["sum_metric"])), ExactSum.of(float(state["sum_metric_sq"])),
+                ExactSum.of(np.asarray(state["sum_delta"], float)),
+                ExactSum.of(np.asarray(state["sum_delta_sq"], float)),
+                _count_tuple(state["layer_failures"]), _count_tuple(state["core_failures"]),
+                chip_failures)
+        chip_failures = _Chips()
+        for b, v in sorted((int(b), v) for b, v in state["chip_failures"].items()):
+            chip_failures = chip_failures.merge(_Chips.leaf(b, tuple(int(c) for c in v)))
+        return cls(
+            BlockSet(tuple(int(x) for x in r) for r in state["blocks"]), int(state["n_pairs"]),
+            int(state["n_failures"]), int(state["n_faulty_pairs"]), int(state["n_correct"]),
+            ExactSum.from_state(state["sum_metric"]), ExactSum.from_state(state["sum_metric_sq"]),
+            ExactSum.from_state(state["sum_delta"]), ExactSum.from_state(state["sum_delta_sq"]),
+            tuple(int(v) for v in state["layer_failures"]),
+            tuple(int(v) for v in state["core_failures"]), chip_failures)
+
+
+class MonteCarlo:
+    """One Monte Carlo run as blocks of work: ``self(block)`` is that block's statistics.
+
+    Picklable (a process pool's workers get a copy): it holds the plan, the clean cache, the
+    backend and the data, and draws each block's faults from the seed and the block's index.
+    """
+
+    def __init__(self, plan, backend, cache, y, *, metric: str, eps: float, n_samples: int,
+                 seed: int, mode: str):
+        self.plan = plan
+        self.backend = backend
+        self.cache = cache
+        self.y = y
+        self.metric = metric
+        self.eps = float(eps)
+        self.n_samples = int(n_samples)
+        self.seed = int(seed)
+        self.mode = mode
+        self.m = cache.n_inputs
+        self.rounds_per_block = max(1, BLOCK_PAIRS // self.m)
+        self.n_blocks = math.ceil(self.n_samples / self.rounds_per_block)
+        self.classification = is_classification(y)
+        self.clean_correct = (cache.output.argmax(axis=1) == y) if self.classification else None
+        self.n_cores = plan.mapping.cores_used if plan.mapping is not None else 0
+
+    def rounds(self, block: int) -> int:
+        return min(self.rounds_per_block, self.n_samples - block * self.rounds_per_block)
+
+    def empty(self) -> MonteCarloStats:
+        return MonteCarloStats.empty(self.plan.widths[-1], self.plan.n_layers, self.n_cores)
+
+    def stats_from_state(self, state: dict, version: int) -> MonteCarloStats:
+        return MonteCarloStats.from_state(state, version, self.rounds_per_block)
+
+    def session(self):
+        return self.backend.session()
+
+    def __call__(self, block: int) -> MonteCarloStats:
+        with self.backend.session():
+            return self._block(int(block))
+
+    def _block(self, block: int) -> MonteCarloStats:
+        plan, m, y = self.plan, self.m, self.y
+        clean_out = self.cache.output
+        rounds = self.rounds(block)
+        batch, n_draws, faulty, row_draw, row_input = sample_block(plan, self.seed, block, rounds,
+                                                                   m, self.mode)
+        n_pairs = rounds * m
+        zero_fails = 0.0 >= self.eps  # a fault-free pair has metric 0
+        if row_draw.size:
+            out = self.backend.propagate(plan, self.cache, batch, row_draw, row_input)
+            y_rows = y[row_input] if y is not None else None
+            values = metric_values(self.metric, out, clean_out[row_input], y_rows)
+            failed = values >= self.eps
+            delta = out.astype(np.float64) - clean_out[row_input].astype(np.float64)
+        else:
+            values = np.zeros(0)
+            failed = np.zeros(0, dtype=bool)
+            delta = np.zeros((0, clean_out.shape[1]))
+        n_fail_rows = int(failed.sum())
+        n_correct = 0
+        if self.classification:
+            changed = 0
+            if row_draw.size:
+                changed = int((out.argmax(axis=1) == y[row_input]).sum()
+                              - self.clean_correct[row_input].sum())
+            n_correct = rounds * int(self.clean_correct.sum()) + changed
+        L = plan.n_layers
+        layer_failures = np.zeros(L + 1, dtype=np.int64)
+        core_failures = np.zeros(self.n_cores, dtype=np.int64)
+        # Attribution: each failing pair counts once for every layer and core its draw touched.
+        if n_fail_rows:
+            fail_weight = np.bincount(row_draw[failed], minlength=n_draws)
+            keys = np.unique(batch.draw * (L + 1) + batch.layer)
+            d, l = keys // (L + 1), keys % (L + 1)
+            layer_failures += np.bincount(l, weights=fail_weight[d], minlength=L + 1).astype(np.int64)
+            has_core = batch.core >= 0
+            if has_core.any() and self.n_cores:
+                keys = np.unique(batch.draw[has_core] * self.n_cores + batch.core[has_core])
+                d, c = keys // self.n_cores, keys % self.n_cores
+                core_failures += np.bincount(c, weights=fail_weight[d],
+                                             minlength=self.n_cores).astype(np.int64)
+        chip_failures = _Chips()
+        if self.mode == "permanent":
+            per_chip = np.full(rounds, m * int(zero_fails), dtype=np.int64)
+            if row_draw.size:
+                per_chip[faulty] = np.bincount(np.repeat(np.arange(faulty.size), m)[failed],
+                                               minlength=faulty.size)
+            chip_failures = _Chips.leaf(block, _count_tuple(per_chip))
+        return MonteCarloStats(
+            blocks=BlockSet.of(block), n_pairs=n_pairs,
+            n_failures=n_fail_rows + (n_pairs - row_draw.size) * int(zero_fails),
+            n_faulty_pairs=int(row_draw.size), n_correct=n_correct,
+            sum_metric=ExactSum.of(float(values.sum())),
+            sum_metric_sq=ExactSum.of(float((values ** 2).sum())),
+            sum_delta=ExactSum.of(delta.sum(axis=0)), sum_delta_sq=ExactSum.of((delta ** 2).sum(axis=0)),
+            layer_failures=_count_tuple(layer_failures), core_failures=_count_tuple(core_failures),
+            chip_failures=chip_failures,
+        )
+
+    def result(self, stats: MonteCarloStats, confidence: float, fault_model: str,
+               backend_name: str) -> SimulationResult:
+        """The :class:`SimulationResult` of the merged statistics of every block."""
+        n = stats.n_pairs
+        m = self.m
+        mean = stats.sum_metric.value() / n
+        var = max(stats.sum_metric_sq.value() / n - mean ** 2, 0.0)
+        dmean = stats.sum_delta.value() / n
+        dvar = np.maximum(stats.sum_delta_sq.value() / n - dmean ** 2, 0.0)
+        chip_rates = None
+        if self.mode == "permanent":
+            chip_rates = stats.chip_failure_counts() / m
+            if m == 1:
+                lo, hi = clopper_pearson(stats.n_failures, n, confidence)
+                method = "Clopper-Pearson over chips"
+            else:
+                lo, hi = bernstein_interval(chip_rates, confidence)
+                method = "empirical Bernstein over chips"
+        else:
+            lo, hi = clopper_pearson(stats.n_failures, n, confidence)
+            method = "Clopper-Pearson"
+        return SimulationResult(
+            failure_rate=stats.n_failures / n,
+            ci_low=lo, ci_high=hi, confidence=float(confidence),
+            n_samples=self.n_samples, n_inputs=m, n_pairs=n, n_failures=int(stats.n_failures),
+            n_faulty_pairs=int(stats.n_faulty_pairs), metric=self.metric, eps=self.eps,
+            mode=self.mode, seed=self.seed, error_mean=mean, error_std=math.sqrt(var),
+            output_error_mean=dmean, output_error_std=np.sqrt(dvar),
+            clean_accuracy=float(self.clean_correct.mean()) if self.classification else None,
+            faulty_accuracy=stats.n_correct / n if self.classification else None,
+            layer_failures=np.asarray(stats.layer_failures, dtype=np.int64),
+            core_failures=np.asarray(stats.core_failures, dtype=np.int64),
+            fault_model=fault_model, simulated_network=self.plan.simulated_network,
+            interval_method=method, chip_failure_rates=chip_rates, estimator="mc",
+            backend=backend_name,
+        )

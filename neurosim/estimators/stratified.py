@@ -1,0 +1,528 @@
+"""The stratified rare-event estimator: exact strata by fault count, sampled where needed.
+
+Stratify by the number K of faulty sites (neurons, synapses, weight bits, core slots, each
+independent with its own rate):
+
+    P(fail) = sum_k P(K = k) P(fail | K = k),
+
+* ``P(K = k)`` exactly (Poisson-binomial: a convolution of one binomial per group of sites
+  sharing a rate);
+* ``k = 0`` never fails (the error is exactly 0);
+* ``k = 1`` exactly, by evaluating every single fault on every input (neurons and cores always;
+  synapse and bit sites when they fit the work budget, otherwise sampled); a single fault whose
+  bound on the output change (the fault type's ``single_fault_bound``: Prop. 2 for a silent
+  crash) is below the input's failure threshold is skipped (it cannot fail);
+* ``k = 2 .. k_max`` exactly when all their patterns fit the work budget, otherwise by sampling
+  conditional on ``K = k`` with one-sided Clopper-Pearson bounds (confidence split over the
+  sampled strata);
+* ``P(K > k_max)`` counts as failure in the upper bound; ``k_max`` is the smallest with this tail
+  below ``tail_fraction`` of the target.
+
+This bounds the failure probability averaged over the given inputs. The work is split into
+tasks (single faults and exact strata by input chunks; conditional draws by round and chunk,
+each chunk's random numbers from ``SeedSequence([seed, 0x5EED, stratum, round, chunk])``)
+whose counts merge exactly, so a runner may compute them anywhere and in any order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.special import gammaln
+
+from neurosim.metrics import flip_margin, is_classification
+from neurosim.metrics import metric as metric_values
+from neurosim.results import StratifiedResult, Stratum
+from neurosim.sampler import FaultGroup, records_from_positions, sample_faults
+from neurosim.stats import cp_lower, cp_upper
+
+__all__ = ["StratifiedEstimator", "StrataCounts", "count_distribution", "composition_weights",
+           "n_patterns", "sample_counts_given_k", "SEED_TAG"]
+
+#: Tag in the seed of the conditional draws (so they never share a stream with simulate's blocks).
+SEED_TAG = 0x5EED
+#: Rows (pattern, input) per task.
+TASK_ROWS = 1 << 16
+
+
+# --- exact K distribution -------------------------------------------------------------------------
+
+def count_distribution(groups: list[FaultGroup], k_cap: int) -> tuple[np.ndarray, float]:
+    """``P(K = k)`` for k = 0..k_cap, and ``P(K > k_cap)``, K the total number of faulty sites."""
+    pmf = np.zeros(k_cap + 1)
+    pmf[0] = 1.0
+    for g in groups:
+        g_pmf = stats.binom.pmf(np.arange(min(g.n, k_cap) + 1), g.n, g.rate)
+        pmf = np.convolve(pmf, g_pmf)[: k_cap + 1]
+    tail = max(0.0, 1.0 - math.fsum(pmf))
+    mean = sum(g.n * g.rate for g in groups)
+    # Direct tail sum where the subtraction would lose precision.
+    if tail < 1e-6:
+        big = int(min(sum(g.n for g in groups), k_cap + 60 + 10 * math.sqrt(mean + 1)))
+        full = np.zeros(big + 1)
+        full[0] = 1.0
+        for g in groups:
+            full = np.convolve(full, stats.binom.pmf(np.arange(min(g.n, big) + 1), g.n, g.rate))[: big + 1]
+        rest = max(0.0, 1.0 - math.fsum(full))  # mass beyond `big` (rounding-level; kept: conservative)
+        tail = math.fsum(full[k_cap + 1:]) + rest
+    return pmf, tail
+
+
+def _compositions(k: int, n_groups: int):
+    """All ways to write k as an ordered sum of n_groups non-negative integers."""
+    if n_groups == 1:
+        yield (k,)
+        return
+    for first in range(k + 1):
+        for rest in _compositions(k - first, n_groups - 1):
+            yield (first,) + rest
+
+
+def composition_weights(groups: list[FaultGroup], k: int):
+    """Compositions of k over the groups and their probabilities given K = k."""
+    comps, logw = [], []
+    for comp in _compositions(k, len(groups)):
+        if any(c > g.n for c, g in zip(comp, groups)):
+            continue
+        lw = 0.0
+        for c, g in zip(comp, groups):
+            lw += float(stats.binom.logpmf(c, g.n, g.rate))
+        comps.append(comp)
+        logw.append(lw)
+    logw = np.array(logw)
+    w = np.exp(logw - logw.max())
+    return np.array(comps, dtype=np.int64), w / w.sum()
+
+
+def _log_comb(n, k):
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def n_patterns(groups: list[FaultGroup], k: int) -> float:
+    """Number of fault patterns with exactly k faulty sites (stuck sites count twice: 0 / max).
+
+    The coefficient of ``t^k`` in ``prod_g (1 + w_g t)^{n_g}`` (``w_g`` = 2 for stuck sites).
+    """
+    poly = np.zeros(k + 1)
+    poly[0] = 1.0
+    for g in groups:
+        j = np.arange(min(g.n, k) + 1)
+        w = float(g.n_outcomes)
+        coef = np.exp(_log_comb(g.n, j) + j * math.log(w))
+        poly = np.convolve(poly, coef)[: k + 1]
+    return float(poly[k]) if k < poly.size else 0.0
+
+
+def sample_counts_given_k(groups: list[FaultGroup], ks: np.ndarray, rng) -> np.ndarray:
+    """Per-group fault counts of draws conditioned on their total ``ks`` (exact).
+
+    Group g gets ``j`` with probability ``Bin(j; n_g, p_g) P(K_{>g} = k - j) / P(K_{>=g} = k)``,
+    ``K_{>g}`` the count of the later groups, from suffix distributions.
+    """
+    ks = np.asarray(ks, dtype=np.int64)
+    k_top = int(ks.max(initial=0))
+    G = len(groups)
+    pmfs = [stats.binom.pmf(np.arange(k_top + 1), g.n, g.rate) for g in groups]
+    suffix = [None] * (G + 1)
+    suffix[G] = np.zeros(k_top + 1)
+    suffix[G][0] = 1.0
+    for g in range(G - 1, -1, -1):
+        suffix[g] = np.convolve(pmfs[g], suffix[g + 1])[: k_top + 1]
+    counts = np.zeros((ks.size, G), dtype=np.int64)
+    remaining = ks.copy()
+    for g in range(G):
+        if g == G - 1:
+            counts[:, g] = remaining
+            break
+        j = np.arange(k_top + 1)
+        # weights[d, j] = pmf_g(j) * suffix_{g+1}(remaining_d - j)
+        rest = remaining[:, None] - j[None, :]
+        valid = rest >= 0
+        weights = np.where(valid, pmfs[g][None, :] * suffix[g + 1][np.clip(rest, 0, k_top)], 0.0)
+        weights /= weights.sum(axis=1, keepdims=True)
+        u = rng.random(ks.size)[:, None]
+        pick = (np.cumsum(weights, axis=1) < u).sum(axis=1)
+        pick = np.minimum(pick, remaining)
+        counts[:, g] = pick
+        remaining = remaining - pick
+    return counts
+
+
+
+# --- evaluating fault patterns ----------------------------------------------------------------------
+
+def _positions_for_patterns(groups, patterns):
+    """patterns: list of tuples of (group index, position, outcome) -> positions, outcomes."""
+    draws = {g.key: [] for g in groups}
+    pos = {g.key: [] for g in groups}
+    outcome = {g.key: [] for g in groups if g.n_outcomes > 1}
+    for d, pattern in enumerate(patterns):
+        for gi, p, o in pattern:
+            key = groups[gi].key
+            draws[key].append(d)
+            pos[key].append(p)
+            if key in outcome:
+                outcome[key].append(o)
+    positions = {k: (np.asarray(draws[k], np.int64), np.asarray(pos[k], np.int64)) for k in draws}
+    return positions, {k: np.asarray(v, np.int64) for k, v in outcome.items()}
+
+
+@dataclass(frozen=True)
+class StrataCounts:
+    """Failure counts of the tasks in ``blocks``, by stratum part; merges exactly.
+
+    ``fails[key]`` is an int (a single-fault part ``("single", gi, outcome)`` or a sampled
+    stratum ``("sampled", s)``) or an int array (an exact stratum ``("exact", k)``: one count
+    per pattern); ``rows[key]`` the (pattern, input) rows a sampled stratum drew;
+    ``evaluated`` the rows the backend ran.
+    """
+
+    blocks: frozenset
+    fails: dict
+    rows: dict
+    evaluated: int
+
+    @classmethod
+    def empty(cls) -> "StrataCounts":
+        return cls(frozenset(), {}, {}, 0)
+
+    def merge(self, other: "StrataCounts") -> "StrataCounts":
+        twice = self.blocks & other.blocks
+        if twice:
+            raise ValueError(f"StrataCounts.merge: tasks {sorted(twice)[:3]} counted twice")
+        fails = dict(self.fails)
+        for key, value in other.fails.items():
+            fails[key] = fails[key] + value if key in fails else value
+        rows = dict(self.rows)
+        for key, value in other.rows.items():
+            rows[key] = rows.get(key, 0) + value
+        return StrataCounts(self.blocks | other.blocks, fails, rows,
+                            self.evaluated + other.evaluated)
+
+
+class _Tasks:
+    """The stratified estimator's tasks as picklable work: ``self(task)`` -> StrataCounts."""
+
+    def __init__(self, plan, backend, cache, y, metric, eps, seed):
+        self.plan = plan
+        self.backend = backend
+        self.cache = cache
+        self.y = y
+        self.metric = metric
+        self.eps = eps
+        self.seed = seed
+        self.m = cache.n_inputs
+        self.groups = plan.groups
+        self.skip = {}          # group index -> (n_inputs, n) mask of single faults that cannot fail
+        self.exact = {}         # k -> (batch, n_patterns)
+        self.sampled = []       # specs of the sampled strata
+        self.round_draws = {}   # round -> conditional draws per input
+
+    def empty(self) -> StrataCounts:
+        return StrataCounts.empty()
+
+    def session(self):
+        return self.backend.session()
+
+    def __call__(self, task) -> StrataCounts:
+        with self.backend.session():
+            kind = task[0]
+            if kind == "single":
+                return self._single(task)
+            if kind == "exact":
+                return self._exact(task)
+            return self._sampled(task)
+
+    def _fail(self, batch, row_draw, row_input) -> np.ndarray:
+        """Failure indicator of each row (backend passes of at most TASK_ROWS rows)."""
+        out = np.empty(row_draw.size, dtype=bool)
+        for lo in range(0, row_draw.size, TASK_ROWS):
+            hi = min(row_draw.size, lo + TASK_ROWS)
+            rd, ri = row_draw[lo:hi], row_input[lo:hi]
+            faulty = self.backend.propagate(self.plan, self.cache, batch, rd, ri)
+            y_rows = self.y[ri] if self.y is not None else None
+            values = metric_values(self.metric, faulty, self.cache.output[ri], y_rows)
+            out[lo:hi] = values >= self.eps
+        return out
+
+    def inputs_per_task(self, n_patterns: int) -> int:
+        return max(1, TASK_ROWS // max(int(n_patterns), 1))
+
+    def _single(self, task) -> StrataCounts:
+        _, gi, outcome, start = task
+        group = self.groups[gi]
+        n = group.n
+        stop = min(self.m, start + self.inputs_per_task(n))
+        sites = np.arange(n, dtype=np.int64)
+        outcomes = {group.key: np.full(n, outcome, np.int64)} if group.n_outcomes > 1 else {}
+        batch = records_from_positions(self.plan, {group.key: (sites, sites)}, n, outcomes)
+        row_draw = np.tile(sites, stop - start)
+        row_input = np.repeat(np.arange(start, stop, dtype=np.int64), n)
+        keep = batch.draw_has_fault[row_draw]
+        skip = self.skip.get(gi)
+        if skip is not None:
+            keep &= ~skip[row_input, row_draw]
+        fails = 0
+        if keep.any():
+            fails = int(self._fail(batch, row_draw[keep], row_input[keep]).sum())
+        # Rows without a record (a spare core failing alone) and skipped rows cannot fail,
+        # unless eps <= 0 makes every row a failure.
+        if self.eps <= 0:
+            fails += int((~keep).sum())
+        return StrataCounts(frozenset((task,)), {("single", gi, outcome): fails}, {},
+                            int(keep.sum()))
+
+    def _exact(self, task) -> StrataCounts:
+        _, k, start = task
+        batch, n_pat = self.exact[k]
+        stop = min(self.m, start + self.inputs_per_task(n_pat))
+        row_draw = np.tile(np.arange(n_pat, dtype=np.int64), stop - start)
+        row_input = np.repeat(np.arange(start, stop, dtype=np.int64), n_pat)
+        has = batch.draw_has_fault[row_draw]
+        fail = np.zeros(row_draw.size, dtype=bool)
+        if has.any():
+            fail[has] = self._fail(batch, row_draw[has], row_input[has])
+        if self.eps <= 0:
+            fail[~has] = True
+        counts = np.bincount(row_draw[fail], minlength=n_pat).astype(np.int64)
+        return StrataCounts(frozenset((task,)), {("exact", k): counts}, {}, int(has.sum()))
+
+    def rounds_per_chunk(self) -> int:
+        return max(1, TASK_ROWS // self.m)  # bounded memory however many draws are asked for
+
+    def _sampled(self, task) -> StrataCounts:
+        _, s, round_, chunk = task
+        spec = self.sampled[s]
+        m, groups = self.m, self.groups
+        start = chunk * self.rounds_per_chunk()
+        n_draws = min(self.rounds_per_chunk(), self.round_draws[round_] - start) * m
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [int(self.seed), SEED_TAG, int(s), int(round_), int(chunk)]))
+        if "fixed" in spec:
+            comps = np.broadcast_to(spec["fixed"], (n_draws, len(groups)))
+        else:
+            ks = spec["ks"][rng.choice(spec["ks"].size, size=n_draws, p=spec["k_weights"])]
+            comps = sample_counts_given_k(groups, ks, rng)  # (n_draws, n_groups)
+        counts = {g.key: comps[:, gi] for gi, g in enumerate(groups)}
+        batch = sample_faults(self.plan, rng, n_draws, counts=counts)
+        row_draw = np.arange(n_draws, dtype=np.int64)
+        row_input = row_draw % m
+        has = batch.draw_has_fault
+        fails = 0
+        if has.any():
+            fails = int(self._fail(batch, row_draw[has], row_input[has]).sum())
+        if self.eps <= 0:
+            fails += int((~has).sum())
+        return StrataCounts(frozenset((task,)), {("sampled", s): fails}, {("sampled", s): n_draws},
+                            int(has.sum()))
+
+
+def _enumerate_patterns(groups, k):
+    """Every pattern of k faulty sites (and outcomes) with its probability given K = k."""
+    sites = [(gi, p) for gi, g in enumerate(groups) for p in range(g.n)]
+    rates = np.array([groups[gi].rate for gi, _ in sites])
+    odds = rates / (1.0 - np.minimum(rates, 1 - 1e-300))
+    patterns, weights = [], []
+    for combo in itertools.combinations(range(len(sites)), k):
+        base = float(np.prod(odds[list(combo)]))
+        multi = [c for c in combo if groups[sites[c][0]].n_outcomes > 1]
+        for picks in itertools.product(*[range(groups[sites[c][0]].n_outcomes) for c in multi]):
+            w = base
+            outcome_of = dict(zip(multi, picks))
+            for c, o in outcome_of.items():
+                w *= groups[sites[c][0]].outcomes[o]
+            if w == 0:
+                continue
+            patterns.append(tuple((sites[c][0], sites[c][1], outcome_of.get(c, 0)) for c in combo))
+            weights.append(w)
+    weights = np.array(weights)
+    return patterns, weights / weights.sum()
+
+
+class StratifiedEstimator:
+    """Stratified (by fault count) bounds on the failure probability over the given inputs.
+
+    Parameters
+    ----------
+    plan, backend, cache, y
+        The lowered target and fault model, the backend, its clean cache of the inputs, and
+        the labels (or None).
+    n_samples : int
+        Conditional fault draws per input in each sampled stratum (first round).
+    work_budget : int
+        Most (pattern, input) rows evaluated exactly per stratum; larger strata are sampled.
+    tail_target : float, optional
+        ``k_max`` is the smallest k with ``P(K > k) <= tail_fraction * tail_target``; by default
+        the target is the exactly computed part of the estimate (the k = 1 stratum).
+    rel_halfwidth : float, optional
+        Keep doubling the samples of the sampled strata until ``(upper - lower) / 2 <=
+        rel_halfwidth * estimate``, or ``max_seconds`` have passed (a failure rate of 0 never
+        reaches a relative precision).
+    alpha_split : float
+        Fraction of each side's ``(1 - confidence) / 2`` given to the strata (the certificate
+        keeps the rest for the population bound over inputs).
+    """
+
+    def __init__(self, plan, backend, cache, y, *, metric, eps, seed=0, confidence=0.95,
+                 n_samples=200, work_budget=4_000_000, tail_target=None, tail_fraction=0.01,
+                 k_cap=None, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0):
+        self.tasks = _Tasks(plan, backend, cache, y, metric, float(eps), int(seed))
+        self.confidence = float(confidence)
+        self.n_samples = int(n_samples)
+        self.work_budget = work_budget
+        self.tail_target = tail_target
+        self.tail_fraction = tail_fraction
+        self.k_cap = k_cap
+        self.rel_halfwidth = rel_halfwidth
+        self.max_seconds = max_seconds
+        self.alpha_split = alpha_split
+
+    def _skip_masks(self) -> None:
+        """Single faults that provably cannot fail (their bound is below the threshold)."""
+        tasks = self.tasks
+        plan, cache = tasks.plan, tasks.cache
+        if tasks.metric == "loss" or cache.Y is None:
+            return  # the loss has no threshold on the output; Lava keeps no activations
+        if tasks.metric == "flip":
+            threshold = flip_margin(cache.output)  # ||D||_inf >= margin/2 is needed to flip
+        else:
+            threshold = np.full(cache.n_inputs, tasks.eps)  # ||D||_inf <= ||D||_2 < eps
+        fault_of = {f.kind: f for f in plan.fault_types}
+        for gi, group in enumerate(plan.groups):
+            bound = fault_of[group.kind].single_fault_bound(plan, group, cache.Y)
+            if bound is not None:
+                tasks.skip[gi] = bound < threshold[:, None]
+
+    def run(self, runner, progress=None) -> StratifiedResult:
+        started = time.perf_counter()
+        tasks = self.tasks
+        plan, groups, m = tasks.plan, tasks.groups, tasks.m
+        n_sites = sum(g.n for g in groups)
+        k_cap = self.k_cap
+        if k_cap is None:  # far enough into the tail of K for any target
+            mean_k = sum(g.n * g.rate for g in groups)
+            k_cap = int(math.ceil(mean_k + 12 * math.sqrt(mean_k) + 12))
+        k_cap = min(k_cap, n_sites)
+        pmf, _ = count_distribution(groups, max(k_cap, 1))
+        strata: list[Stratum] = []
+        sampled: list[tuple[Stratum, dict]] = []
+        counts = StrataCounts.empty()
+
+        def run_tasks(task_list):
+            if not task_list:
+                return counts
+            return counts.merge(runner.run(tasks, blocks=task_list, progress=progress))
+
+        # k = 1, group by group.
+        singles = []
+        if n_sites and pmf.size > 1 and pmf[1] > 0:
+            self._skip_masks()
+            comps, weights = composition_weights(groups, 1)
+            for comp, w in zip(comps, weights):
+                gi = int(np.flatnonzero(comp)[0])
+                group = groups[gi]
+                prob = float(pmf[1] * w)
+                n_pat = group.n * group.n_outcomes
+                label = f"{group.kind} {group.key[1]}"
+                if n_pat * m <= self.work_budget:
+                    st = Stratum(1, label, prob, "exact", 0.0, 0.0, 0.0, rows=n_pat * m,
+                                 patterns=n_pat)
+                    singles.append((st, gi))
+                else:
+                    st = Stratum(1, label, prob, "sampled", 0, 0, 1, patterns=n_pat)
+                    sampled.append((st, {"fixed": comp}))
+                strata.append(st)
+        task_list = [("single", gi, o, start) for _, gi in singles
+                     for o, w in enumerate(groups[gi].outcomes) if w != 0
+                     for start in range(0, m, tasks.inputs_per_task(groups[gi].n))]
+        counts = run_tasks(task_list)
+        for st, gi in singles:
+            group = groups[gi]
+            total = 0.0
+            for o, w in enumerate(group.outcomes):
+                if w != 0:
+                    total += w * counts.fails[("single", gi, o)] / (group.n * m)
+            st.fail_fraction = st.lower = st.upper = total
+        # k >= 2 until the tail is small next to the target.
+        exact_part = sum(s.probability * s.fail_fraction for s in strata if s.method == "exact")
+        target_tail = self.tail_fraction * (self.tail_target if self.tail_target is not None
+                                            else exact_part)
+        k = 1
+        pending, exact_strata = [], []
+        tail = count_distribution(groups, 1)[1] if n_sites else 0.0
+        while k < k_cap and tail > max(target_tail, 1e-15):
+            k += 1
+            if k >= pmf.size:
+                pmf, _ = count_distribution(groups, k)
+            prob = float(pmf[k])
+            n_pat = n_patterns(groups, k)
+            if n_pat * m <= self.work_budget:
+                patterns, weights = _enumerate_patterns(groups, k)
+                positions, outcomes = _positions_for_patterns(groups, patterns)
+                tasks.exact[k] = (records_from_positions(plan, positions, len(patterns),
+                                                         outcomes), len(patterns))
+                st = Stratum(k, f"K={k}", prob, "exact", 0.0, 0.0, 0.0, rows=int(n_pat * m),
+                             patterns=n_pat)
+                exact_strata.append((st, weights))
+                strata.append(st)
+            else:
+                pending.append((k, prob, n_pat))
+            tail = count_distribution(groups, k)[1]
+        k_max = k
+        counts = run_tasks([("exact", st.k, start) for st, _ in exact_strata
+                            for start in range(0, m, tasks.inputs_per_task(tasks.exact[st.k][1]))])
+        for st, weights in exact_strata:
+            frac = float(np.dot(weights, counts.fails[("exact", st.k)] / m))
+            st.fail_fraction = st.lower = st.upper = frac
+        if pending:
+            # The strata too large to enumerate are sampled together, conditional on K being one
+            # of them (K drawn with its conditional probability, then the groups' counts, then
+            # the sites): one interval instead of one per stratum.
+            total = sum(prob for _, prob, _ in pending)
+            ks = [k_s for k_s, _, _ in pending]
+            label = f"K={ks[0]}" if len(ks) == 1 else f"K={ks[0]}..{ks[-1]}"
+            st = Stratum(ks[0], label, total, "sampled", 0, 0, 1,
+                         patterns=sum(n for _, _, n in pending))
+            sampled.append((st, {"ks": np.array(ks),
+                                 "k_weights": np.array([prob for _, prob, _ in pending]) / total}))
+            strata.append(st)
+
+        tasks.sampled = [spec for _, spec in sampled]
+        alpha_side = (1.0 - self.confidence) / 2.0 * self.alpha_split
+        n_sampled = max(1, len(sampled))
+        # Aiming at a precision: start small and double (the first round rarely needs much).
+        draws_per_input = self.n_samples if self.rel_halfwidth is None else max(1, 4096 // m)
+        round_ = 0
+        while True:
+            tasks.round_draws[round_] = draws_per_input
+            n_chunks = math.ceil(draws_per_input / tasks.rounds_per_chunk())
+            counts = run_tasks([("sampled", s, round_, c) for s in range(len(sampled))
+                                for c in range(n_chunks)])
+            for s, (st, _) in enumerate(sampled):
+                fails, rows = counts.fails[("sampled", s)], counts.rows[("sampled", s)]
+                st.rows = rows
+                st.fail_fraction = fails / rows
+                st.lower = cp_lower(fails, rows, alpha_side / n_sampled)
+                st.upper = cp_upper(fails, rows, alpha_side / n_sampled)
+            estimate = sum(s.probability * s.fail_fraction for s in strata)
+            lower = sum(s.probability * s.lower for s in strata)
+            upper = min(1.0, sum(s.probability * s.upper for s in strata) + tail)
+            if (self.rel_halfwidth is None or not sampled
+                    or (upper - lower) / 2 <= self.rel_halfwidth * estimate
+                    or time.perf_counter() - started > self.max_seconds):
+                break
+            draws_per_input *= 2
+            round_ += 1
+        clean_accuracy = None
+        if is_classification(tasks.y):
+            clean_accuracy = float(np.mean(tasks.cache.output.argmax(axis=1) == tasks.y))
+        return StratifiedResult(
+            estimate=estimate, lower=lower, upper=upper, tail=tail, k_max=k_max, strata=strata,
+            confidence=self.confidence, n_inputs=m, rows=counts.evaluated,
+            elapsed_s=time.perf_counter() - started, clean_accuracy=clean_accuracy,
+        )

@@ -1,0 +1,173 @@
+"""Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neurosim.errors import param_error
+from neurosim.experiments.common import (clean_score, fit_loglog_slope, hidden_rates,
+                                         mc_output_variance, t_interval, theory_variances,
+                                         train_network)
+from neurosim.experiments.files import SavedResult
+from neurosim.train import load_training_data
+
+__all__ = ["ErrorDecayResult", "error_decay", "load_error_decay"]
+
+
+@dataclass
+class ErrorDecayResult(SavedResult):
+    """Var Delta against hidden width (see :func:`error_decay`).
+
+    ``var_mc`` is the mean of the batch estimates ``var_mc_batches`` (one row per width), with
+    the t interval ``var_mc_low, var_mc_high``; ``var_taylor`` is Prop. 4 (first order),
+    ``var_exact`` the exact single-fault terms. ``fits`` maps ``mc``, ``taylor``, ``exact`` to
+    :func:`fit_loglog_slope` dicts.
+    """
+
+    _KIND = "error_decay"
+
+    widths: np.ndarray
+    var_mc: np.ndarray
+    var_mc_low: np.ndarray
+    var_mc_high: np.ndarray
+    var_mc_batches: np.ndarray
+    var_taylor: np.ndarray
+    var_exact: np.ndarray
+    clean_score: np.ndarray
+    fits: dict
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def slope_mc(self) -> float:
+        return self.fits["mc"]["slope"]
+
+    @property
+    def slope_taylor(self) -> float:
+        return self.fits["taylor"]["slope"]
+
+    def summary(self) -> str:
+        s = self.settings
+        lines = [f"Var Delta vs width ({s.get('data')}, depth {s.get('depth')}, p = {s.get('p'):g} "
+                 f"in the hidden layers, silent crashes; {s.get('n_inputs')} test inputs)",
+                 f"{'width':>6} {'MC':>11} {'MC 95 % CI':>25} {'Prop. 4':>11} {'exact 1-fault':>13} "
+                 f"{s.get('score_name', 'score'):>9}"]
+        for i, w in enumerate(self.widths):
+            lines.append(f"{int(w):>6} {self.var_mc[i]:>11.4g} [{self.var_mc_low[i]:>10.4g}, "
+                         f"{self.var_mc_high[i]:>10.4g}] {self.var_taylor[i]:>11.4g} "
+                         f"{self.var_exact[i]:>13.4g} {self.clean_score[i]:>9.4f}")
+        for name, label in (("mc", "Monte Carlo"), ("taylor", "Prop. 4"), ("exact", "exact single-fault")):
+            f = self.fits[name]
+            lines.append(f"log-log slope, {label}: {f['slope']:.3f} "
+                         f"[{f['low']:.3f}, {f['high']:.3f}] ({100 * f['confidence']:g} % CI)")
+        return "\n".join(lines)
+
+
+def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: str = "digits",
+                p: float = 1e-3, n_samples: "int | None" = None, epochs: "int | None" = None,
+                seed: int = 0, small: bool = False, lam: float = 0.0, mu: float = 0.0,
+                nu: float = 0.0, n_batches: int = 10, max_inputs: "int | None" = None,
+                confidence: float = 0.95, progress: bool = False) -> ErrorDecayResult:
+    """Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults.
+
+    For each width ``n`` a network with ``depth`` hidden layers of ``n`` neurons is trained on
+    the same data (:func:`neurosim.train.train`, same seed and settings), its hidden neurons
+    crash silently with probability ``p``, and Var Delta is measured three ways on the test
+    split. The log-log slope of Var Delta against ``n`` is fitted by least squares with a
+    t-based interval; the paper (Props. 4 and 6: derivatives ~ 1/n) predicts about -1.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Hidden widths (at least 3 for a slope with an interval).
+    depth : int
+        Number of hidden layers.
+    data : str
+        ``digits`` or ``diabetes`` (:func:`neurosim.train.load_training_data`).
+    p : float
+        Crash rate of every hidden neuron.
+    n_samples : int, optional
+        Monte Carlo fault draws per input, split into ``n_batches`` batches (default 4000, or
+        2000 with ``small``).
+    epochs : int, optional
+        Training epochs (default 40, or 20 with ``small``).
+    lam, mu, nu : float
+        Regularizer weights of eq. (1) (0: plain training).
+    n_batches : int
+        Independent batches of the Monte Carlo estimate; the interval is a t interval over
+        their estimates (batch means).
+    max_inputs : int, optional
+        Use the first ``max_inputs`` test inputs (default all; 150 with ``small``).
+    small : bool
+        Widths limited to the first four (at most 128), fewer epochs, draws and inputs.
+
+    Returns
+    -------
+    ErrorDecayResult
+
+    Notes
+    -----
+    Prop. 4: ``Var Delta ~= sum_l p_l (1 - p_l) sum_i ||d_i^l(x)||^2`` with ``d_i^l`` the
+    derivative of the output with respect to neuron i's crash variable; the exact single-fault
+    version replaces ``d_i^l`` by ``D_i^l``, the output change when neuron i alone crashes. Both
+    drop the ``O(p^2)`` terms of two or more crashes, which the Monte Carlo estimate includes.
+    """
+    widths = [int(w) for w in widths]
+    if small:
+        widths = [w for w in widths if w <= 128][:4] or [16, 32, 64]
+    if len(widths) < 3 or any(w < 1 for w in widths):
+        raise param_error("error_decay", "widths", "at least 3 positive widths", widths)
+    if int(depth) < 1:
+        raise param_error("error_decay", "depth", "a positive integer", depth)
+    if not 0.0 < float(p) < 1.0:
+        raise param_error("error_decay", "p", "a float in (0, 1)", p)
+    n_samples = int(n_samples if n_samples is not None else (2000 if small else 4000))
+    epochs = int(epochs if epochs is not None else (20 if small else 40))
+    if max_inputs is None and small:
+        max_inputs = 150
+    started = time.perf_counter()
+    td = load_training_data(data)
+    X, y = td.X_test, td.y_test
+    if max_inputs is not None:
+        X, y = X[:int(max_inputs)], y[:int(max_inputs)]
+    n_w = len(widths)
+    var_mc_batches = np.empty((n_w, int(n_batches)))
+    var_taylor, var_exact, score = np.empty(n_w), np.empty(n_w), np.empty(n_w)
+    for i, width in enumerate(widths):
+        net = train_network(td, (width,) * int(depth), epochs, seed, lam, mu, nu)
+        rates = hidden_rates(net, float(p))
+        var_taylor[i], var_exact[i] = theory_variances(net, X, rates)
+        var_mc_batches[i] = mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i)
+        score[i] = clean_score(net, X, y)
+        if progress:
+            print(f"width {width}: MC {var_mc_batches[i].mean():.4g}, Prop. 4 {var_taylor[i]:.4g}, "
+                  f"exact {var_exact[i]:.4g} ({time.perf_counter() - started:.0f} s)", flush=True)
+    intervals = np.array([t_interval(row, confidence) for row in var_mc_batches])
+    w = np.asarray(widths, dtype=np.float64)
+    fits = {"mc": fit_loglog_slope(w, intervals[:, 0], confidence),
+            "taylor": fit_loglog_slope(w, var_taylor, confidence),
+            "exact": fit_loglog_slope(w, var_exact, confidence)}
+    settings = {
+        "depth": int(depth), "data": data, "p": float(p), "n_samples": n_samples,
+        "n_batches": int(n_batches), "epochs": epochs, "seed": int(seed), "small": bool(small),
+        "lam": float(lam), "mu": float(mu), "nu": float(nu), "n_inputs": int(X.shape[0]),
+        "crash": "silent, hidden layers only",
+        "score_name": "accuracy" if td.task == "classification" else "mse",
+        "interval_method": (f"t interval over {int(n_batches)} independent batches of "
+                            f"{n_samples // int(n_batches)} draws per input (batch means)"),
+        "slope_method": "least squares on log-log, t-based CI from scipy.stats.linregress stderr",
+        "paper_slope": -1.0,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    return ErrorDecayResult(
+        widths=np.asarray(widths, dtype=np.int64), var_mc=intervals[:, 0],
+        var_mc_low=intervals[:, 1], var_mc_high=intervals[:, 2], var_mc_batches=var_mc_batches,
+        var_taylor=var_taylor, var_exact=var_exact, clean_score=score, fits=fits,
+        settings=settings)
+
+
+def load_error_decay(path) -> ErrorDecayResult:
+    """Read an :class:`ErrorDecayResult` written by ``save``."""
+    return ErrorDecayResult.load(path)

@@ -1,0 +1,99 @@
+"""Synapses (crossbar cells) stuck at zero or at the largest stored magnitude."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim.errors import ValidationError
+from neurosim.faults.base import (FaultType, ProfileField, format_number, probability,
+                                  register_fault)
+from neurosim.sampler import FaultGroup
+
+__all__ = ["SynapseStuck"]
+
+#: Outcomes of a stuck synapse (``FaultGroup.outcomes`` order).
+AT_ZERO, AT_MAX = 0, 1
+
+
+@register_fault
+@dataclass(frozen=True)
+class SynapseStuck(FaultType):
+    """Synapses (crossbar cells) stuck at 0 with ``p_zero``, at the maximum with ``p_max``.
+
+    Stuck-at-0: ``W_ij := 0`` (an open cell). Stuck-at-max: ``|W_ij| :=`` the layer's largest
+    stored magnitude, sign kept (on a mapping the word's largest value of that sign,
+    ``scale * q_max`` or ``scale * |q_min|``; on the float network ``max |W_l|``; a zero
+    weight becomes positive). A synapse is stuck at 0 with probability ``p_zero``, at max with
+    ``p_max``, healthy otherwise.
+
+    Spec: ``stuck:p0=0.0175,p1=0.0904``.
+    """
+
+    p_zero: float = 0.0
+    p_max: float = 0.0
+
+    kind = "stuck"
+    spec_keys = {"p0": "stuck-at-0 rate", "p1": "stuck-at-max rate"}
+    profile_fields = (
+        ProfileField("synapse_stuck_at_zero",
+                     "Probability that a synapse / crossbar cell is stuck at 0 (open).",
+                     "probability per synapse", "stuck0"),
+        ProfileField("synapse_stuck_at_max",
+                     "Probability that a synapse / crossbar cell is stuck at the layer's largest "
+                     "representable magnitude (sign kept).", "probability per synapse", "stuck1"),
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "p_zero", probability("SynapseStuck", "p_zero", self.p_zero))
+        object.__setattr__(self, "p_max", probability("SynapseStuck", "p_max", self.p_max))
+        if self.p_zero + self.p_max > 1.0:
+            raise ValidationError(
+                "The rates of SynapseStuck must add up to at most 1 (a synapse is stuck at 0, at "
+                f"max, or healthy). Got p_zero + p_max = {self.p_zero + self.p_max:g} instead."
+            )
+
+    @property
+    def rate(self) -> float:
+        return self.p_zero + self.p_max
+
+    def is_null(self) -> bool:
+        return self.p_zero == 0 and self.p_max == 0
+
+    def spec(self) -> str:
+        return f"stuck:p0={format_number(self.p_zero)},p1={format_number(self.p_max)}"
+
+    @classmethod
+    def from_params(cls, params: dict, text: str) -> "SynapseStuck":
+        return cls(cls.number(params, "p0", text, default=0.0),
+                   cls.number(params, "p1", text, default=0.0))
+
+    @classmethod
+    def from_profile(cls, rates) -> "SynapseStuck":
+        return cls(rates.synapse_stuck_at_zero, rates.synapse_stuck_at_max)
+
+    def groups(self, plan) -> list:
+        if self.rate <= 0:
+            return []
+        outcomes = (self.p_zero / self.rate, self.p_max / self.rate)
+        return [FaultGroup("stuck", l, -1, layer.n_synapses, self.rate, outcomes, "synapse")
+                for l, layer in enumerate(plan.network.layers, start=1)]
+
+    def draw_outcomes(self, plan, rng, positions) -> dict:
+        if self.rate <= 0:
+            return {}
+        return {key: (rng.random(pos.size) * self.rate < self.p_max).astype(np.int64)
+                for key, (_, pos) in positions.items() if key[0] == "stuck"}
+
+    def add_records(self, plan, positions, outcomes, builder) -> None:
+        for l, layer in enumerate(plan.network.layers, start=1):
+            draws, pos = positions.get(("stuck", l), (np.zeros(0, np.int64),) * 2)
+            if not draws.size:
+                continue
+            i, j = layer.synapse_coords(pos)
+            weight = np.asarray(layer.synapse_weights).ravel()[pos]
+            at_max = np.where(weight < 0, -plan.max_weight_neg[l - 1], plan.max_weight_pos[l - 1])
+            value = np.where(outcomes[("stuck", l)] == AT_MAX, at_max, 0.0)
+            core = plan.mapping.weight_cores(l, i, j) if plan.mapping is not None else None
+            builder.add_weight(l, draws, i, j, value, core=core)

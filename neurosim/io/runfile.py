@@ -1,0 +1,109 @@
+"""neurosim's run files: the checkpoints and results of :func:`neurosim.simulate`.
+
+Layout (``format_version`` 2)::
+
+    /                     attrs: neurosim_format = "simulation", format_version = 2,
+                                 config = JSON (what the run was asked to do; resume checks it),
+                                 complete = bool, result = JSON (complete runs only)
+    /state                attrs: stats = JSON (the merged statistics of the committed blocks,
+                                 which name their blocks)
+    /chip_failure_rates   (n_samples,) per-chip failure rates (permanent mode, complete only)
+
+Version 1 files (neurosim 0.1) stored the running totals as datasets of ``/state`` and the
+number of finished blocks as ``next_block``; they still load, and resume. Writes are atomic
+(a temporary file, then a rename): a reader sees the previous file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
+from neurosim.io.atomic import atomic_path
+from neurosim.io.hdf5 import check_header
+
+__all__ = ["RUN_FORMAT_VERSION", "SUPPORTED_RUN_VERSIONS", "RunFile", "write_run_file",
+           "read_run_file", "json_default"]
+
+RUN_FORMAT_VERSION = 2
+SUPPORTED_RUN_VERSIONS = (1, 2)
+KIND = "simulation"
+
+
+def json_default(value):
+    """JSON for the numpy scalars and arrays results hold (NaN becomes null)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class RunFile:
+    """What a run file holds: ``config``, ``state`` (a dict), ``complete``, ``result``
+    (a dict or None), ``chip_failure_rates`` (or None), ``version``."""
+
+    def __init__(self, config, state, complete, result, chip_failure_rates, version):
+        self.config = config
+        self.state = state
+        self.complete = complete
+        self.result = result
+        self.chip_failure_rates = chip_failure_rates
+        self.version = version
+
+
+def write_run_file(path, config: dict, state: dict, result: "dict | None" = None,
+                   chip_failure_rates: "np.ndarray | None" = None) -> None:
+    """Write a checkpoint (``result`` None) or a complete run, atomically."""
+    import h5py
+
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["neurosim_format"] = KIND
+            f.attrs["format_version"] = RUN_FORMAT_VERSION
+            f.attrs["config"] = json.dumps(config, sort_keys=True, default=json_default)
+            f.attrs["complete"] = result is not None
+            g = f.create_group("state")
+            g.attrs["stats"] = json.dumps(state, sort_keys=True, default=json_default)
+            if result is not None:
+                f.attrs["result"] = json.dumps(result, sort_keys=True, default=json_default)
+                if chip_failure_rates is not None:
+                    f.create_dataset("chip_failure_rates", data=chip_failure_rates)
+
+
+def read_run_file(path) -> RunFile:
+    """Read a run file (version 1 or 2).
+
+    Raises
+    ------
+    NeurosimFileNotFoundError
+        If the file does not exist.
+    FileFormatError
+        If it is not a readable neurosim run file.
+    """
+    import h5py
+
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise NeurosimFileNotFoundError(f"Result file {source!r} does not exist; nothing to resume.")
+    try:
+        with h5py.File(source, "r") as f:
+            check_header(f, source, KIND, SUPPORTED_RUN_VERSIONS)
+            version = int(f.attrs["format_version"])
+            config = json.loads(f.attrs["config"])
+            if version == 1:
+                state = {name: np.asarray(f["state"][name]) for name in f["state"]}
+                state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+            else:
+                state = json.loads(f["state"].attrs["stats"])
+            result = json.loads(f.attrs["result"]) if "result" in f.attrs else None
+            chips = np.asarray(f["chip_failure_rates"]) if "chip_failure_rates" in f else None
+            return RunFile(config, state, bool(f.attrs["complete"]), result, chips, version)
+    except OSError as exc:
+        raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None

@@ -1,0 +1,134 @@
+"""The builder: lower a target (Network or Mapping) and a fault model to a :class:`Plan`.
+
+A plan is everything the sampler, the backends and the estimators need, as arrays: the
+network the chip computes, each layer's matrix and bias, activation codes, the largest stored
+weight of each sign, and the fault groups of every active fault type. Nothing here draws a
+random number or runs a network.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim.activations import ACTIVATION_CODES
+from neurosim.errors import NeurosimWarning, ValidationError
+from neurosim.faults import FaultModel, as_fault_model, profile_faults
+from neurosim.mapping import Mapping, network_label, target_network
+from neurosim.network import Network
+from neurosim.sampler import SITE_ORDER
+
+__all__ = ["Plan", "build_plan", "resolve_faults"]
+
+
+@dataclass
+class Plan:
+    """Everything the sampler and the kernels need, as arrays.
+
+    Attributes
+    ----------
+    network : Network
+        What the chip computes (the quantized network of a mapping, unless ``use_float``).
+    W, b : list of ndarray
+        Each layer's matrix ``A_l`` (dense, ``(n_l, n_{l-1})``) and bias.
+    max_weight_pos, max_weight_neg : list of float
+        Per layer 1..L (index l - 1): the largest stored weight of each sign (a stuck-at-max
+        cell's value): the word's extremes ``scale * q_max`` and ``scale * |q_min|`` on a
+        mapping, ``max |W_l|`` for both on the float network.
+    fault_types : list
+        The active fault processes, in registration order (the order of records).
+    groups : list of FaultGroup
+        Their fault sites, in sampling order.
+    """
+
+    network: Network
+    mapping: "Mapping | None"
+    use_float: bool
+    faults: FaultModel
+    dtype: np.dtype
+    widths: list
+    W: list
+    b: list
+    act_codes: list
+    alphas: list
+    max_weight_pos: list
+    max_weight_neg: list
+    fault_types: list
+    groups: list
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.W)
+
+    @property
+    def simulated_network(self) -> str:
+        return network_label(self.mapping, self.use_float)
+
+    @property
+    def expected_faults(self) -> float:
+        """Mean number of faulty sites per draw."""
+        return float(sum(g.n * g.rate for g in self.groups))
+
+
+def resolve_faults(target, faults, owner: str = "simulate", use_float: bool = False) -> FaultModel:
+    """``faults`` as a FaultModel; None means the profile's defaults of a Mapping ``target``.
+
+    With ``use_float`` the profile's bit-flip default is dropped, with a note: the float
+    network has no integer words to flip (an explicit bit-flip fault is an error instead).
+    """
+    if faults is None:
+        if not isinstance(target, Mapping):
+            raise ValidationError(
+                f"{owner} needs 'faults' when given a Network; only a Mapping has default rates "
+                "(from its profile)."
+            )
+        model = profile_faults(target.profile)
+        flip = model.get("bitflip")
+        if use_float and flip is not None:
+            warnings.warn(
+                f"Simulating the float network (use_float / --float): the profile's default "
+                f"{flip.spec()} is left out, because the float network has no integer weight "
+                "words to flip. Give --fault explicitly to choose the faults.",
+                NeurosimWarning, stacklevel=3)
+            model = model.without("bitflip")
+        return model
+    return as_fault_model(faults, owner)
+
+
+def build_plan(target, faults, use_float: bool = False, owner: str = "simulate") -> Plan:
+    """Lower ``target`` (a Mapping or a Network) and ``faults`` to a :class:`Plan`.
+
+    On a mapping the quantized network is simulated unless ``use_float``; bit flips and core
+    failures need a mapping. Every fault process checks that it can act on the target first.
+    """
+    network, mapping = target_network(target, use_float, owner)
+    faults = as_fault_model(faults, owner)
+    if mapping is not None and not use_float:
+        # The largest value the word holds on each side (two's complement: 2^(b-1) - 1 up,
+        # 2^(b-1) down).
+        max_pos = [q.scale * q.q_max for q in mapping.quantization]
+        max_neg = [q.scale * -q.q_min for q in mapping.quantization]
+    else:
+        max_pos = max_neg = [float(np.abs(layer.synapse_weights).max()) for layer in network.layers]
+    plan = Plan(
+        network=network, mapping=mapping, use_float=bool(use_float), faults=faults,
+        dtype=network.dtype, widths=network.widths,
+        W=[np.ascontiguousarray(layer.dense_matrix()) for layer in network.layers],
+        b=[np.ascontiguousarray(layer.bias) for layer in network.layers],
+        act_codes=[ACTIVATION_CODES[a.name] for a in network.activations],
+        alphas=[float(a.alpha) for a in network.activations],
+        max_weight_pos=max_pos, max_weight_neg=max_neg, fault_types=[], groups=[],
+    )
+    types = faults.in_registry_order()
+    for proc in types:
+        proc.check(plan)
+    plan.fault_types = types
+    rank = {kind: i for i, kind in enumerate(p.kind for p in types)}
+    groups = [g for proc in types for g in proc.groups(plan)]
+    # Sampling order: neurons, then synapses, then cores; by layer (chip); by type.
+    plan.groups = sorted(groups, key=lambda g: (SITE_ORDER.index(g.site),
+                                                g.chip if g.site == "core" else g.layer,
+                                                rank[g.kind]))
+    return plan

@@ -1,0 +1,160 @@
+"""Runners: they map blocks of work to statistics, merge them, and own checkpoint and resume.
+
+An estimator (:mod:`neurosim.estimators`) hands a runner a *work* object:
+
+* ``work.n_blocks`` blocks, numbered 0..n_blocks-1;
+* ``work(block)`` computes one block and returns its statistics: a value with ``blocks``
+  (the set of blocks it holds) and ``merge(other)``, which adds exactly and in any order
+  (counts and exact sums) and refuses to count a block twice;
+* ``work.empty()``, the statistics of no block, and ``work.stats_from_state(state)``.
+
+A block's random numbers come from the seed and the block's index alone, so the merged result
+is the same whatever runs the blocks, in whatever order.
+
+:class:`SerialRunner` computes the blocks in order in this process. :class:`MapRunner` takes
+any map-like callable, scipy's ``workers=`` convention: ``concurrent.futures``'
+``ProcessPoolExecutor().map``, ``multiprocessing.Pool().imap``, or a cluster's map; the work
+object is pickled to the workers. Both checkpoint into the run file (:class:`Checkpoint`): a
+checkpoint only ever holds whole, committed blocks, and ``resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterable
+
+from neurosim.errors import ValidationError
+from neurosim.io.runfile import read_run_file, write_run_file
+
+__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RUNNER_NAMES"]
+
+RUNNER_NAMES = ("serial",)
+
+
+class Checkpoint:
+    """Where a run saves its committed blocks, and how often.
+
+    ``config`` is what the run was asked to do; :meth:`load` refuses a file whose config
+    differs (another seed, model, data, fault model, ...), naming the first difference.
+    """
+
+    def __init__(self, path, config: dict, every_s: float = 10.0):
+        self.path = path
+        self.config = config
+        self.every_s = float(every_s)
+        self._last = time.perf_counter()
+
+    def load(self, work):
+        """The statistics saved in the file (resume), after checking its config."""
+        saved = read_run_file(self.path)
+        for key, value in self.config.items():
+            if saved.config.get(key) != value:
+                raise ValidationError(
+                    f"Cannot resume {os.fspath(self.path)!r}: its run used {key} = "
+                    f"{saved.config.get(key)!r}, this one {value!r}. Resume with the same model, "
+                    "data and options."
+                )
+        return work.stats_from_state(saved.state, saved.version)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self._last > self.every_s
+
+    def save(self, stats) -> None:
+        write_run_file(self.path, self.config, stats.to_state())
+        self._last = time.perf_counter()
+
+
+class Runner:
+    """Base class: :meth:`run` is shared; subclasses say how to :meth:`map` blocks."""
+
+    name = ""
+
+    def map(self, function: Callable, blocks: Iterable[int]) -> Iterable:
+        """The results of ``function(block)`` for every block (any order)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def run(self, work, checkpoint: "Checkpoint | None" = None, resume: bool = False,
+            progress: "Callable | None" = None, blocks: "Iterable[int] | None" = None):
+        """Compute the blocks of ``work`` that are not yet done; return the merged statistics.
+
+        ``blocks`` (default: all of ``work``'s) are the blocks to compute. With ``resume`` the
+        statistics start from ``checkpoint``'s file and its blocks are skipped. The
+        checkpoint is written when due, and on KeyboardInterrupt (then re-raised); the merged
+        value is replaced in one assignment, so a checkpoint never holds part of a block.
+        ``progress(stats)`` is called after each merged block.
+        """
+        stats = checkpoint.load(work) if resume else work.empty()
+        wanted = range(work.n_blocks) if blocks is None else blocks
+        pending = [b for b in wanted if b not in stats.blocks]
+        try:
+            for block_stats in self.map_blocks(work, pending):
+                stats = stats.merge(block_stats)
+                if progress is not None:
+                    progress(stats)
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save(stats)
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                checkpoint.save(stats)
+            raise
+        return stats
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+    def map_blocks(self, work, blocks):
+        """:meth:`map` of the blocks (a subclass may wrap it, as the serial runner does)."""
+        return self.map(work, blocks)
+
+
+class SerialRunner(Runner):
+    """Every block in this process, in block order (inside one backend session)."""
+
+    name = "serial"
+
+    def map(self, function, blocks):
+        return map(function, blocks)
+
+    def map_blocks(self, work, blocks):
+        session = getattr(work, "session", None)
+        if session is None:
+            yield from self.map(work, blocks)
+            return
+        with session():  # once for the run; each block's own session is then free
+            yield from self.map(work, blocks)
+
+
+class MapRunner(Runner):
+    """Blocks through a map-like callable: ``map_like(function, blocks)`` must return the
+    results (in any order; each names its blocks). ``function`` is picklable."""
+
+    name = "map"
+
+    def __init__(self, map_like: Callable):
+        if not callable(map_like):
+            raise ValidationError(
+                "The 'runner' parameter must be 'serial', a neurosim Runner or a map-like "
+                f"callable such as ProcessPoolExecutor().map. Got {map_like!r} instead.")
+        self.map_like = map_like
+
+    def map(self, function, blocks):
+        return self.map_like(function, list(blocks))
+
+    def __repr__(self) -> str:
+        return f"<MapRunner {self.map_like!r}>"
+
+
+def get_runner(runner="serial", owner: str = "simulate") -> Runner:
+    """A :class:`Runner` from ``"serial"``, a Runner, or a map-like callable."""
+    if isinstance(runner, Runner):
+        return runner
+    if runner is None or runner == "serial":
+        return SerialRunner()
+    if callable(runner) and not isinstance(runner, str):
+        return MapRunner(runner)
+    raise ValidationError(
+        f"The 'runner' parameter of {owner} must be 'serial', a neurosim.runners.Runner or a "
+        f"map-like callable (e.g. ProcessPoolExecutor().map). Got {runner!r} instead."
+    )
