@@ -1,7 +1,8 @@
 # make demo  : create .venv if missing, install neurosim, run the bundled demo
 # make test  : create .venv if missing, install neurosim with [dev,torch] (torch pinned), run all
-#              tests; then create .venv-lava (Python 3.10, lava-nc, numpy<2) and run tests/lava
-#              there, or say in one line why that part is skipped
+#              tests; then create .venv-lava (Python 3.10, lava-nc, numpy<2) and run tests/lava and
+#              the backend suite (tests/test_backends.py) on the lava backend there, or say in one
+#              line why that part is skipped
 # make notebooks : run every notebook in notebooks/ at full size with nbclient (figures and results
 #              to notebooks/figures/; the .ipynb files are not modified, so they stay without
 #              outputs). Needs the [dev,torch] install of 'make test'; no network.
@@ -35,7 +36,7 @@ test-lava:
 	@if $(LAVA_PYTHON) --version >/dev/null 2>&1; then \
 		( [ -x $(LAVA_VENV)/bin/python ] || $(LAVA_PYTHON) -m venv $(LAVA_VENV) ) && \
 		$(LAVA_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[lava]' pytest && \
-		$(LAVA_VENV)/bin/python -m pytest tests/lava -q; \
+		NEUROSIM_TEST_BACKENDS=lava $(LAVA_VENV)/bin/python -m pytest tests/lava tests/test_backends.py -q; \
 	else \
 		echo "Lava tests skipped: Python 3.10 ('$(LAVA_PYTHON)') is not available, and lava-nc needs it."; \
 	fi
