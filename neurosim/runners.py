@@ -13,8 +13,10 @@ is the same whatever runs the blocks, in whatever order.
 
 :class:`SerialRunner` computes the blocks in order in this process. :class:`MapRunner` takes
 any map-like callable, scipy's ``workers=`` convention: ``concurrent.futures``'
-``ProcessPoolExecutor().map``, ``multiprocessing.Pool().imap``, or a cluster's map; the work
-object is pickled to the workers. Both checkpoint into the run file (:class:`Checkpoint`): a
+``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")).map``,
+``multiprocessing.get_context("spawn").Pool().imap``, or a cluster's map; the work object is
+pickled to the workers. (Start process pools with "spawn": workers forked from a process that
+already ran Numba's OpenMP kernels die.) Both checkpoint into the run file (:class:`Checkpoint`): a
 checkpoint only ever holds whole, committed blocks, and ``resume`` continues from it.
 """
 
@@ -22,14 +24,20 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
-from neurosim.errors import ValidationError
+from neurosim.errors import NeurosimError, ValidationError
 from neurosim.io.runfile import read_run_file, write_run_file
 
-__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RUNNER_NAMES"]
+__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RUNNER_NAMES",
+           "RunnerError"]
 
 RUNNER_NAMES = ("serial",)
+
+
+class RunnerError(NeurosimError, RuntimeError):
+    """The runner could not compute the blocks (a process pool lost a worker, ...)."""
 
 
 class Checkpoint:
@@ -80,7 +88,8 @@ class Runner:
 
         ``blocks`` (default: all of ``work``'s) are the blocks to compute. With ``resume`` the
         statistics start from ``checkpoint``'s file and its blocks are skipped. The
-        checkpoint is written when due, and on KeyboardInterrupt (then re-raised); the merged
+        checkpoint is written when due, and on any exception (Ctrl-C, a dead worker; then
+        re-raised); the merged
         value is replaced in one assignment, so a checkpoint never holds part of a block.
         ``progress(stats)`` is called after each merged block.
         """
@@ -94,7 +103,7 @@ class Runner:
                     progress(stats)
                 if checkpoint is not None and checkpoint.due():
                     checkpoint.save(stats)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, a dead worker, ...: keep the committed blocks
             if checkpoint is not None:
                 checkpoint.save(stats)
             raise
@@ -140,7 +149,15 @@ class MapRunner(Runner):
         self.map_like = map_like
 
     def map(self, function, blocks):
-        return self.map_like(function, list(blocks))
+        try:
+            yield from self.map_like(function, list(blocks))
+        except BrokenProcessPool as exc:
+            raise RunnerError(
+                f"A worker of the process pool died ({exc}). A pool whose workers are forked "
+                "from a process that already ran Numba's parallel kernels cannot run them "
+                "again (GNU OpenMP is not fork-safe): create it with "
+                "ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn'))."
+            ) from exc
 
     def __repr__(self) -> str:
         return f"<MapRunner {self.map_like!r}>"

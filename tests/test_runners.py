@@ -72,6 +72,26 @@ def test_a_process_pool_gives_the_serial_numbers():
         assert _runs(pool.map) == serial
 
 
+def test_a_forked_pool_is_a_clear_error(tmp_path):
+    """With Numba's OpenMP threading layer, workers forked after this process ran the kernels
+    die: the error says to spawn, and the checkpoint keeps what was merged (then resumes to
+    the serial numbers). Other threading layers fork fine and give the serial numbers."""
+    import numba
+
+    net, X, y = _setup()
+    serial = ns.simulate(net, ns.NeuronCrash(0.02), X, y, n_samples=40)  # kernels' threads exist
+    out = tmp_path / "r.h5"
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        if numba.threading_layer() != "omp":
+            forked = ns.simulate(net, ns.NeuronCrash(0.02), X, y, n_samples=40, runner=pool.map)
+            assert _comparable(forked) == _comparable(serial)
+            return
+        with pytest.raises(ns.NeurosimError, match="spawn"):
+            ns.simulate(net, ns.NeuronCrash(0.02), X, y, n_samples=40, runner=pool.map, output=out)
+    resumed = ns.simulate(net, ns.NeuronCrash(0.02), X, y, n_samples=40, output=out, resume=True)
+    assert _comparable(resumed) == _comparable(serial)
+
+
 def test_bad_runner():
     with pytest.raises(ValidationError, match="'runner' parameter of simulate"):
         ns.simulate(ns.Network.random([3, 2], seed=0), ns.NeuronCrash(0.1), np.zeros((1, 3)),
