@@ -30,15 +30,16 @@ from neurosim.runners import get_runner
 from neurosim.simulation import BACKEND, EPS, RUNNER, resolve_eps
 from neurosim.stats import cp_lower, cp_upper, kl_bernoulli, kl_lower, kl_upper
 from neurosim.theory import theory_report
-from neurosim.validation import (BOOLEAN, OPEN_UNIT, POSITIVE_INT, SEED, Interval, Options,
-                                 check_inputs, validate_params)
+from neurosim.validation import (BOOLEAN, OPEN_UNIT, POSITIVE_INT, SEED, Integer, Interval,
+                                 Options, check_inputs, validate_params)
 
 __all__ = ["certify", "Certificate", "stratified_estimate", "StratifiedResult", "Stratum",
            "kl_upper", "kl_lower", "cp_upper", "cp_lower", "kl_bernoulli", "count_distribution",
            "composition_weights", "n_patterns", "sample_counts_given_k"]
 
 _COMMON = {"metric": Options(METRICS), "eps": EPS, "seed": SEED, "confidence": OPEN_UNIT,
-           "use_float": BOOLEAN, "n_samples": POSITIVE_INT, "work_budget": POSITIVE_INT,
+           "use_float": BOOLEAN, "n_samples": POSITIVE_INT,
+           "work_budget": Integer(1, integral_floats=True),
            "tail_fraction": Interval(0.0, 1.0, "right"), "backend": BACKEND, "runner": RUNNER,
            "progress": BOOLEAN}
 
@@ -64,10 +65,10 @@ def _lowered(owner, target, faults, X, y, metric, eps, use_float, backend):
     eps = resolve_eps(metric, eps, owner)
     if metric == "loss" and y is None:
         raise ValidationError("The 'loss' metric needs labels or targets y.")
+    backend = get_backend(backend, owner)
     faults = resolve_faults(target, faults, owner, use_float)
     plan = build_plan(target, faults, use_float=use_float, owner=owner)
     X, y = check_inputs(plan.network, X, y, owner, labels_in_range=False)
-    backend = get_backend(backend, owner)
     backend.check(plan)
     return eps, plan, X, y, backend
 
@@ -83,8 +84,9 @@ def _run_estimator(plan, backend, X, y, runner, progress, desc, **kwargs) -> Str
 
 
 @validate_params({**_COMMON, "rel_halfwidth": Interval(0.0, None, "neither") | None,
-                  "max_seconds": Interval(0.0, None, "neither"),
-                  "alpha_split": Interval(0.0, 1.0, "right")}, owner="stratified_estimate")
+                  "max_seconds": Interval(0.0, None, "neither", kind="a number", allow_inf=True),
+                  "alpha_split": Interval(0.0, 1.0, "right"), "k_cap": Integer(0) | None,
+                  "tail_target": Interval(0.0, 1.0, "right") | None}, owner="stratified_estimate")
 def stratified_estimate(
     target, faults=None, X=None, y=None, *, metric="flip", eps=None, seed=0, confidence=0.95,
     use_float=False, n_samples=200, work_budget=4_000_000, tail_target=None,

@@ -359,6 +359,11 @@ def load_profile(name_or_path: "str | os.PathLike | HardwareProfile" = DEFAULT_P
     """
     if isinstance(name_or_path, HardwareProfile):
         return name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ProfileError(
+            f"A profile must be a built-in name ({', '.join(list_profiles())}), the path of a "
+            f".toml file, or a HardwareProfile. Got {name_or_path!r} instead."
+        )
     text = os.fspath(name_or_path)
     builtins = _builtin_files()
     if text in builtins:

@@ -370,6 +370,9 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
         If a single neuron's fan-in exceeds a per-core limit that cannot be split (core-based
         profiles): the message names the layer, the limit and both numbers.
     """
+    if not isinstance(network, Network):
+        raise ValidationError(
+            f"map_network maps a Network; got a {type(network).__name__} instead.")
     profile = load_profile(profile)
     usable = profile.usable_cores_per_chip
     cores: list[Core] = []

@@ -45,18 +45,22 @@ class Checkpoint:
 
     ``config`` is what the run was asked to do; :meth:`load` refuses a file whose config
     differs (another seed, model, data, fault model, ...), naming the first difference.
+    ``legacy`` overrides config entries that neurosim 0.1 wrote differently (run files of
+    format_version 1: the fault model's old text form).
     """
 
-    def __init__(self, path, config: dict, every_s: float = 10.0):
+    def __init__(self, path, config: dict, every_s: float = 10.0, legacy: "dict | None" = None):
         self.path = path
         self.config = config
+        self.legacy = dict(legacy or {})
         self.every_s = float(every_s)
         self._last = time.perf_counter()
 
     def load(self, work):
         """The statistics saved in the file (resume), after checking its config."""
         saved = read_run_file(self.path)
-        for key, value in self.config.items():
+        expected = {**self.config, **self.legacy} if saved.version == 1 else self.config
+        for key, value in expected.items():
             if saved.config.get(key) != value:
                 raise ValidationError(
                     f"Cannot resume {os.fspath(self.path)!r}: its run used {key} = "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from neurosim.errors import ValidationError
 from neurosim.kernels.codes import CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
 
 __all__ = [
@@ -91,7 +92,11 @@ class FaultBatch:
 
     def select(self, draws) -> "FaultBatch":
         """A batch whose draw ``k`` is draw ``draws[k]`` of this one."""
-        draws = np.asarray(draws, dtype=np.int64)
+        draws = np.asarray(draws, dtype=np.int64).reshape(-1)
+        if draws.size and (draws.min() < 0 or draws.max() >= self.n_draws):
+            raise ValidationError(
+                f"FaultBatch.select: draws must be in [0, {self.n_draws - 1}]. Got values in "
+                f"[{draws.min()}, {draws.max()}] instead.")
         rec = RecordBuilder()
         parts = []
         for k, d in enumerate(draws):

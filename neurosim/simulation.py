@@ -24,7 +24,7 @@ from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import SimulationResult, load_result
 from neurosim.runners import Checkpoint, Runner, get_runner
 from neurosim.stats import clopper_pearson
-from neurosim.validation import (BOOLEAN, NON_NEGATIVE, OPEN_UNIT, POSITIVE_INT, SEED, InstanceOf,
+from neurosim.validation import (BOOLEAN, OPEN_UNIT, POSITIVE_INT, SECONDS, SEED, InstanceOf,
                                  Interval, Options, Satisfies, check_inputs, validate_params)
 
 __all__ = ["simulate", "SimulationResult", "load_result", "METRICS", "ESTIMATORS", "MODES",
@@ -37,7 +37,9 @@ MODES = ("transient", "permanent")
 
 #: Constraints shared by the front doors (and the command line's flags).
 EPS = Interval(0.0, None, "left", kind="a number") | None
-BACKEND = Options(BACKEND_NAMES) | InstanceOf(Backend, description="a neurosim Backend")
+#: (get_backend then checks the name: a registered backend's name is one too)
+BACKEND = InstanceOf(str, Backend, description=f"a backend name ({', '.join(BACKEND_NAMES)}, or "
+                     "a registered one) or a neurosim Backend")
 RUNNER = (Options(("serial",)) | InstanceOf(Runner, description="a neurosim Runner")
           | Satisfies(lambda r: callable(r) and not isinstance(r, str),
                       "a map-like callable (e.g. ProcessPoolExecutor().map)"))
@@ -78,7 +80,7 @@ class _Progress:
 @validate_params({
     "metric": Options(METRICS), "eps": EPS, "n_samples": POSITIVE_INT, "seed": SEED,
     "mode": Options(MODES), "confidence": OPEN_UNIT, "use_float": BOOLEAN, "output": PATH,
-    "resume": BOOLEAN, "checkpoint_every_s": NON_NEGATIVE, "progress": BOOLEAN,
+    "resume": BOOLEAN, "checkpoint_every_s": SECONDS, "progress": BOOLEAN,
     "estimator": Options(ESTIMATORS), "backend": BACKEND, "runner": RUNNER,
 })
 def simulate(
@@ -168,12 +170,12 @@ def simulate(
         raise ValidationError("The 'loss' metric needs labels or targets y.")
     if resume and output is None:
         raise ValidationError("resume=True needs the output file of the interrupted run.")
+    backend = get_backend(backend, "simulate")
+    runner = get_runner(runner, "simulate")
     faults = resolve_faults(target, faults, "simulate", use_float)
     plan = build_plan(target, faults, use_float=use_float)
     X, y = check_inputs(plan.network, X, y, "simulate")
-    backend = get_backend(backend, "simulate")
     backend.check(plan)
-    runner = get_runner(runner, "simulate")
     if estimator == "auto":
         estimator = ("stratified" if mode == "transient" and not resume
                      and plan.expected_faults <= AUTO_STRATIFIED_MAX_FAULTS else "mc")
@@ -198,7 +200,9 @@ def simulate(
         "network_sha256": network_sha256(plan.network), "data_sha256": data_sha256(X, y),
         "n_inputs": work.m, "rounds_per_block": work.rounds_per_block,
     }
-    checkpoint = Checkpoint(output, config, checkpoint_every_s) if output is not None else None
+    checkpoint = (Checkpoint(output, config, checkpoint_every_s,
+                             legacy={"faults": faults.spec(legacy=True)})
+                  if output is not None else None)
     bar = _Progress(n_samples, mode, work.m, confidence) if progress else None
     try:
         stats = runner.run(work, checkpoint, resume=resume, progress=bar)

@@ -38,6 +38,7 @@ __all__ = [
     "PROBABILITY",
     "OPEN_UNIT",
     "NON_NEGATIVE",
+    "SECONDS",
     "SEED",
     "POSITIVE_INT",
     "BOOLEAN",
@@ -75,6 +76,11 @@ class AnyOf(Constraint):
     def is_satisfied_by(self, value) -> bool:
         return any(c.is_satisfied_by(value) for c in self.constraints)
 
+    def without_none(self) -> Constraint:
+        """The same alternatives but None (a flag that is given is never None)."""
+        rest = [c for c in self.constraints if not isinstance(c, NoneAllowed)]
+        return rest[0] if len(rest) == 1 else AnyOf(*rest)
+
 
 class NoneAllowed(Constraint):
     """The value None."""
@@ -86,6 +92,8 @@ class NoneAllowed(Constraint):
 
 
 def _is_real(value) -> bool:
+    if isinstance(value, np.ndarray):  # a 0-d numeric array counts as its number
+        return value.ndim == 0 and value.dtype.kind in "iuf"
     return (isinstance(value, (numbers.Real, np.floating, np.integer))
             and not isinstance(value, (bool, np.bool_)))
 
@@ -98,28 +106,32 @@ def _is_integer(value) -> bool:
 class Interval(Constraint):
     """A finite real number in an interval; ``closed`` is "both", "left", "right" or "neither".
 
-    ``lo`` or ``hi`` may be None (unbounded on that side).
+    ``lo`` or ``hi`` may be None (unbounded on that side); ``allow_inf`` also accepts +inf
+    there (e.g. "never" for a time interval).
     """
 
     def __init__(self, lo: "float | None", hi: "float | None", closed: str = "both",
-                 kind: str = "a float"):
-        self.lo, self.hi, self.closed = lo, hi, closed
+                 kind: str = "a float", allow_inf: bool = False):
+        self.lo, self.hi, self.closed, self.allow_inf = lo, hi, closed, allow_inf
         left = "[" if closed in ("both", "left") else "("
         right = "]" if closed in ("both", "right") else ")"
+        noun = kind if allow_inf else kind.replace("a ", "a finite ", 1)
         if lo is not None and hi is not None:
             self.description = f"{kind} in {left}{lo:g}, {hi:g}{right}"
         elif lo is not None:
-            self.description = f"{kind} {'>=' if left == '[' else '>'} {lo:g}"
+            self.description = f"{noun} {'>=' if left == '[' else '>'} {lo:g}"
         elif hi is not None:
-            self.description = f"{kind} {'<=' if right == ']' else '<'} {hi:g}"
+            self.description = f"{noun} {'<=' if right == ']' else '<'} {hi:g}"
         else:
             self.description = f"a finite {kind.split()[-1]}"
+        if allow_inf:
+            self.description += " (or inf)"
 
     def is_satisfied_by(self, value) -> bool:
         if not _is_real(value):
             return False
         v = float(value)
-        if not math.isfinite(v):
+        if math.isnan(v) or (math.isinf(v) and not (self.allow_inf and v > 0 and self.hi is None)):
             return False
         if self.lo is not None and (v < self.lo or (v == self.lo and self.closed in ("right", "neither"))):
             return False
@@ -129,16 +141,22 @@ class Interval(Constraint):
 
 
 class Integer(Constraint):
-    """An integer (not a bool) with an optional lower bound."""
+    """An integer (not a bool) with an optional lower bound; ``integral_floats`` also accepts
+    floats with an integer value (``1e6``)."""
 
-    def __init__(self, lo: "int | None" = None, description: "str | None" = None):
+    def __init__(self, lo: "int | None" = None, description: "str | None" = None,
+                 integral_floats: bool = False):
         self.lo = lo
+        self.integral_floats = integral_floats
         self.description = description or (
             "an integer" if lo is None else
             "a positive integer" if lo == 1 else
             "a non-negative integer" if lo == 0 else f"an integer >= {lo}")
 
     def is_satisfied_by(self, value) -> bool:
+        if self.integral_floats and _is_real(value) and not _is_integer(value):
+            v = float(value)
+            return math.isfinite(v) and v == int(v) and (self.lo is None or v >= self.lo)
         return _is_integer(value) and (self.lo is None or int(value) >= self.lo)
 
 
@@ -193,6 +211,8 @@ def _as_constraint(c) -> Constraint:
 PROBABILITY = Interval(0.0, 1.0, "both")
 OPEN_UNIT = Interval(0.0, 1.0, "neither")
 NON_NEGATIVE = Interval(0.0, None, "left", kind="a number")
+#: A duration that may be infinite ("never").
+SECONDS = Interval(0.0, None, "left", kind="a number", allow_inf=True)
 POSITIVE_INT = Integer(1)
 SEED = Integer(0)
 BOOLEAN = InstanceOf(bool, np.bool_, description="True or False")
@@ -213,8 +233,11 @@ def check_flags(owner: str, function, flags: dict) -> None:
     """
     declared = getattr(function, "__neurosim_params__", {})
     for flag, (param, value) in flags.items():
-        if param in declared:
-            check_param(owner, flag, value, declared[param], what="flag")
+        if param in declared and value is not None:
+            constraint = declared[param]
+            if isinstance(constraint, AnyOf):
+                constraint = constraint.without_none()
+            check_param(owner, flag, value, constraint, what="flag")
 
 
 def validate_params(constraints: dict, owner: "str | None" = None):
@@ -256,6 +279,8 @@ def check_inputs(network, X, y=None, owner: str = "simulate", labels_in_range: b
         raise ValidationError(f"{owner} needs inputs X (n_inputs, n_features).")
     X = network.check_input(X, owner="input data X")
     m = X.shape[0]
+    if m == 0:
+        raise ValidationError(f"{owner} needs at least one input; X has shape {X.shape}.")
     if y is not None:
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != m:

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from neurosim.io._atomic import atomic_path
+    from neurosim.io.atomic import atomic_path
     from neurosim.io.hdf5 import save_network_h5
 
     torch.set_num_threads(1)

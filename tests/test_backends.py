@@ -148,6 +148,18 @@ def test_backend_names_and_errors():
         ns.simulate(_relu_net(), ns.NeuronCrash(0.1), X, n_samples=1, backend="cuda")
 
 
+def test_a_registered_backend_is_known_by_name(monkeypatch):
+    import neurosim.backends as B
+    from neurosim.backends.numpy import NumpyBackend
+
+    class Mine(NumpyBackend):
+        name = "test_mine"
+
+    monkeypatch.setitem(B.BACKENDS, "test_mine", Mine)
+    r = ns.simulate(_relu_net(), ns.NeuronCrash(0.1), X, n_samples=2, backend="test_mine")
+    assert r.backend == "test_mine"
+
+
 def test_auto_falls_back_to_numpy_and_says_so_once(monkeypatch):
     import neurosim.backends as B
 

@@ -284,3 +284,21 @@ def test_errors_are_neurosim_errors(tmp_path):
         load_data(path)
     with pytest.raises(ValueError):  # builtin compatibility
         load_data(path)
+
+
+def test_the_training_script_runs(tmp_path):
+    """scripts/train_digits.py (which rebuilds the bundled model) still runs: one epoch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_digits.py"
+    done = subprocess.run([sys.executable, str(script), "--out-dir", str(tmp_path), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from neurosim import load_network
+
+    net = load_network(tmp_path / "digits_mlp.h5")
+    assert net.widths == [64, 256, 256, 10]
+    assert np.load(tmp_path / "digits_test.npz")["X"].shape == (397, 64)

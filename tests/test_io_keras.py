@@ -103,15 +103,20 @@ def _softmax_model(standalone):
 
 
 @pytest.mark.parametrize("standalone", [False, True])
-@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("fmt", ["keras", "h5", "weights.h5"])
 def test_final_softmax_dropped(tmp_path, fmt, standalone):
     model = _softmax_model(standalone)
     path = tmp_path / f"clf.{fmt}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.save(path)
+        if fmt == "weights.h5":
+            model.save_weights(path)
+        else:
+            model.save(path)
+    # A weights-only file names its softmax in the activation list.
+    kwargs = {"activations": ["relu", "softmax"]} if fmt == "weights.h5" else {}
     with pytest.warns(UserWarning, match="softmax") as record:
-        net = load_network(path)
+        net = load_network(path, **kwargs)
     assert len([w for w in record if "softmax" in str(w.message)]) == 1
     assert net.metadata["dropped_output_softmax"] is True
     assert net.activations[-1].name == "identity"

@@ -162,6 +162,19 @@ def test_state_dict_with_activations(tmp_path):
         load_network(path, activations=["relu", "identity"])
 
 
+def test_state_dict_with_a_final_softmax_in_the_activation_list(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    path = tmp_path / "clf.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.warns(UserWarning, match="softmax") as record:
+        net = load_network(path, activations=["relu", "softmax"])
+    assert len(record) == 1 and net.metadata["dropped_output_softmax"] is True
+    x = _x(4)
+    np.testing.assert_allclose(net.forward(x), _torch_out(model, x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UnsupportedLayerError, match="softmax is only supported"):
+        load_network(path, activations=["softmax", "identity"])
+
+
 def test_state_dict_with_architecture(tmp_path):
     model = _mlp(seed=0)
     path = tmp_path / "sd.pt"

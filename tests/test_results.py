@@ -126,3 +126,21 @@ def test_a_v1_checkpoint_resumes(tmp_path):
     assert (resumed.n_pairs, resumed.n_failures) == (reference.n_pairs, reference.n_failures)
     np.testing.assert_array_equal(resumed.chip_failure_rates, reference.chip_failure_rates)
     assert load_result(path).n_failures == reference.n_failures
+
+
+def test_a_v1_checkpoint_with_rates_that_0_1_wrote_inexactly_resumes(tmp_path):
+    """neurosim 0.1 wrote fault rates with %g (crash:p=0.00123457 for 0.001234567); resuming its
+    checkpoint compares against that old text, and ends with the uninterrupted numbers."""
+    import shutil
+
+    path = tmp_path / "v1.h5"
+    shutil.copy(DATA / "v1_interrupted_inexact_rates.h5", path)
+    net, X, y = _v1_inputs()
+    faults = ns.NeuronCrash(0.001234567) + ns.SynapseStuck(0.0123456789, 0.0)
+    kw = dict(metric="linf", eps=0.2, n_samples=40, seed=3)
+    resumed = ns.simulate(net, faults, X, y, output=path, resume=True, **kw)
+    assert (resumed.n_pairs, resumed.n_failures) == (40000, 5368)
+    assert resumed.fault_model == "crash:p=0.001234567 stuck:p0=0.0123456789,p1=0"
+    with pytest.raises(ns.ValidationError, match="faults"):
+        shutil.copy(DATA / "v1_interrupted_inexact_rates.h5", path)
+        ns.simulate(net, ns.NeuronCrash(0.0012345), X, y, output=path, resume=True, **kw)

@@ -72,6 +72,21 @@ def test_a_process_pool_gives_the_serial_numbers():
         assert _runs(pool.map) == serial
 
 
+def test_a_thread_pool_gives_the_serial_numbers_and_leaves_blas_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    serial = _runs("serial")
+    with ThreadPoolExecutor(4) as pool:
+        assert _runs(pool.map) == serial
+    assert blas_threads() == before
+
+
 def test_a_forked_pool_is_a_clear_error(tmp_path):
     """With Numba's OpenMP threading layer, workers forked after this process ran the kernels
     die: the error says to spawn, and the checkpoint keeps what was merged (then resumes to
@@ -113,6 +128,8 @@ def test_exact_sums_merge_in_any_order():
         for i in order:
             total = total + ExactSum.of(values[i])
         assert total.value() == exact
+    huge = ExactSum.of(1.7e308) + ExactSum.of(1.7e308)  # beyond the largest float: inf, as in floats
+    assert huge.value() == math.inf and (ExactSum.of(-1.7e308) + ExactSum.of(-1.7e308)).value() == -math.inf
     vec = ExactSum.zeros(2) + ExactSum.of(np.array([0.1, np.inf])) + ExactSum.of(np.array([0.2, 1.0]))
     assert vec.value().tolist() == [math.fsum([0.1, 0.2]), np.inf]
     assert ExactSum.from_state(json.loads(json.dumps(vec.to_state()))) == vec

@@ -33,7 +33,7 @@ def fault_layer_span(batch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _CONTROLLER = []
-_SESSION = threading.local()
+_SESSION = {"depth": 0, "limiter": None}
 
 
 @contextlib.contextmanager
@@ -41,27 +41,30 @@ def one_blas_thread():
     """Context manager: BLAS on one thread while the Numba kernels run.
 
     The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
-    each small matrix product would compete with them for the cores (3x slower here). The
-    library scan is done once (it reads the process's memory map, milliseconds per call), and
-    a nested use (a block inside a run) changes nothing.
+    each small matrix product would compete with them for the cores (3x slower here). Only a
+    process's main thread changes the limit (the first session sets it, the last to end
+    restores it; nested sessions cost nothing): OpenBLAS's thread count set from worker
+    threads whose calls overlap does not reliably come back, so blocks run by a thread pool
+    leave BLAS alone (the numbers do not depend on BLAS's thread count: tested). The library
+    scan is done once (it reads the process's memory map).
     """
-    if getattr(_SESSION, "depth", 0):
-        _SESSION.depth += 1
-        try:
-            yield
-        finally:
-            _SESSION.depth -= 1
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    if not _CONTROLLER:
-        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
+    if _SESSION["depth"] == 0:
+        if not _CONTROLLER:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
 
-        _CONTROLLER.append(ThreadpoolController())
-    with _CONTROLLER[0].limit(limits=1, user_api="blas"):
-        _SESSION.depth = 1
-        try:
-            yield
-        finally:
-            _SESSION.depth = 0
+            _CONTROLLER.append(ThreadpoolController())
+        _SESSION["limiter"] = _CONTROLLER[0].limit(limits=1, user_api="blas")
+    _SESSION["depth"] += 1
+    try:
+        yield
+    finally:
+        _SESSION["depth"] -= 1
+        if _SESSION["depth"] == 0:
+            _SESSION["limiter"].restore_original_limits()
+            _SESSION["limiter"] = None
 
 
 @register_backend

@@ -26,6 +26,15 @@ def _to_units(x: float) -> int:
     return num << (_UNIT_BITS - den.bit_length() + 1)
 
 
+def _value(units: int, special: float) -> float:
+    if special != 0.0:
+        return special
+    try:
+        return units / _UNIT
+    except OverflowError:
+        return math.inf if units > 0 else -math.inf
+
+
 class ExactSum:
     """The exact sum of a multiset of floats (a scalar, or one sum per vector component)."""
 
@@ -62,11 +71,12 @@ class ExactSum:
         return ExactSum(self.units + other.units, self.special + other.special)
 
     def value(self):
-        """The sum, rounded once to float64 (an ndarray for a vector sum)."""
+        """The sum, rounded once to float64 (an ndarray for a vector sum); a sum beyond the
+        largest float is +-inf, as float addition would give."""
         if isinstance(self.units, tuple):
-            return np.array([s if s != 0.0 else u / _UNIT
-                             for u, s in zip(self.units, self.special)], dtype=np.float64)
-        return self.special if self.special != 0.0 else self.units / _UNIT
+            return np.array([_value(u, s) for u, s in zip(self.units, self.special)],
+                            dtype=np.float64)
+        return _value(self.units, self.special)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, ExactSum):

@@ -74,10 +74,11 @@ def probability(owner: str, name: str, value) -> float:
     return p
 
 
-def format_number(x: float) -> str:
-    """Shortest text that reads back as exactly ``x`` (``%g`` when that is exact)."""
+def format_number(x: float, legacy: bool = False) -> str:
+    """Shortest text that reads back as exactly ``x`` (``%g`` when that is exact); ``legacy``:
+    always ``%g``, as neurosim 0.1 did."""
     short = f"{x:g}"
-    return short if float(short) == x else repr(float(x))
+    return short if legacy or float(short) == x else repr(float(x))
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,9 @@ class FaultType:
         return NotImplemented
 
     # --- text -----------------------------------------------------------------------------
-    def spec(self) -> str:  # pragma: no cover - overridden
+    def spec(self, legacy: bool = False) -> str:  # pragma: no cover - overridden
+        """The process as ``--fault`` text that parses back to it. ``legacy``: as neurosim 0.1
+        wrote it (numbers with ``%g``), to match the config of its run files."""
         raise NotImplementedError
 
     @classmethod
@@ -223,9 +226,11 @@ class FaultModel:
     def without(self, kind: str) -> "FaultModel":
         return FaultModel([p for p in self.processes if p.kind != kind])
 
-    def spec(self) -> str:
-        """The model as text; :func:`parse_fault_model` reads it back."""
-        return " ".join(p.spec() for p in self.processes) or "none"
+    def spec(self, legacy: bool = False) -> str:
+        """The model as text; :func:`parse_fault_model` reads it back (``legacy``: neurosim
+        0.1's text, which run files of format_version 1 hold)."""
+        return " ".join(p.spec(legacy=True) if legacy else p.spec()
+                        for p in self.processes) or "none"
 
     def __str__(self) -> str:
         return self.spec()
@@ -259,6 +264,8 @@ def parse_fault_spec(text: str) -> "FaultType | None":
     ValidationError
         For an unknown fault name or key, or a value that is not a number in range.
     """
+    if not isinstance(text, str):
+        raise param_error("parse_fault_spec", "text", "a fault spec such as 'crash:p=1e-3'", text)
     text = text.strip()
     if text == "profile":
         return None
@@ -281,6 +288,8 @@ def parse_fault_spec(text: str) -> "FaultType | None":
                     f"Unknown key {key!r} for fault {name!r} in --fault {text!r}. Valid keys: "
                     f"{', '.join(sorted(cls.spec_keys))}."
                 )
+            if key in params:
+                raise ValidationError(f"--fault {text!r} gives {key!r} twice; give it once.")
             params[key] = [value.strip()]
         elif key in cls.list_keys:
             params[key].append(token)
@@ -291,6 +300,8 @@ def parse_fault_spec(text: str) -> "FaultType | None":
 
 def parse_fault_model(text: str) -> FaultModel:
     """Parse what :meth:`FaultModel.spec` prints: specs separated by spaces (``none``: empty)."""
+    if not isinstance(text, str):
+        raise param_error("parse_fault_model", "text", "a fault model's text", text)
     text = text.strip()
     if text in ("", "none"):
         return FaultModel([])

@@ -42,8 +42,8 @@ class WeightBitFlip(FaultType):
     def is_null(self) -> bool:
         return self.p_bit == 0
 
-    def spec(self) -> str:
-        return f"bitflip:p={format_number(self.p_bit)}"
+    def spec(self, legacy: bool = False) -> str:
+        return f"bitflip:p={format_number(self.p_bit, legacy)}"
 
     @classmethod
     def from_params(cls, params: dict, text: str) -> "WeightBitFlip":

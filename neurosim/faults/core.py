@@ -56,8 +56,8 @@ class CoreFailure(FaultType):
     def is_null(self) -> bool:
         return self.p_core == 0
 
-    def spec(self) -> str:
-        return f"core:p={format_number(self.p_core)}"
+    def spec(self, legacy: bool = False) -> str:
+        return f"core:p={format_number(self.p_core, legacy)}"
 
     @classmethod
     def from_params(cls, params: dict, text: str) -> "CoreFailure":

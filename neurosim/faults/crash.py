@@ -120,17 +120,18 @@ class NeuronCrash(FaultType):
         return bool(np.all(np.asarray(self.p) == 0))
 
     # --- text -----------------------------------------------------------------------------
-    def spec(self) -> str:
+    def spec(self, legacy: bool = False) -> str:
         if np.ndim(self.p) == 0:
-            s = f"crash:p={format_number(self.p)}"
+            s = f"crash:p={format_number(self.p, legacy)}"
         else:  # a list of one rate ends with "/" (else it would read back as a scalar)
-            s = "crash:p=" + "/".join(format_number(v) for v in self.p) + ("/" if len(self.p) == 1 else "")
+            s = "crash:p=" + "/".join(format_number(v, legacy) for v in self.p)
+            s += "/" if len(self.p) == 1 and not legacy else ""
         if self.layers is not None:
             s += ",layers=" + ",".join(map(str, self.layers))
         if self.semantics != "silent":
             s += f",semantics={self.semantics}"
-        if self.semantics == "stuck" or self.value != 0.0:
-            s += f",value={format_number(self.value)}"
+        if self.semantics == "stuck" or (self.value != 0.0 and not legacy):
+            s += f",value={format_number(self.value, legacy)}"
         return s
 
     @classmethod

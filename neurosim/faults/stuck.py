@@ -61,8 +61,9 @@ class SynapseStuck(FaultType):
     def is_null(self) -> bool:
         return self.p_zero == 0 and self.p_max == 0
 
-    def spec(self) -> str:
-        return f"stuck:p0={format_number(self.p_zero)},p1={format_number(self.p_max)}"
+    def spec(self, legacy: bool = False) -> str:
+        return (f"stuck:p0={format_number(self.p_zero, legacy)},"
+                f"p1={format_number(self.p_max, legacy)}")
 
     @classmethod
     def from_params(cls, params: dict, text: str) -> "SynapseStuck":

@@ -99,10 +99,12 @@ class NetworkBuilder:
             )
         self.softmax_at = where
 
-    def activation_list(self, activations, names: list[str]) -> list[Activation]:
+    def activation_list(self, activations, names: list[str]) -> list:
         """Activations of a weights-only file, one per weighted layer (a softmax only last).
 
-        ``activations`` is a list (or a comma-separated string) of names or Activations.
+        ``activations`` is a list (or a comma-separated string) of names or Activations; a
+        softmax comes back as :data:`SOFTMAX`, which :meth:`add` takes as the last layer's
+        activation (and then drops).
         """
         if isinstance(activations, str):
             activations = [a for a in activations.split(",") if a.strip()]
@@ -115,8 +117,8 @@ class NetworkBuilder:
                         f"{self.source}: softmax is only supported as the activation of the last "
                         "layer."
                     )
-                self.softmax_at = f"layer {names[index] if index < len(names) else index}"
-                act = "identity"
+                out.append(SOFTMAX)
+                continue
             try:
                 out.append(make_activation(act))
             except UnsupportedLayerError as exc:

@@ -17,10 +17,11 @@ from neurosim.backends import get_backend, single_fault_outputs
 from neurosim.errors import ValidationError, param_error
 from neurosim.faults import CRASH_MODES, FaultModel, NeuronCrash
 from neurosim.mapping import Mapping
-from neurosim.metrics import flip_margin, loss
+from neurosim.metrics import METRICS, flip_margin, loss
 from neurosim.network import Network
 from neurosim.plan import build_plan
 from neurosim.stats import kl_bernoulli
+from neurosim.validation import Interval, check_param
 
 
 # --- Prop. 2 ------------------------------------------------------------------------------------
@@ -331,6 +332,15 @@ def theory_report(target, crash, X, y=None, metric: str = "linf", eps: float = 0
     per-input threshold is half the gap between the two largest outputs (a smaller change
     cannot move the argmax). The exact single-fault terms run on ``backend``.
     """
+    if not isinstance(crash, NeuronCrash):
+        raise param_error("theory_report", "crash", "a NeuronCrash (the paper's theory covers "
+                          "neuron crashes)", crash)
+    if metric not in METRICS:
+        raise param_error("theory_report", "metric", f"one of {', '.join(METRICS)}", metric)
+    check_param("theory_report", "eps", eps, Interval(0.0, None, "left", kind="a number"))
+    check_param("theory_report", "alpha", alpha, Interval(0.0, 1.0, "neither"))
+    if not isinstance(target, (Mapping, Network)):
+        raise param_error("theory_report", "target", "a Network or a Mapping", target)
     network = target.quantized_network() if isinstance(target, Mapping) else target
     X = network.check_input(X)
     rates = crash.layer_rates(network.n_layers)
