@@ -50,8 +50,11 @@ class ExactSum:
         if np.ndim(values) == 0:
             x = float(values)
             return cls(_to_units(x), 0.0) if math.isfinite(x) else cls(0, x)
+        array = np.asarray(values, dtype=np.float64)
+        if np.isfinite(array).all():  # the usual case: no special part
+            return cls(tuple(map(_to_units, array.tolist())), (0.0,) * array.size)
         units, special = [], []
-        for x in np.asarray(values, dtype=np.float64).tolist():
+        for x in array.tolist():
             finite = math.isfinite(x)
             units.append(_to_units(x) if finite else 0)
             special.append(0.0 if finite else x)
@@ -66,8 +69,8 @@ class ExactSum:
         if isinstance(self.units, tuple):
             if len(self.units) != len(other.units):
                 raise ValueError("ExactSum: adding sums of different lengths")
-            return ExactSum(tuple(a + b for a, b in zip(self.units, other.units)),
-                            tuple(a + b for a, b in zip(self.special, other.special)))
+            return ExactSum(tuple(map(int.__add__, self.units, other.units)),
+                            tuple(map(float.__add__, self.special, other.special)))
         return ExactSum(self.units + other.units, self.special + other.special)
 
     def value(self):
