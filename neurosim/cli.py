@@ -12,10 +12,9 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from neurosim.errors import NeurosimError, NeurosimWarning
 from neurosim.errors import ValidationError as ValidationError_
+from neurosim.io.encoding import json_default
 
 EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
 BUNDLED_MODEL = "digits"
@@ -193,7 +192,7 @@ def cmd_simulate(args) -> int:
                   "continue with --resume", file=sys.stderr)
         raise
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=_json_safe))
+        print(json.dumps(result.to_dict(), indent=2, default=json_default))
     else:
         print(f"{network!r} on '{mapping.profile.name}' ({result.simulated_network} weights), "
               f"faults: {result.fault_model}, {result.mode}, backend {result.backend}")
@@ -225,7 +224,7 @@ def cmd_certify(args) -> int:
                           confidence=args.confidence, seed=args.seed, use_float=args.use_float,
                           path=args.plot, backend=args.backend)
     if args.json:
-        print(json.dumps(cert.to_dict(), indent=2, default=_json_safe))
+        print(json.dumps(cert.to_dict(), indent=2, default=json_default))
     else:
         print(f"{network!r} on '{mapping.profile.name}', faults: {cert.fault_model}")
         print(cert.summary())
@@ -234,14 +233,6 @@ def cmd_certify(args) -> int:
         if args.plot:
             print(f"plot written to {args.plot}")
     return EXIT_OK if cert.certified else EXIT_NOT_CERTIFIED
-
-
-def _json_safe(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def cmd_demo(args) -> int:
@@ -279,7 +270,7 @@ def cmd_demo(args) -> int:
 
         plot_delta_vs_eps(mapping, faults, X, y, metric="linf", delta=args.delta, seed=0,
                           path=out / "delta_vs_eps.png")
-        (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_json_safe))
+        (out / "demo.json").write_text(json.dumps(summary, indent=2, default=json_default))
         print(f"wrote {out / 'mapping.h5'}, {out / 'demo.json'} and {out / 'delta_vs_eps.png'}")
     return EXIT_OK
 
@@ -336,7 +327,7 @@ def cmd_train(args) -> int:
     info = network.metadata["training"]
     if args.json:
         print(json.dumps({**network.metadata, "output": str(args.output)}, indent=2,
-                         default=_json_safe))
+                         default=json_default))
         return EXIT_OK
     print(f"trained {network!r} on {data.name} ({data.X_train.shape[0]} train / "
           f"{data.X_test.shape[0]} test samples), {args.epochs} epochs in {info['seconds']:.1f} s")

@@ -17,7 +17,8 @@ import numpy as np
 
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
 from neurosim.io.atomic import atomic_path
-from neurosim.io.runfile import json_default, read_run_file
+from neurosim.io.encoding import json_default
+from neurosim.io.runfile import read_run_file
 
 __all__ = ["SimulationResult", "StratifiedResult", "Stratum", "Certificate", "load_result",
            "load_certificate", "CHIP_QUANTILES", "CERTIFICATE_FORMAT_VERSION"]

@@ -282,24 +282,6 @@ def _outputs(record: np.ndarray, mode: str, L: int, n: int) -> np.ndarray:
     return record[:, L:L + n].T
 
 
-def _pipeline_data(Xs: np.ndarray, mode: str, n_steps: int) -> np.ndarray:
-    """Source data: input k at column k (its change from input k-1 for sigma-delta)."""
-    n, n_in = Xs.shape
-    data = np.zeros((n_in, n_steps), dtype=np.int32 if mode == "fixed_pt" else float)
-    if mode == "fixed_pt":
-        data[:, :n] = Xs.T
-    else:
-        data[:, :n] = np.diff(Xs, axis=0, prepend=0.0).T
-    return data
-
-
-def _outputs(record: np.ndarray, mode: str, L: int, n: int) -> np.ndarray:
-    """Outputs of the n pipelined inputs from the sink's record."""
-    if mode == "floating_pt":  # sigma-delta: the sink receives changes
-        record = np.cumsum(record, axis=1)
-    return record[:, L:L + n].T
-
-
 def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool = False,
              frac_bits: int = DEFAULT_FRAC_BITS, return_integers: bool = False) -> np.ndarray:
     """Outputs of ``target`` on inputs ``X``, computed by Lava's CPU simulator.

@@ -15,6 +15,7 @@ import numpy as np
 
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
 from neurosim.io.atomic import atomic_path
+from neurosim.io.encoding import json_default
 from neurosim.io.hdf5 import check_header
 
 __all__ = ["SavedResult", "EXPERIMENT_FORMAT_VERSION"]
@@ -69,13 +70,3 @@ class SavedResult:
             raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})
-
-
-def json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {value!r}")

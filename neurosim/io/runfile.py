@@ -17,32 +17,21 @@ number of finished blocks as ``next_block``; they still load, and resume. Writes
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
 
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
 from neurosim.io.atomic import atomic_path
+from neurosim.io.encoding import json_default
 from neurosim.io.hdf5 import check_header
 
 __all__ = ["RUN_FORMAT_VERSION", "SUPPORTED_RUN_VERSIONS", "RunFile", "write_run_file",
-           "read_run_file", "json_default"]
+           "read_run_file"]
 
 RUN_FORMAT_VERSION = 2
 SUPPORTED_RUN_VERSIONS = (1, 2)
 KIND = "simulation"
-
-
-def json_default(value):
-    """JSON for the numpy scalars and arrays results hold (NaN becomes null)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class RunFile:
