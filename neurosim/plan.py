@@ -38,7 +38,7 @@ class Plan:
         cell's value): the word's extremes ``scale * q_max`` and ``scale * |q_min|`` on a
         mapping, ``max |W_l|`` for both on the float network.
     fault_types : list
-        The active fault processes, in registration order (the order of records).
+        The fault model's processes, in registration order (the order of records).
     groups : list of FaultGroup
         Their fault sites, in sampling order.
     """

@@ -150,8 +150,9 @@ def simulate(
         What runs the faulty network (:mod:`neurosim.backends`); ``auto`` is numba, or the NumPy
         reference when numba is missing.
     runner : "serial", Runner or map-like callable
-        What computes the blocks (:mod:`neurosim.runners`): ``serial``, or e.g.
-        ``concurrent.futures.ProcessPoolExecutor().map``; the numbers do not depend on it.
+        What computes the blocks (:mod:`neurosim.runners`): ``serial``, or e.g. the ``map`` of a
+        ``concurrent.futures.ProcessPoolExecutor`` started with the "spawn" method; the numbers
+        do not depend on it.
 
     Returns
     -------

@@ -16,7 +16,7 @@ import numpy as np
 from neurosim.backends import get_backend, single_fault_outputs
 from neurosim.errors import ValidationError, param_error
 from neurosim.faults import CRASH_MODES, FaultModel, NeuronCrash
-from neurosim.mapping import Mapping
+from neurosim.mapping import target_network
 from neurosim.metrics import METRICS, flip_margin, loss
 from neurosim.network import Network
 from neurosim.plan import build_plan
@@ -339,9 +339,7 @@ def theory_report(target, crash, X, y=None, metric: str = "linf", eps: float = 0
         raise param_error("theory_report", "metric", f"one of {', '.join(METRICS)}", metric)
     check_param("theory_report", "eps", eps, Interval(0.0, None, "left", kind="a number"))
     check_param("theory_report", "alpha", alpha, Interval(0.0, 1.0, "neither"))
-    if not isinstance(target, (Mapping, Network)):
-        raise param_error("theory_report", "target", "a Network or a Mapping", target)
-    network = target.quantized_network() if isinstance(target, Mapping) else target
+    network, _ = target_network(target, use_float=False, owner="theory_report")
     X = network.check_input(X)
     rates = crash.layer_rates(network.n_layers)
     per_layer, delta0 = delta0_bound(network, rates, alpha)
