@@ -30,10 +30,7 @@ from typing import Callable, Iterable
 from neurosim.errors import NeurosimError, ValidationError
 from neurosim.io.runfile import read_run_file, write_run_file
 
-__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RUNNER_NAMES",
-           "RunnerError"]
-
-RUNNER_NAMES = ("serial",)
+__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RunnerError"]
 
 
 class RunnerError(NeurosimError, RuntimeError):

@@ -74,17 +74,10 @@ class FaultBatch:
         return len(self.ptr) - 1
 
     @property
-    def n_records(self) -> int:
-        return int(self.kind.size)
-
-    @property
     def draw_has_fault(self) -> np.ndarray:
         has = np.zeros(self.n_draws, dtype=bool)
         has[self.draw] = True
         return has
-
-    def columns(self) -> dict:
-        return {name: getattr(self, name) for name in _COLUMNS}
 
     def records(self, layer: int, draw: int) -> slice:
         """The records of ``draw`` on ``layer`` (a slice of the columns)."""

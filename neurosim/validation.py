@@ -35,7 +35,6 @@ __all__ = [
     "check_param",
     "check_flags",
     "validate_params",
-    "PROBABILITY",
     "OPEN_UNIT",
     "NON_NEGATIVE",
     "SECONDS",
@@ -208,7 +207,6 @@ def _as_constraint(c) -> Constraint:
 
 
 #: Reusable constraints.
-PROBABILITY = Interval(0.0, 1.0, "both")
 OPEN_UNIT = Interval(0.0, 1.0, "neither")
 NON_NEGATIVE = Interval(0.0, None, "left", kind="a number")
 #: A duration that may be infinite ("never").

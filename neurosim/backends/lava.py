@@ -45,9 +45,9 @@ from neurosim.errors import (BackendUnsupportedError, MissingExtraError, Neurosi
 from neurosim.kernels.codes import CRASH_STUCK, REC_CRASH
 from neurosim.mapping import Mapping, map_network
 from neurosim.network import Network
-from neurosim.quantization import (DEFAULT_FRAC_BITS, IntegerModelError, draw_of_input,
-                                   integer_fault_values, integer_forward, integer_layers,
-                                   quantize_input)
+from neurosim.quantization import (DEFAULT_FRAC_BITS, IntegerLayers, IntegerModelError,
+                                   draw_of_input, integer_fault_values, integer_forward,
+                                   integer_layers, quantize_input)
 
 __all__ = [
     "LAVA_UNSUPPORTED",

@@ -64,10 +64,6 @@ class BlockSet:
     def __len__(self) -> int:
         return sum(stop - start for start, stop in self.ranges)
 
-    def __iter__(self):
-        for start, stop in self.ranges:
-            yield from range(start, stop)
-
     def __eq__(self, other) -> bool:
         return isinstance(other, BlockSet) and self.ranges == other.ranges
 

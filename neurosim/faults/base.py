@@ -32,7 +32,6 @@ __all__ = [
     "ProfileField",
     "FAULT_TYPES",
     "register_fault",
-    "fault_type",
     "parse_fault_spec",
     "parse_fault_model",
     "profile_faults",
@@ -51,16 +50,6 @@ def register_fault(cls: type) -> type:
         raise TypeError(f"register_fault needs a FaultType subclass with a 'kind'; got {cls!r}")
     FAULT_TYPES[cls.kind] = cls
     return cls
-
-
-def fault_type(kind: str) -> type:
-    """The registered fault type called ``kind``."""
-    try:
-        return FAULT_TYPES[kind]
-    except (KeyError, TypeError):
-        raise ValidationError(
-            f"Unknown fault type {kind!r}. Registered fault types: {', '.join(FAULT_TYPES)}."
-        ) from None
 
 
 def probability(owner: str, name: str, value) -> float:

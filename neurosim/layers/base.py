@@ -196,7 +196,3 @@ class Layer:
                     f"The {what} of layer {index} must be finite. Got {array[where]} at "
                     f"index {where} ({int(bad.sum())} non-finite values in all)."
                 )
-
-    def describe(self) -> str:
-        """One line: kind, shape and activation."""
-        return f"{self.kind} {self.n_in}->{self.n_out} [{self.activation}]"
