@@ -144,3 +144,20 @@ def test_a_v1_checkpoint_with_rates_that_0_1_wrote_inexactly_resumes(tmp_path):
     with pytest.raises(ns.ValidationError, match="faults"):
         shutil.copy(DATA / "v1_interrupted_inexact_rates.h5", path)
         ns.simulate(net, ns.NeuronCrash(0.0012345), X, y, output=path, resume=True, **kw)
+
+
+def test_damaged_files_are_clear_errors(small, tmp_path):
+    import h5py
+
+    net, _, X, y = small
+    ns.simulate(net, ns.NeuronCrash(0.05), X, y, n_samples=20, output=tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5", "r+") as f:
+        f["state"].attrs["stats"] = "{not json"
+        f.attrs["result"] = "{broken"
+    with pytest.raises(FileFormatError, match="r.h5"):
+        load_result(tmp_path / "r.h5")
+    diag = tmp_path / "kinds.npz"
+    np.savez(diag, kinds=np.array(["dense"]), layer_attrs=np.array(["{oops"]),
+             activations=np.array(["identity"]), **{"L0.W": np.ones((2, 3)), "L0.b": np.zeros(2)})
+    with pytest.raises(FileFormatError, match="layer_attrs"):
+        ns.load_network(diag)

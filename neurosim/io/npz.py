@@ -56,8 +56,15 @@ def load_network_npz(path: "str | os.PathLike") -> Network:
         if "kinds" in keys:
             kinds = [str(k) for k in np.atleast_1d(archive["kinds"])]
             acts = _activations(archive, keys, len(kinds), source)
-            attrs = ([json.loads(str(t)) for t in np.atleast_1d(archive["layer_attrs"])]
-                     if "layer_attrs" in keys else [{}] * len(kinds))
+            try:
+                attrs = ([json.loads(str(t)) for t in np.atleast_1d(archive["layer_attrs"])]
+                         if "layer_attrs" in keys else [{}] * len(kinds))
+            except ValueError as exc:
+                raise FileFormatError(f"{source}: 'layer_attrs' is not JSON text ({exc}).") from None
+            if len(attrs) != len(kinds):
+                raise FileFormatError(
+                    f"{source}: 'layer_attrs' has {len(attrs)} entries but there are "
+                    f"{len(kinds)} layers.")
             for l, (kind, act) in enumerate(zip(kinds, acts)):
                 where = f"{source}: layer {l}"
                 try:

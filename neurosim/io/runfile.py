@@ -96,3 +96,7 @@ def read_run_file(path) -> RunFile:
             return RunFile(config, state, bool(f.attrs["complete"]), result, chips, version)
     except OSError as exc:
         raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
+    except FileFormatError:  # the header check's own message
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # JSON that does not parse, a missing entry
+        raise FileFormatError(f"{source}: not a valid neurosim run file ({exc!r}).") from None
