@@ -26,8 +26,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+import math
+
 from neurosim.kernels.codes import (
-    ACT_IDENTITY, ACT_LEAKY, ACT_RELU, ACT_SIGMOID, ACT_SOFTPLUS, ACT_TANH, CLEAN, CRASH_PAPER,
+    ACT_ELU, ACT_GELU, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_HARDTANH, ACT_IDENTITY,
+    ACT_LEAKY, ACT_RELU, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_TANH, CLEAN, CRASH_PAPER,
     CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT, SPARSE,
 )
 
@@ -36,7 +39,16 @@ __all__ = ["CLEAN", "SPARSE", "DENSE", "ACT_IDENTITY", "z_from_clean", "finish_l
 
 
 @njit(cache=True, inline="always")
-def _act(x, code, alpha):
+def _sig(x):
+    if x >= 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    e = np.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
+def _act(x, code, alpha, beta):
+    """phi(x) for activation ``code`` with parameters ``alpha, beta`` (see neurosim.activations)."""
     if code == ACT_RELU:
         return x if x > 0 else 0.0
     if code == ACT_LEAKY:
@@ -44,12 +56,23 @@ def _act(x, code, alpha):
     if code == ACT_TANH:
         return np.tanh(x)
     if code == ACT_SIGMOID:
-        if x >= 0:
-            return 1.0 / (1.0 + np.exp(-x))
-        e = np.exp(x)
-        return e / (1.0 + e)
+        return _sig(x)
     if code == ACT_SOFTPLUS:
         return np.logaddexp(0.0, x)
+    if code == ACT_ELU:
+        return x if x > 0 else alpha * math.expm1(x)
+    if code == ACT_HARDTANH:
+        return min(max(x, alpha), beta)
+    if code == ACT_GELU:
+        return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+    if code == ACT_GELU_TANH:
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    if code == ACT_SILU:
+        return x * _sig(x)
+    if code == ACT_HARDSWISH:
+        return x * min(max(x + 3.0, 0.0), 6.0) / 6.0
+    if code == ACT_HARDSIGMOID:
+        return min(max(alpha * x + beta, 0.0), 1.0)
     return x
 
 
@@ -95,7 +118,7 @@ def z_from_clean(Z, rows, status, Yprev, Yprev_clean, Z_clean, W, row_input):
 @njit(cache=True, parallel=True)
 def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, bias, row_draw, row_input, ptr,
                  kind, out_start, out_stop, in_start, in_stop, value, crash_mode, act_code, alpha,
-                 Y_clean, sparse_limit, status_out):
+                 beta, Y_clean, sparse_limit, status_out):
     """Apply a layer's faults to ``Z``, then the activation and the crashes, for ``rows``.
 
     Parameters
@@ -133,7 +156,7 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, bias, row_draw,
                         s += W[i, j] * yj
                     Z[r, i] -= s
         for i in range(n_out):
-            Y[r, i] = _act(Z[r, i], act_code, alpha)
+            Y[r, i] = _act(Z[r, i], act_code, alpha, beta)
         # Crashes override the neuron's output.
         for f in range(ptr[d], ptr[d + 1]):
             if kind[f] == REC_CRASH:
@@ -142,7 +165,7 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, bias, row_draw,
                     Y[r, i] = 0.0
                 elif crash_mode[f] == CRASH_PAPER:
                     Z[r, i] = bias[i]
-                    Y[r, i] = _act(bias[i], act_code, alpha)
+                    Y[r, i] = _act(bias[i], act_code, alpha, beta)
                 else:
                     Y[r, i] = value[f]
         status_out[r] = _row_status(Y, r, Y_clean, x, sparse_limit)
@@ -185,11 +208,11 @@ def dense_forward(X, W, b):
 
 
 @njit(cache=True, parallel=True)
-def activate(Z, act_code, alpha):
+def activate(Z, act_code, alpha, beta):
     """``phi(Z)`` element-wise with the same arithmetic as the faulty-pass kernels."""
     Y = np.empty_like(Z)
     n_rows, n_out = Z.shape
     for r in prange(n_rows):
         for i in range(n_out):
-            Y[r, i] = _act(Z[r, i], act_code, alpha)
+            Y[r, i] = _act(Z[r, i], act_code, alpha, beta)
     return Y

@@ -16,7 +16,7 @@ import numpy as np
 
 from neurosim.activations import ACTIVATION_CODES, ACTIVATIONS, Activation, make_activation
 from neurosim.errors import ShapeError, UnsupportedLayerError, ValidationError, param_error
-from neurosim.layers import LAYERS, Dense, Layer
+from neurosim.layers import LAYERS, TRANSFORMS, Dense, Layer, Transform
 
 __all__ = ["Activation", "ACTIVATIONS", "ACTIVATION_CODES", "Dense", "Layer", "Network",
            "make_activation"]
@@ -27,16 +27,25 @@ class Network:
 
     Parameters
     ----------
-    layers : sequence of Layer
-        Layers 1..L (:class:`Dense`, or any type registered with
-        :func:`neurosim.layers.register_layer`). Their shapes must chain
-        (``layer_l.n_in == layer_{l-1}.n_out``).
+    layers : sequence of Layer and Transform
+        Weighted layers 1..L (:class:`Dense`, :class:`Conv2d`, or any type registered with
+        :func:`neurosim.layers.register_layer`), optionally with parameter-free transforms
+        (:class:`Flatten`, :class:`MaxPool2d`, :class:`AvgPool2d`, :class:`GlobalAvgPool2d`)
+        before any of them; each transform belongs to the weighted layer after it, which
+        receives its output. Shapes must chain.
     dtype : {numpy.float32, numpy.float64}, optional
         Floating type of weights and computations. Default: float64, or float32 when every
         given layer's weights are float32.
     metadata : dict, optional
         Free-form JSON-serializable information (name, how it was trained, ...). Saved with
         the network.
+    input_shape : tuple, optional
+        Shape of one input, channels first: ``(n_0,)`` or ``(C, H, W)``. Default: the first
+        layer's (a Conv2d's ``in_shape``).
+    layout : {"NCHW", "NHWC"}, optional
+        The layout of image data the network was trained with (PyTorch and ONNX: NCHW, Keras:
+        NHWC; default NCHW). Data is given in that layout (or flat, in that layout's order);
+        activations inside are always stored channels first.
 
     Raises
     ------
@@ -53,37 +62,105 @@ class Network:
         layers: Sequence[Layer],
         dtype: "np.dtype | type | str | None" = None,
         metadata: dict | None = None,
+        input_shape: "tuple | None" = None,
+        layout: "str | None" = None,
     ) -> None:
-        layers = list(layers)
-        if not layers:
+        items = list(layers)
+        weighted = [item for item in items if isinstance(item, Layer)]
+        if not weighted:
             raise param_error("Network", "layers", "a non-empty sequence of layers", layers)
-        for index, layer in enumerate(layers, start=1):
-            if not isinstance(layer, Layer) or LAYERS.get(type(layer).kind) is not type(layer):
+        for index, item in enumerate(items, start=1):
+            if isinstance(item, Transform):
+                if TRANSFORMS.get(type(item).kind) is not type(item):
+                    raise UnsupportedLayerError(
+                        f"Item {index} of the network is an unregistered transform "
+                        f"{type(item).__name__}.")
+                continue
+            if not isinstance(item, Layer) or LAYERS.get(type(item).kind) is not type(item):
                 raise UnsupportedLayerError(
-                    f"Layer {index} of the network is a {type(layer).__name__}; only registered "
+                    f"Layer {index} of the network is a {type(item).__name__}; only registered "
                     f"layer types are supported ({', '.join(sorted(LAYERS))}; see "
-                    "neurosim.layers.register_layer)."
+                    "neurosim.layers.register_layer) and the transforms "
+                    f"{', '.join(sorted(TRANSFORMS))}."
                 )
+        if isinstance(items[-1], Transform):
+            raise ShapeError(
+                f"The network ends with {items[-1].describe()}; it must end with a weighted "
+                "layer (the linear output layer of Def. 1).")
         if dtype is None:
             dtype = (
                 np.float32
-                if all(np.asarray(layer.synapse_weights).dtype == np.float32 for layer in layers)
+                if all(np.asarray(layer.synapse_weights).dtype == np.float32 for layer in weighted)
                 else np.float64
             )
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise param_error("Network", "dtype", "float32 or float64", str(dtype))
         self.dtype = dtype
+        if input_shape is None:
+            if isinstance(items[0], Transform):
+                raise ShapeError(f"A network that starts with {items[0].describe()} needs "
+                                 "input_shape (the shape of one input).")
+            first = weighted[0]
+            input_shape = tuple(getattr(first, "in_shape", None) or (first.n_in,))
+        try:
+            input_shape = tuple(int(v) for v in input_shape)
+        except (TypeError, ValueError):
+            raise param_error("Network", "input_shape", "a tuple of positive ints", input_shape) from None
+        if len(input_shape) not in (1, 3) or min(input_shape) < 1:
+            raise param_error("Network", "input_shape", "(n,) or (C, H, W) of positive ints",
+                              input_shape)
+        if layout is None:
+            layout = "NCHW" if len(input_shape) == 3 else None
+        if layout is not None:
+            layout = str(layout).upper()
+            if layout not in ("NCHW", "NHWC"):
+                raise param_error("Network", "layout", "'NCHW' or 'NHWC'", layout)
+            if len(input_shape) != 3:
+                raise param_error("Network", "layout", "None for vector inputs", layout)
+        self.input_shape = input_shape
+        self.layout = layout
         self.layers: list[Layer] = []
-        for index, layer in enumerate(layers, start=1):
-            layer = layer.cast(dtype, index)
-            if self.layers and layer.n_in != self.layers[-1].n_out:
+        self.pre: list[tuple] = []
+        self.shapes: list[tuple] = [input_shape]
+        self.items: list = []
+        shape, pending, index = input_shape, [], 0
+        for item in items:
+            if isinstance(item, Transform):
+                bound = item.bind(shape)
+                pending.append(bound)
+                self.items.append(bound)
+                shape = bound.out_shape
+                continue
+            index += 1
+            layer = item.cast(dtype, index)
+            in_shape = tuple(getattr(layer, "in_shape", None) or (layer.n_in,))
+            size = int(np.prod(shape))
+            ok = in_shape == tuple(shape)
+            if not ok and index == 1 and not pending and size == layer.n_in and len(shape) == 1:
+                # A flat input given to a first conv layer: the image is its in_shape.
+                self.shapes[0] = shape = in_shape
+                self.input_shape = in_shape
+                if self.layout is None and len(in_shape) == 3:
+                    self.layout = "NCHW"
+                ok = True
+            if not ok:
+                if len(in_shape) == 1 and len(shape) != 1 and size == layer.n_in:
+                    raise ShapeError(
+                        f"Layer {index} ({layer.kind}) takes a vector of {layer.n_in} but follows "
+                        f"an output of shape {tuple(shape)}: add a Flatten before it.")
+                what = f"layer {index - 1}" if index > 1 else "the input"
                 raise ShapeError(
-                    f"Layer {index} expects {layer.n_in} inputs but layer {index - 1} has "
-                    f"{self.layers[-1].n_out} neurons: the weight shapes do not chain."
-                )
+                    f"Layer {index} expects inputs of shape {in_shape} ({layer.n_in} values) but "
+                    f"{what}{' after its transforms' if pending else ''} gives shape "
+                    f"{tuple(shape)} ({size}): the shapes do not chain.")
             layer.check_finite(index)
             self.layers.append(layer)
+            self.pre.append(tuple(pending))
+            self.items.append(layer)
+            pending = []
+            shape = tuple(getattr(layer, "out_shape", None) or (layer.n_out,))
+            self.shapes.append(shape)
         if self.layers[-1].activation.name != "identity":
             raise ValidationError(
                 f"The last layer must be linear (activation 'identity', paper Def. 1). "
@@ -146,12 +223,26 @@ class Network:
 
     @property
     def widths(self) -> list[int]:
-        """``[n_0, n_1, ..., n_L]``."""
-        return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+        """``[n_0, n_1, ..., n_L]``: the number of values of the input and of each layer's
+        output (neurons)."""
+        return [int(np.prod(self.input_shape))] + [layer.n_out for layer in self.layers]
 
     @property
     def n_inputs(self) -> int:
-        return self.layers[0].n_in
+        return int(np.prod(self.input_shape))
+
+    @property
+    def has_transforms(self) -> bool:
+        """True if some layer receives its inputs through pooling or flattening."""
+        return any(self.pre)
+
+    @property
+    def data_shape(self) -> tuple:
+        """The shape of one input as the data gives it (in the network's layout)."""
+        if self.layout == "NHWC":
+            C, H, W = self.input_shape
+            return (H, W, C)
+        return tuple(self.input_shape)
 
     @property
     def n_outputs(self) -> int:
@@ -180,6 +271,11 @@ class Network:
         return [layer.kind for layer in self.layers]
 
     @property
+    def kinds(self) -> list[str]:
+        """Kinds of every item in order, transforms included (what ``repr`` shows)."""
+        return [item.kind for item in self.items]
+
+    @property
     def n_params(self) -> int:
         """Number of stored weights and biases."""
         return sum(layer.n_params for layer in self.layers)
@@ -188,13 +284,25 @@ class Network:
         acts = ", ".join(str(a) for a in self.activations)
         name = self.metadata.get("name")
         named = f" {name!r}" if name else ""
-        return f"<Network{named} {'-'.join(map(str, self.widths))} [{acts}] {self.dtype.name}>"
+        if set(self.layer_kinds) == {"dense"} and not self.has_transforms:
+            return f"<Network{named} {'-'.join(map(str, self.widths))} [{acts}] {self.dtype.name}>"
+        parts = []
+        for item in self.items:
+            if isinstance(item, Transform):
+                parts.append(item.kind)
+            else:
+                shape = getattr(item, "out_shape", None) or (item.n_out,)
+                parts.append(f"{item.kind}{'x'.join(map(str, shape))}")
+        return (f"<Network{named} {'x'.join(map(str, self.input_shape))} -> {' '.join(parts)} "
+                f"[{acts}] {self.dtype.name}>")
 
     def lipschitz_chain(self, from_layer: int = 0) -> float:
         """``C`` with ``||y_L(a) - y_L(b)||_2 <= C ||y_l(a) - y_l(b)||_2`` for activations of
         layer ``l = from_layer`` (Prop. 2).
 
-        ``C = prod_{k > l} ||A_k||_2 * prod_{l < k < L} Lip(phi_k)`` (the last layer is linear).
+        ``C = prod_{k > l} ||A_k||_2 Lip(T_k) * prod_{l < k < L} Lip(phi_k)`` (the last layer is
+        linear; ``T_k`` are the pooling and flattening steps before layer k, see
+        :mod:`neurosim.layers.transforms` for their constants).
         """
         if not 0 <= from_layer <= self.n_layers:
             raise param_error("lipschitz_chain", "from_layer", f"a layer in 0..{self.n_layers}",
@@ -203,6 +311,8 @@ class Network:
         for k in range(from_layer + 1, self.n_layers + 1):
             layer = self.layers[k - 1]
             c *= layer.operator_norm()
+            for t in self.pre[k - 1]:
+                c *= t.lipschitz
             if k < self.n_layers:
                 c *= layer.activation.lipschitz
         return c
@@ -211,25 +321,64 @@ class Network:
     def check_input(self, X, owner: str = "data") -> np.ndarray:
         """Return ``X`` as a 2-D C-contiguous array of this network's dtype, or raise.
 
+        Image networks take ``(n, *data_shape)`` in their layout (``N x C x H x W`` or
+        ``N x H x W x C``) or flat rows in that layout's order; the result is flat in
+        ``(C, H, W)`` order, what the layers compute on.
+
         Raises
         ------
         ShapeError
-            If ``X`` is not (n_samples, n_inputs).
+            If ``X`` does not have the network's input shape.
         ValidationError
             If ``X`` holds NaN or infinity.
         """
         X = np.asarray(X)
+        n_in = self.n_inputs
         if X.ndim == 1:
             X = X[None, :]
-        if X.ndim != 2 or X.shape[1] != self.n_inputs:
+        image = len(self.input_shape) == 3
+        if image and X.ndim == 1 + 3 and tuple(X.shape[1:]) == self.data_shape:
+            X = X.reshape(X.shape[0], -1)
+        elif X.ndim != 2 or X.shape[1] != n_in:
+            if image:
+                axes = "N x H x W x C" if self.layout == "NHWC" else "N x C x H x W"
+                raise ShapeError(
+                    f"The {owner} must have shape (n_samples, {', '.join(map(str, self.data_shape))}) "
+                    f"({axes}, the layout the network was trained with) or (n_samples, {n_in}) "
+                    f"flat. Got shape {X.shape} instead."
+                )
             raise ShapeError(
-                f"The {owner} must have shape (n_samples, {self.n_inputs}) to match the network's "
+                f"The {owner} must have shape (n_samples, {n_in}) to match the network's "
                 f"input width. Got shape {X.shape} instead."
             )
+        if image and self.layout == "NHWC":
+            C, H, W = self.input_shape
+            X = X.reshape(X.shape[0], H, W, C).transpose(0, 3, 1, 2).reshape(X.shape[0], -1)
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if not np.isfinite(X).all():
             raise ValidationError(f"The {owner} must be finite. Got NaN or infinite values.")
         return X
+
+    def layer_input(self, l: int, Y: np.ndarray) -> np.ndarray:
+        """What layer ``l`` (1-based) receives from activations ``Y`` of layer ``l - 1``: ``Y``
+        through the layer's pooling and flattening steps."""
+        for t in self.pre[l - 1]:
+            Y = t.apply(Y)
+        return Y
+
+    def pullback(self, l: int, G: np.ndarray, Y_prev: np.ndarray) -> np.ndarray:
+        """``G dz_l/dy_{l-1}``: row vectors ``G`` (m, ..., n_l) over layer ``l``'s
+        pre-activations pulled back through ``A_l`` and the transforms before it, at the
+        previous layer's activations ``Y_prev`` (m, n_{l-1})."""
+        G = self.layers[l - 1].vjp(G)
+        if not self.pre[l - 1]:
+            return G
+        inputs = [np.asarray(Y_prev, dtype=np.float64)]
+        for t in self.pre[l - 1][:-1]:
+            inputs.append(t.apply(inputs[-1]))
+        for t, U in zip(reversed(self.pre[l - 1]), reversed(inputs)):
+            G = t.vjp(G, U)
+        return G
 
     def forward(self, X, return_all: bool = False):
         """Run a batch through the network.
@@ -243,8 +392,8 @@ class Network:
         """
         y = self.check_input(X)
         ys = [y]
-        for layer in self.layers:
-            y = layer.activation(layer.linear(y))
+        for l, layer in enumerate(self.layers, start=1):
+            y = layer.activation(layer.linear(self.layer_input(l, y)))
             ys.append(y)
         return ys if return_all else y
 
@@ -260,8 +409,8 @@ class Network:
         """
         y = self.check_input(X)
         zs, ys = [y], [y]
-        for layer in self.layers:
-            z = layer.linear(y)
+        for l, layer in enumerate(self.layers, start=1):
+            z = layer.linear(self.layer_input(l, y))
             y = layer.activation(z)
             zs.append(z)
             ys.append(y)
@@ -273,10 +422,17 @@ class Network:
 
     def astype(self, dtype) -> "Network":
         """A copy with weights in ``dtype``."""
-        return Network(self.layers, dtype=dtype, metadata=self.metadata)
+        return self._rebuilt(self.layers, dtype, self.metadata)
 
     def copy(self) -> "Network":
-        return Network(self.layers, dtype=self.dtype, metadata=self.metadata)
+        return self._rebuilt(self.layers, self.dtype, self.metadata)
+
+    def _rebuilt(self, layers, dtype, metadata) -> "Network":
+        """The same transforms, input shape and layout around other weighted ``layers``."""
+        layers = iter(layers)
+        items = [item if isinstance(item, Transform) else next(layers) for item in self.items]
+        return Network(items, dtype=dtype, metadata=metadata, input_shape=self.input_shape,
+                       layout=self.layout)
 
     def with_weights(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray] | None = None,
                      metadata: dict | None = None) -> "Network":
@@ -289,13 +445,15 @@ class Network:
             )
         layers = [layer.with_parameters(synapse_weights=w, bias=b)
                   for layer, w, b in zip(self.layers, weights, biases)]
-        return Network(layers, dtype=self.dtype,
-                       metadata=self.metadata if metadata is None else metadata)
+        return self._rebuilt(layers, self.dtype, self.metadata if metadata is None else metadata)
 
     def equals(self, other: "Network", rtol: float = 0.0, atol: float = 0.0) -> bool:
         """Same layer kinds, shapes, activations and (within tolerance) arrays."""
         if (self.widths != other.widths or self.activations != other.activations
-                or self.layer_kinds != other.layer_kinds):
+                or self.kinds != other.kinds or self.input_shape != other.input_shape
+                or self.layout != other.layout):
+            return False
+        if [t.params() for p in self.pre for t in p] != [t.params() for p in other.pre for t in p]:
             return False
         for a, b in zip(self.layers, other.layers):
             arrays_a, arrays_b = a.arrays(), b.arrays()

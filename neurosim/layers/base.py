@@ -17,7 +17,8 @@ What a layer provides, and who uses it:
 ``synapse_weights``           the stored weights, one per synapse (any shape; the flat C
                               order numbers the synapses): quantization, bit flips, stuck
                               cells
-``synapse_coords``            synapse number -> entry ``(i, j)`` of ``A`` (fault records)
+``synapse_coords``,           synapse number -> entry ``(i, j)`` of ``A``; ``weight_uses``
+``weight_uses``               gives every entry a stored weight sets (shared conv kernels)
 ``fan_in``, ``input_span``,   how the layer maps onto cores and crossbar tiles
 ``block_synapses``
 ``operator_norm``,            the theory: Prop. 2 (spectral norm), the single-crash bound
@@ -119,6 +120,23 @@ class Layer:
     def synapse_coords(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Entries ``(i, j)`` of ``A`` that synapses ``pos`` (flat indices) hold."""
         raise NotImplementedError
+
+    def weight_uses(self, pos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every entry of ``A`` that stored weights ``pos`` set, as ``(owner, i, j)``:
+        ``owner[k]`` indexes ``pos``. One entry per weight unless weights are shared (a conv
+        kernel weight is read at every output position)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        i, j = self.synapse_coords(pos)
+        return np.arange(pos.size, dtype=np.int64), np.asarray(i), np.asarray(j)
+
+    def entry_values(self, rows, cols) -> np.ndarray:
+        """``A[rows, cols]`` (0 where no synapse)."""
+        return self.dense_matrix()[np.asarray(rows), np.asarray(cols)]
+
+    @property
+    def n_connections(self) -> int:
+        """Number of (neuron, input) pairs with a synapse (the nonzero pattern of ``A``)."""
+        return self.n_out * self.n_in
 
     @property
     def n_synapses(self) -> int:
