@@ -101,7 +101,7 @@ class Network:
             if isinstance(items[0], Transform):
                 raise ShapeError(f"A network that starts with {items[0].describe()} needs "
                                  "input_shape (the shape of one input).")
-            first = weighted[0]
+            first = weighted[0].cast(dtype, 1)  # validates its shapes first
             input_shape = tuple(getattr(first, "in_shape", None) or (first.n_in,))
         try:
             input_shape = tuple(int(v) for v in input_shape)
@@ -150,6 +150,10 @@ class Network:
                         f"Layer {index} ({layer.kind}) takes a vector of {layer.n_in} but follows "
                         f"an output of shape {tuple(shape)}: add a Flatten before it.")
                 what = f"layer {index - 1}" if index > 1 else "the input"
+                if len(in_shape) == 1 and len(shape) == 1 and not pending and index > 1:
+                    raise ShapeError(
+                        f"Layer {index} expects {layer.n_in} inputs but layer {index - 1} has "
+                        f"{size} neurons: the weight shapes do not chain.")
                 raise ShapeError(
                     f"Layer {index} expects inputs of shape {in_shape} ({layer.n_in} values) but "
                     f"{what}{' after its transforms' if pending else ''} gives shape "

@@ -104,9 +104,9 @@ def test_shape_mismatch_exit_2(capsys, tmp_path):
 
 def test_unknown_activation_exit_2(capsys, tmp_path):
     path = tmp_path / "act.npz"
-    np.savez(path, W0=np.ones((1, 2)), b0=np.zeros(1), activations=np.array(["swish"]))
+    np.savez(path, W0=np.ones((1, 2)), b0=np.zeros(1), activations=np.array(["mish"]))
     code, _, err = run_cli(capsys, "map", str(path))
-    assert code == 2 and "swish" in err and "relu" in err
+    assert code == 2 and "mish" in err and "relu" in err
 
 
 def test_data_width_mismatch_exit_2(capsys, tmp_path):

@@ -259,12 +259,12 @@ def test_npz_activation_count_mismatch(tmp_path):
 
 
 def test_npz_unknown_activation(tmp_path):
-    path = tmp_path / "swish.npz"
-    np.savez(path, activations=np.array(["swish", "identity"]), **_arrays())
+    path = tmp_path / "mish.npz"  # (swish is supported now: it means silu)
+    np.savez(path, activations=np.array(["mish", "identity"]), **_arrays())
     with pytest.raises(UnsupportedLayerError) as info:
         neurosim.load_network(path)
     msg = str(info.value)
-    assert str(path) in msg and "'swish'" in msg and "relu" in msg
+    assert str(path) in msg and "'mish'" in msg and "relu" in msg
 
 
 def test_npz_with_nan_weights(tmp_path):
@@ -283,11 +283,11 @@ def test_h5_layer_with_unknown_activation(tmp_path):
     path = tmp_path / "net.h5"
     neurosim.save_network(_net("relu", np.float64), path)
     with h5py.File(path, "r+") as f:
-        f["layers/1"].attrs["activation"] = "swish"
+        f["layers/1"].attrs["activation"] = "mish"
     with pytest.raises(UnsupportedLayerError) as info:
         neurosim.load_network(path)
     msg = str(info.value)
-    assert str(path) in msg and "layer 1" in msg and "'swish'" in msg
+    assert str(path) in msg and "layer 1" in msg and "'mish'" in msg
     assert "Supported activations" in msg
 
 

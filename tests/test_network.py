@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -22,6 +23,14 @@ REFERENCE = {
     "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
     "softplus": lambda z: np.log1p(np.exp(z)),
     "identity": lambda z: z,
+    "elu": lambda z: np.where(z > 0, z, np.exp(np.minimum(z, 0.0)) - 1.0),
+    "hardtanh": lambda z: np.minimum(np.maximum(z, -1.0), 1.0),
+    "gelu": lambda z: 0.5 * z * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0))),
+    "gelu_tanh": lambda z: 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi)
+                                                    * (z + 0.044715 * z ** 3))),
+    "silu": lambda z: z / (1.0 + np.exp(-z)),
+    "hardswish": lambda z: z * np.minimum(np.maximum(z + 3.0, 0.0), 6.0) / 6.0,
+    "hardsigmoid": lambda z: np.minimum(np.maximum(z / 6.0 + 0.5, 0.0), 1.0),
 }
 
 EXPECTED_LIPSCHITZ = {
@@ -30,6 +39,15 @@ EXPECTED_LIPSCHITZ = {
     "sigmoid": 0.25,
     "softplus": 1.0,
     "identity": 1.0,
+    "elu": 1.0,
+    "hardtanh": 1.0,
+    # GELU: phi'' = pdf(z) (2 - z^2) vanishes at sqrt(2): Phi(sqrt 2) + sqrt(2) pdf(sqrt 2).
+    "gelu": 0.5 * (1 + math.erf(1.0)) + math.sqrt(2.0) * math.exp(-1.0) / math.sqrt(2 * math.pi),
+    # Published maxima of the slopes (to the digits given).
+    "gelu_tanh": pytest.approx(1.12899, abs=1e-5),
+    "silu": pytest.approx(1.09984, abs=1e-5),
+    "hardswish": 1.5,
+    "hardsigmoid": pytest.approx(1.0 / 6.0, rel=1e-12),
 }
 
 
@@ -203,7 +221,9 @@ def test_make_activation_rejects_non_finite_alpha():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_LIPSCHITZ))
 def test_lipschitz_constants(name):
-    assert _act(name).lipschitz == EXPECTED_LIPSCHITZ[name]
+    expected = EXPECTED_LIPSCHITZ[name]
+    assert _act(name).lipschitz == (pytest.approx(expected, rel=1e-9)
+                                    if isinstance(expected, float) else expected)
 
 
 @pytest.mark.parametrize("alpha, expected", [(0.2, 1.0), (0.0, 1.0), (2.5, 2.5), (-1.5, 1.5),
@@ -212,9 +232,10 @@ def test_leaky_relu_lipschitz_is_max_of_one_and_abs_alpha(alpha, expected):
     assert Activation("leaky_relu", alpha).lipschitz == expected
 
 
-LIPSCHITZ_CASES = [Activation(n) for n in sorted(EXPECTED_LIPSCHITZ)] + [
+LIPSCHITZ_CASES = [make_activation(n) for n in sorted(EXPECTED_LIPSCHITZ)] + [
     Activation("leaky_relu", a) for a in (0.2, 2.5, -1.5)
-]
+] + [make_activation("elu", 2.5), make_activation("relu6"),
+     make_activation("hardsigmoid", 0.2, 0.5)]
 
 
 @pytest.mark.parametrize("act", LIPSCHITZ_CASES, ids=str)
@@ -310,9 +331,9 @@ def test_non_finite_bias(bad):
 def test_unknown_activation_lists_supported_names():
     with pytest.raises(UnsupportedLayerError) as info:
         Network.from_arrays([np.ones((4, 3)), np.ones((2, 4))], [np.zeros(4), np.zeros(2)],
-                            ["swish", "identity"])
+                            ["mish", "identity"])
     msg = str(info.value)
-    assert "'swish'" in msg
+    assert "'mish'" in msg
     for name in ACTIVATIONS:
         assert name in msg
 

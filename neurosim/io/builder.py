@@ -11,6 +11,13 @@ prefixes every error with the file's name.
 A weighted layer may be given as a ready :class:`~neurosim.layers.Layer` or as any object that
 the ``resolve`` callable of :meth:`~NetworkBuilder.build` turns into one (the Keras reader
 folds activations before it has read the weights).
+
+Pooling and flattening (:meth:`~NetworkBuilder.transform`) go between weighted layers. A
+BatchNorm (:meth:`~NetworkBuilder.batchnorm`) is folded into the weighted layer right before
+it with its inference statistics (``scale = gamma / sqrt(var + eps)``: ``W := scale W``,
+``b := scale (b - mean) + beta``), and the metadata records it under ``folded_batchnorm``; a
+BatchNorm with no Conv2d or Dense right before it is an error. An activation that follows a
+max pooling is moved before it when it is non-decreasing (``phi(max a) = max phi(a)``).
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable
 
+import numpy as np
+
 from neurosim.activations import Activation, make_activation
 from neurosim.errors import NeurosimError, UnsupportedLayerError
-from neurosim.layers import Layer, layer_type
+from neurosim.layers import Conv2d, Dense, Layer, MaxPool2d, Transform, layer_type
 from neurosim.network import Network
+
+#: Activations that commute with a max pooling (non-decreasing).
+MONOTONE = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu", "hardtanh",
+            "identity")
 
 __all__ = ["NetworkBuilder", "SOFTMAX", "SOFTMAX_NAMES"]
 
@@ -42,6 +55,9 @@ class NetworkBuilder:
         self.activations: list[Activation] = []
         self.names: list[str] = []
         self.softmax_at: "str | None" = None
+        #: Transforms, by the number of weighted layers added before them.
+        self.transforms: list[tuple[int, Transform, str]] = []
+        self.folded: list[dict] = []
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -76,6 +92,17 @@ class NetworkBuilder:
         self.check_open(where)
         if activation.name == "identity":
             return
+        after = [t for n, t, _ in self.transforms if n == len(self.specs)]
+        if after:
+            if all(isinstance(t, MaxPool2d) for t in after) and (
+                    activation.name in MONOTONE or (activation.name == "hardsigmoid"
+                                                    and activation.alpha >= 0)):
+                pass  # phi(max a) = max phi(a): the activation moves before the pooling
+            else:
+                raise UnsupportedLayerError(
+                    f"{where} applies {activation} after {after[-1].describe()}; neurosim "
+                    f"supports an activation right after a {self.unit} layer, or after a max "
+                    "pooling when it is non-decreasing.")
         if not self.specs:
             raise UnsupportedLayerError(
                 f"{where} comes before any {self.unit} layer; activations are only supported "
@@ -88,6 +115,48 @@ class NetworkBuilder:
                 f"{self.names[-1]}; only one activation per {self.unit} layer is supported."
             )
         self.activations[-1] = activation
+
+    def transform(self, transform: Transform, where: str) -> None:
+        """A pooling or flattening step before the next weighted layer."""
+        self.check_open(where)
+        self.transforms.append((len(self.specs), transform, where))
+
+    def batchnorm(self, gamma, beta, mean, var, eps: float, where: str) -> None:
+        """A BatchNorm at inference: folded into the weighted layer right before it."""
+        self.check_open(where)
+        gamma, beta, mean, var = (np.asarray(a, dtype=np.float64).reshape(-1)
+                                  for a in (gamma, beta, mean, var))
+        between = [t for n, t, _ in self.transforms if n == len(self.specs)]
+        if not self.specs or between or self.activations[-1].name != "identity" \
+                or not isinstance(self.specs[-1], (Dense, Conv2d)):
+            what = ("nothing before it" if not self.specs else
+                    f"{between[-1].describe()} before it" if between else
+                    f"the {self.activations[-1]} of {self.names[-1]} before it"
+                    if self.activations[-1].name != "identity" else
+                    f"{self.names[-1]} before it, which is not a Conv2d or Dense")
+            raise UnsupportedLayerError(
+                f"{where} is a BatchNorm with {what}: neurosim folds a BatchNorm into the Conv2d "
+                f"or {self.unit} layer right before it (no activation or pooling in between), "
+                "and has nothing to fold this one into.")
+        layer = self.specs[-1]
+        n = layer.c_out if isinstance(layer, Conv2d) else layer.n_out
+        if not (gamma.size == beta.size == mean.size == var.size == n):
+            raise UnsupportedLayerError(
+                f"{where}: the BatchNorm has {gamma.size} features but {self.names[-1]} before it "
+                f"has {n} {'channels' if isinstance(layer, Conv2d) else 'outputs'}.")
+        if not (np.isfinite(eps) and eps >= 0) or np.any(var + eps <= 0) or not all(
+                np.isfinite(a).all() for a in (gamma, beta, mean, var)):
+            raise UnsupportedLayerError(
+                f"{where}: the BatchNorm statistics must be finite with var + eps > 0.")
+        scale = gamma / np.sqrt(var + eps)
+        W = np.asarray(layer.synapse_weights, dtype=np.float64)
+        b = np.asarray(layer.b, dtype=np.float64)
+        W = W * scale.reshape((-1,) + (1,) * (W.ndim - 1))
+        b = scale * (b - mean) + beta
+        dtype = np.asarray(layer.synapse_weights).dtype
+        self.specs[-1] = layer.with_parameters(synapse_weights=W.astype(dtype),
+                                               bias=b.astype(dtype))
+        self.folded.append({"batchnorm": where, "into": self.names[-1], "eps": float(eps)})
 
     def softmax(self, where: str) -> None:
         """A softmax: only the network's output may have one (it is then dropped)."""
@@ -136,7 +205,8 @@ class NetworkBuilder:
 
     # --- the result ---------------------------------------------------------------------
     def build(self, metadata: dict, stacklevel: int = 2,
-              resolve: "Callable[[Any, Activation], Layer] | None" = None) -> Network:
+              resolve: "Callable[[Any, Activation], Layer] | None" = None,
+              input_shape=None, layout=None) -> Network:
         """The Network; warn once (and record it) when an output softmax was dropped.
 
         ``resolve(spec, activation)`` turns each added spec into a layer (default: a Layer
@@ -154,9 +224,19 @@ class NetworkBuilder:
                 stacklevel=stacklevel + 1,
             )
             metadata["dropped_output_softmax"] = True
+        if self.folded:
+            metadata["folded_batchnorm"] = self.folded
+        if self.transforms and self.transforms[-1][0] == len(self.specs):
+            raise UnsupportedLayerError(
+                f"{self.source}: {self.transforms[-1][2]} comes after the last {self.unit} layer; "
+                f"the network must end with a {self.unit} layer.")
         try:
             layers = [resolve(spec, act) for spec, act in zip(self.specs, self.activations)]
-            return Network(layers, metadata=metadata)
+            items = []
+            for index, layer in enumerate(layers):
+                items.extend(t for n, t, _ in self.transforms if n == index)
+                items.append(layer)
+            return Network(items, metadata=metadata, input_shape=input_shape, layout=layout)
         except NeurosimError as exc:
             if str(exc).startswith(self.source):
                 raise
