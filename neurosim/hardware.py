@@ -146,6 +146,11 @@ class HardwareProfile:
     power_of_two_scale: bool = field(default=False, metadata=_spec(
         "The per-layer weight scale is a power of two (Loihi's weight exponent) instead of "
         "max|W| / largest integer.", "flag", required=False))
+    conv_weight_sharing: bool = field(default=False, metadata=_spec(
+        "A core stores a conv kernel once for all the output positions it computes (synapse "
+        "memory grows with the kernel, and a faulty kernel weight affects every position of "
+        "the core) instead of one synapse per connection. Crossbars always reuse a tile's "
+        "kernel over positions.", "flag", required=False))
     crossbar_rows: int = field(default=0, metadata=_spec(
         "Crossbar tile rows (inputs); crossbar profiles only.", "rows", required=False, lo=0))
     crossbar_cols: int = field(default=0, metadata=_spec(
@@ -190,6 +195,7 @@ class HardwareProfile:
             "weight_bits": self.weight_bits,
             "mixed_sign_drop_lsb": self.mixed_sign_drop_lsb,
             "power_of_two_scale": self.power_of_two_scale,
+            "conv_weight_sharing": self.conv_weight_sharing,
         }
         if self.architecture == "crossbar":
             out["crossbar_rows"] = self.crossbar_rows

@@ -38,7 +38,8 @@ from neurosim.quantization import LayerQuantization, quantize_layer
 __all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping",
            "target_network", "network_label"]
 
-MAPPING_FORMAT_VERSION = 1
+#: Version 2 adds conv layers' core blocks and neuron / axon counts; version 1 files still read.
+MAPPING_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,21 @@ class Core:
     in_stop: int
     utilization: float
     n_synapses: int = -1  # -1: every (neuron, axon) pair is a synapse (a dense block)
+    neurons: int = -1  # -1: out_stop - out_start
+    axons: int = -1  # -1: in_stop - in_start
+    #: A conv layer's channel x row x column block ``(c0, c1, y0, y1, x0, x1)`` on a core
+    #: (then ``out_start:out_stop`` is the span of its flat neuron indices); empty otherwise.
+    #: On crossbars a conv tile's ``out`` range is output channels and its ``in`` range rows
+    #: ``ci kh kw + ky kw + kx`` of the unfolded kernel.
+    block: tuple = ()
 
     @property
     def n_neurons(self) -> int:
-        return self.out_stop - self.out_start
+        return self.neurons if self.neurons >= 0 else self.out_stop - self.out_start
 
     @property
     def axons_in(self) -> int:
-        return self.in_stop - self.in_start
+        return self.axons if self.axons >= 0 else self.in_stop - self.in_start
 
     @property
     def synapses(self) -> int:
@@ -82,6 +90,8 @@ class Core:
             "utilization": round(self.utilization, 6),
             "out_range": [self.out_start, self.out_stop],
             "in_range": [self.in_start, self.in_stop],
+            **({"block": {"channels": list(self.block[0:2]), "rows": list(self.block[2:4]),
+                          "cols": list(self.block[4:6])}} if self.block else {}),
         }
 
 
@@ -117,12 +127,38 @@ class Mapping:
                 owner = np.full(network.widths[l], -1, dtype=np.int64)
                 for core in cores:
                     if core.layer == l:
-                        owner[core.out_start:core.out_stop] = core.core_id
+                        owner[self.core_neurons(core)] = core.core_id
                 self.neuron_core.append(owner)
         else:
             self.neuron_core = None
 
     # --- where things are -----------------------------------------------------------------
+    def core_neurons(self, core: Core) -> np.ndarray:
+        """Flat indices of the neurons a core holds (core-based profiles)."""
+        if core.block:
+            from neurosim.layers.conv import block_neurons
+
+            return block_neurons(self.network.layers[core.layer - 1], core.block)
+        return np.arange(core.out_start, core.out_stop, dtype=np.int64)
+
+    @property
+    def shares_weights(self) -> bool:
+        """True if a core keeps one copy of a conv kernel for all the positions it computes
+        (the profile's ``conv_weight_sharing``; crossbars always reuse a tile's kernel)."""
+        return self.profile.architecture == "crossbar" or bool(self.profile.conv_weight_sharing)
+
+    def kernel_cores(self, layer: int, k) -> np.ndarray:
+        """Crossbar tile holding each conv kernel weight ``k`` (flat index) of ``layer``."""
+        from neurosim.layers.conv import unfolded_coords
+
+        col, row = unfolded_coords(self.network.layers[layer - 1], k)
+        owner = np.full(col.shape, -1, dtype=np.int64)
+        for c in self.layer_cores(layer):
+            inside = ((col >= c.out_start) & (col < c.out_stop)
+                      & (row >= c.in_start) & (row < c.in_stop))
+            owner[inside] = c.core_id
+        return owner
+
     def neuron_cores(self, layer: int, neurons) -> "np.ndarray | None":
         """Core id of each of ``neurons`` of ``layer`` (1-based); None on crossbar profiles,
         where a neuron spans several tiles."""
@@ -131,8 +167,13 @@ class Mapping:
         return self.neuron_core[layer - 1][np.asarray(neurons, dtype=np.int64)]
 
     def weight_cores(self, layer: int, rows, cols) -> np.ndarray:
-        """Core (tile) id holding each matrix entry ``(rows[k], cols[k])`` of ``layer``."""
+        """Core (tile) id holding each matrix entry ``(rows[k], cols[k])`` of ``layer``.
+
+        On core-based profiles the core of the neuron; a conv layer's entries on a crossbar
+        belong to the tile of their kernel weight (:meth:`kernel_cores`)."""
         rows, cols = np.asarray(rows), np.asarray(cols)
+        if self.neuron_core is not None and self.network.layers[layer - 1].kind != "dense":
+            return self.neuron_core[layer - 1][rows.astype(np.int64)]
         owner = np.full(rows.shape, -1, dtype=np.int64)
         for c in self.layer_cores(layer):
             inside = ((rows >= c.out_start) & (rows < c.out_stop)
@@ -211,12 +252,18 @@ class Mapping:
     def layer_summaries(self) -> list[dict]:
         out = []
         for l, q in enumerate(self.quantization, start=1):
+            layer = self.network.layers[l - 1]
             out.append({
                 "index": l,
                 "n_neurons": self.network.widths[l],
-                "kind": self.network.layers[l - 1].kind,
-                "fan_in": self.network.layers[l - 1].fan_in,
+                "kind": layer.kind,
+                "shape": list(self.network.shapes[l]),
+                "fan_in": layer.fan_in,
                 "cores": len(self.layer_cores(l)),
+                "binding_limit": self.binding_limit(l),
+                **({"transforms_before": [t.describe() for t in self.network.pre[l - 1]]}
+                   if self.network.pre[l - 1] else {}),
+                **({"weight_sharing": self.shares_weights} if layer.kind == "conv2d" else {}),
                 "activation": str(self.network.activations[l - 1]),
                 "scale": q.scale,
                 "sign_mode": q.sign_mode,
@@ -224,6 +271,20 @@ class Mapping:
                 "weight_range": [q.q_min, q.q_max],
             })
         return out
+
+    def binding_limit(self, layer: int) -> str:
+        """The per-core limit closest to full on ``layer``'s busiest core: ``neurons``,
+        ``axons`` or ``synapses`` (crossbars: ``rows`` or ``columns``)."""
+        p = self.profile
+        cores = self.layer_cores(layer)
+        if p.architecture == "crossbar":
+            rows = max(c.in_stop - c.in_start for c in cores) / p.crossbar_rows
+            cols = max(c.out_stop - c.out_start for c in cores) / p.crossbar_cols
+            return "rows" if rows >= cols else "columns"
+        use = {"neurons": max(c.n_neurons for c in cores) / p.neurons_per_core,
+               "axons": max(c.axons_in for c in cores) / p.max_fan_in,
+               "synapses": max(c.synapses for c in cores) / p.synapses_per_core}
+        return max(use, key=use.get)
 
     def to_dict(self) -> dict:
         """JSON-friendly summary (what ``neurosim map --json`` prints)."""
@@ -302,6 +363,11 @@ class Mapping:
                 f.create_dataset("cores", data=cores)
                 f["cores"].attrs["columns"] = "core_id,chip,layer,out_start,out_stop,in_start,in_stop"
                 f.create_dataset("core_utilization", data=[c.utilization for c in self.cores])
+                f.create_dataset("core_counts", data=np.array(
+                    [[c.neurons, c.axons] for c in self.cores], dtype=np.int64).reshape(-1, 2))
+                f.create_dataset("core_blocks", data=np.array(
+                    [list(c.block) if c.block else [-1] * 6 for c in self.cores],
+                    dtype=np.int64).reshape(-1, 6))
                 f.create_dataset("core_synapses", data=[c.synapses for c in self.cores])
                 qg = f.create_group("quantization")
                 for l, q in enumerate(self.quantization, start=1):
@@ -323,15 +389,21 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Mapping file {source!r} does not exist.")
     with h5py.File(source, "r") as f:
-        check_header(f, source, "mapping", (MAPPING_FORMAT_VERSION,))
+        check_header(f, source, "mapping", (1, MAPPING_FORMAT_VERSION))
         profile = profile_from_dict(json.loads(f.attrs["profile"]), source=f"{source} (profile)")
         network = read_network_group(f["network"], source)
         utilization = np.asarray(f["core_utilization"])
         rows = np.asarray(f["cores"])
         synapses = (np.asarray(f["core_synapses"]) if "core_synapses" in f
                     else (rows[:, 4] - rows[:, 3]) * (rows[:, 6] - rows[:, 5]))
-        cores = [Core(*map(int, row), utilization=float(u), n_synapses=int(n))
-                 for row, u, n in zip(rows, utilization, synapses)]
+        counts = (np.asarray(f["core_counts"]) if "core_counts" in f
+                  else np.full((len(rows), 2), -1, np.int64))
+        blocks = (np.asarray(f["core_blocks"]) if "core_blocks" in f
+                  else np.full((len(rows), 6), -1, np.int64))
+        cores = [Core(*map(int, row), utilization=float(u), n_synapses=int(n),
+                      neurons=int(cnt[0]), axons=int(cnt[1]),
+                      block=tuple(int(v) for v in blk) if blk[0] >= 0 else ())
+                 for row, u, n, cnt, blk in zip(rows, utilization, synapses, counts, blocks)]
         quantization = []
         for l in range(1, network.n_layers + 1):
             g = f["quantization"][str(l)]
@@ -378,6 +450,9 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
     cores: list[Core] = []
     for l, layer in enumerate(network.layers, start=1):
         n_out, n_in = layer.n_out, layer.n_in
+        if layer.kind == "conv2d":
+            cores.extend(_conv_cores(layer, l, profile, len(cores)))
+            continue
         if profile.architecture == "crossbar":
             rows, cols = profile.crossbar_rows, profile.crossbar_cols
             for in_start, in_stop in _split_evenly(n_in, math.ceil(n_in / rows)):
@@ -422,6 +497,39 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
                               utilization, synapses))
     quantization = [quantize_layer(layer.synapse_weights, profile) for layer in network.layers]
     return Mapping(network, profile, cores, quantization)
+
+
+def _conv_cores(layer, l: int, profile: HardwareProfile, first_id: int) -> list[Core]:
+    """The cores (crossbar tiles) of a Conv2d layer ``l``; ids start at ``first_id``."""
+    from neurosim.layers.conv import block_neurons, conv_core_blocks, conv_crossbar_tiles
+
+    usable = profile.usable_cores_per_chip
+    out = []
+    if profile.architecture == "crossbar":
+        rows, cols = profile.crossbar_rows, profile.crossbar_cols
+        for co0, co1, r0, r1, used in conv_crossbar_tiles(layer, rows, cols):
+            cid = first_id + len(out)
+            out.append(Core(cid, cid // usable, l, co0, co1, r0, r1, used / (rows * cols), used))
+        return out
+    try:
+        blocks, _ = conv_core_blocks(layer, profile.neurons_per_core, profile.max_fan_in,
+                                     profile.synapses_per_core, bool(profile.conv_weight_sharing))
+    except ValueError as exc:
+        raise MappingError(
+            f"Layer {l} of the network (conv2d {layer.kernel_size[0]}x{layer.kernel_size[1]}, "
+            f"{layer.c_in} -> {layer.c_out} channels) cannot be mapped on profile "
+            f"'{profile.name}': {exc}.") from None
+    for b in blocks:
+        neurons = block_neurons(layer, b["block"])
+        lo, hi = int(neurons.min()), int(neurons.max()) + 1
+        _, cols, _ = layer.connections(neurons)
+        in_lo, in_hi = (int(cols.min()), int(cols.max()) + 1) if cols.size else (0, 0)
+        utilization = max(b["neurons"] / profile.neurons_per_core, b["axons"] / profile.max_fan_in,
+                          b["synapses"] / profile.synapses_per_core)
+        cid = first_id + len(out)
+        out.append(Core(cid, cid // usable, l, lo, hi, in_lo, in_hi, utilization, b["synapses"],
+                        neurons=b["neurons"], axons=b["axons"], block=tuple(b["block"])))
+    return out
 
 
 def target_network(target, use_float: bool = False, owner: str = "simulate"):

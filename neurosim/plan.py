@@ -19,6 +19,11 @@ from neurosim.faults import FaultModel, as_fault_model, profile_faults
 from neurosim.mapping import Mapping, network_label, target_network
 from neurosim.network import Network
 from neurosim.sampler import SITE_ORDER
+from neurosim.sites import synapse_sites
+
+#: The largest matrix (entries) a plan unfolds a conv layer into: the reference and numba
+#: backends multiply with each layer's matrix ``A`` (1 GiB in float64).
+MAX_MATRIX_ENTRIES = 1 << 27
 
 __all__ = ["Plan", "build_plan", "resolve_faults"]
 
@@ -32,7 +37,13 @@ class Plan:
     network : Network
         What the chip computes (the quantized network of a mapping, unless ``use_float``).
     W, b : list of ndarray
-        Each layer's matrix ``A_l`` (dense, ``(n_l, n_{l-1})``) and bias.
+        Each layer's matrix ``A_l`` (dense, ``(n_l, n_in)``; a conv layer unfolded) and
+        per-neuron bias.
+    pre : list of tuple
+        The pooling / flattening steps before each layer (what its ``A`` multiplies is
+        ``T(y_{l-1})``).
+    sites : list of SynapseSites
+        Each layer's stored weights as fault sites (:mod:`neurosim.sites`).
     max_weight_pos, max_weight_neg : list of float
         Per layer 1..L (index l - 1): the largest stored weight of each sign (a stuck-at-max
         cell's value): the word's extremes ``scale * q_max`` and ``scale * |q_min|`` on a
@@ -53,6 +64,9 @@ class Plan:
     b: list
     act_codes: list
     alphas: list
+    betas: list
+    pre: list
+    sites: list
     max_weight_pos: list
     max_weight_neg: list
     fault_types: list
@@ -112,6 +126,13 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate")
         max_neg = [q.scale * -q.q_min for q in mapping.quantization]
     else:
         max_pos = max_neg = [float(np.abs(layer.synapse_weights).max()) for layer in network.layers]
+    for l, layer in enumerate(network.layers, start=1):
+        if layer.n_out * layer.n_in > MAX_MATRIX_ENTRIES:
+            raise ValidationError(
+                f"Layer {l} ({layer.kind}) of the network is a {layer.n_out} x {layer.n_in} "
+                f"matrix ({layer.n_out * layer.n_in:,} entries); fault simulation multiplies "
+                f"with each layer's matrix and handles at most {MAX_MATRIX_ENTRIES:,} entries "
+                "per layer. Simulate a smaller input size or fewer channels.")
     plan = Plan(
         network=network, mapping=mapping, use_float=bool(use_float), faults=faults,
         dtype=network.dtype, widths=network.widths,
@@ -119,6 +140,10 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate")
         b=[np.ascontiguousarray(layer.bias) for layer in network.layers],
         act_codes=[ACTIVATION_CODES[a.name] for a in network.activations],
         alphas=[float(a.alpha) for a in network.activations],
+        betas=[float(a.beta) for a in network.activations],
+        pre=list(network.pre),
+        sites=[synapse_sites(layer, l, mapping)
+               for l, layer in enumerate(network.layers, start=1)],
         max_weight_pos=max_pos, max_weight_neg=max_neg, fault_types=[], groups=[],
     )
     types = faults.in_registry_order()

@@ -185,8 +185,23 @@ class RecordBuilder:
             self.parts = [{name: col[~drop] for name, col in cols.items()}]
 
     def build(self, n_draws: int, n_layers: int) -> FaultBatch:
+        """The batch. Of several weight records on one entry of one (layer, draw), only the
+        last added stays (it is what the entry holds in the end), so that kernels may add up
+        each record's change."""
         if self.parts:
             cols = {name: np.concatenate([p[name] for p in self.parts]) for name in _COLUMNS}
+            weight = np.flatnonzero(cols["kind"] == REC_WEIGHT)
+            if weight.size > 1:
+                key = np.stack([cols[c][weight] for c in ("layer", "draw", "out_start",
+                                                          "in_start")])
+                # The last occurrence of each key: unique on the reversed records.
+                _, first_rev = np.unique(key[:, ::-1], axis=1, return_index=True)
+                if first_rev.size < weight.size:
+                    keep_w = np.zeros(weight.size, dtype=bool)
+                    keep_w[weight.size - 1 - first_rev] = True
+                    keep = np.ones(cols["kind"].size, dtype=bool)
+                    keep[weight[~keep_w]] = False
+                    cols = {name: col[keep] for name, col in cols.items()}
         else:
             cols = {name: np.zeros(0, np.int64 if name in _INT_COLUMNS else np.float64)
                     for name in _COLUMNS}

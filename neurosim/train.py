@@ -93,6 +93,13 @@ def _activation_module(name):
         "sigmoid": lambda: torch.nn.Sigmoid(),
         "softplus": lambda: torch.nn.Softplus(),
         "identity": lambda: torch.nn.Identity(),
+        "elu": lambda: torch.nn.ELU(act.alpha),
+        "hardtanh": lambda: torch.nn.Hardtanh(act.alpha, act.beta),
+        "gelu": lambda: torch.nn.GELU(),
+        "gelu_tanh": lambda: torch.nn.GELU(approximate="tanh"),
+        "silu": lambda: torch.nn.SiLU(),
+        "hardswish": lambda: torch.nn.Hardswish(),
+        "hardsigmoid": lambda: torch.nn.Hardsigmoid(),
     }[act.name]()
 
 

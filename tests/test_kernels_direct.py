@@ -26,7 +26,7 @@ def test_activate_matches_numpy(name, dtype, rtol):
     Z = (rng.normal(size=(19, 13)) * 5).astype(dtype)
     Z[0, :4] = [0.0, -0.0, 60.0, -60.0]
     act = make_activation(name, 0.2 if name == "leaky_relu" else None)
-    got = K.activate(Z, ACTIVATION_CODES[name], act.alpha)
+    got = K.activate(Z, ACTIVATION_CODES[name], act.alpha, act.beta)
     np.testing.assert_allclose(got, act(Z.astype(np.float64)), rtol=rtol, atol=rtol)
 
 

@@ -523,7 +523,7 @@ def test_cli_train_data_file(capsys, tmp_path, digits):
     (["--lr", "0"], "--lr"),
     (["--data", "missing.npz"], "missing.npz"),
     (["--data", "mnist:no_such_folder"], "no_such_folder"),
-    (["--activation", "gelu"], "gelu"),
+    (["--activation", "mish"], "mish"),
 ])
 def test_cli_train_bad_input(capsys, tmp_path, argv, words):
     path = tmp_path / "model.h5"

@@ -23,7 +23,8 @@ import numpy as np
 
 from neurosim.sampler import RecordBuilder
 
-__all__ = ["Backend", "CleanCache", "BACKENDS", "register_backend", "single_fault_outputs"]
+__all__ = ["Backend", "CleanCache", "BACKENDS", "register_backend", "single_fault_outputs",
+           "apply_transforms"]
 
 #: Registered backend classes by name (filled as their modules are imported).
 BACKENDS: dict[str, type] = {}
@@ -32,12 +33,16 @@ BACKENDS: dict[str, type] = {}
 @dataclass
 class CleanCache:
     """Fault-free results of every input: ``output`` always; per-layer pre-activations ``Z``
-    and activations ``Y`` (index 0 the input) when the backend has them (Lava does not)."""
+    and activations ``Y`` (index 0 the input) when the backend has them (Lava does not), and
+    each layer's input after its transforms ``U``."""
 
     X: np.ndarray
     output: np.ndarray
     Y: "list | None" = None
     Z: "list | None" = None
+    #: ``U[l - 1]``: what layer l's matrix multiplies, ``T_l(Y[l - 1])`` (``Y[l - 1]`` itself
+    #: when the layer has no pooling or flattening before it).
+    U: "list | None" = None
 
     @property
     def n_inputs(self) -> int:
@@ -68,6 +73,14 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def apply_transforms(plan, l: int, Y: np.ndarray) -> np.ndarray:
+    """``T_l(Y)``: activations ``Y`` of layer ``l - 1`` through the pooling and flattening
+    steps before layer ``l`` (``Y`` itself when there are none)."""
+    for t in plan.pre[l - 1]:
+        Y = t.apply(Y)
+    return Y
 
 
 def register_backend(cls: type) -> type:

@@ -17,7 +17,7 @@ import threading
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from neurosim.backends.base import Backend, CleanCache, register_backend
+from neurosim.backends.base import Backend, CleanCache, apply_transforms, register_backend
 from neurosim.kernels import propagate as K
 
 __all__ = ["NumbaBackend", "fault_layer_span", "one_blas_thread", "warmup"]
@@ -30,6 +30,13 @@ def fault_layer_span(batch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
     first = np.where(any_fault, has.argmax(axis=0), n_layers + 1)
     last = np.where(any_fault, n_layers - has[::-1].argmax(axis=0), -1)
     return first, last
+
+
+def _status(U: np.ndarray, U_clean: np.ndarray, sparse_limit: int) -> np.ndarray:
+    """CLEAN, SPARSE or DENSE for rows ``U`` against their clean values (as the kernels do)."""
+    changed = (U != U_clean).sum(axis=1)
+    return np.where(changed == 0, K.CLEAN,
+                    np.where(changed <= sparse_limit, K.SPARSE, K.DENSE)).astype(np.int8)
 
 
 _CONTROLLER = []
@@ -76,12 +83,13 @@ class NumbaBackend(Backend):
     def clean_cache(self, plan, X) -> CleanCache:
         """Run the inputs once without faults, with the kernels' own activation arithmetic."""
         X = np.ascontiguousarray(X, dtype=plan.dtype)
-        Z, Y = [X], [X]
-        for W, b, code, alpha in zip(plan.W, plan.b, plan.act_codes, plan.alphas):
-            z = K.dense_forward(Y[-1], W, b)
+        Z, Y, U = [X], [X], []
+        for l, (W, b) in enumerate(zip(plan.W, plan.b), start=1):
+            U.append(np.ascontiguousarray(apply_transforms(plan, l, Y[-1])))
+            z = K.dense_forward(U[-1], W, b)
             Z.append(z)
-            Y.append(K.activate(z, code, alpha))
-        return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z)
+            Y.append(K.activate(z, plan.act_codes[l - 1], plan.alphas[l - 1], plan.betas[l - 1]))
+        return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z, U=U)
 
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
         row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
@@ -103,17 +111,31 @@ class NumbaBackend(Backend):
             rows = np.flatnonzero(alive & (first <= l))
             if rows.size == 0:
                 continue
+            U_clean = cache.U[l - 1]
+            if plan.pre[l - 1]:
+                # Pooling / flattening before the layer: the changed rows go through it, and
+                # their status is taken again on what the layer's matrix multiplies (a change
+                # can vanish under a max pooling).
+                U = np.empty((n_rows, U_clean.shape[1]), dtype=plan.dtype)
+                changed = rows[status[rows] != K.CLEAN]
+                if changed.size:
+                    U[changed] = apply_transforms(plan, l, Y[changed])
+                    status = status.copy()
+                    status[changed] = _status(U[changed], U_clean[row_input[changed]],
+                                              max(1, U.shape[1] // 8))
+                Y = U
             Z = np.empty((n_rows, plan.widths[l]), dtype=plan.dtype)
             dense = rows[status[rows] == K.DENSE]
             if dense.size:
                 Z[dense] = K.dense_forward(Y[dense], W, b)
-            K.z_from_clean(Z, rows, status, Y, cache.Y[l - 1], cache.Z[l], W, row_input)
+            K.z_from_clean(Z, rows, status, Y, U_clean, cache.Z[l], W, row_input)
             Y_next = np.empty_like(Z)
             status_next = np.zeros(n_rows, dtype=np.int8)
-            K.finish_layer(Z, Y_next, rows, status, Y, cache.Y[l - 1], W, b, row_draw, row_input,
+            K.finish_layer(Z, Y_next, rows, status, Y, U_clean, W, b, row_draw, row_input,
                            batch.ptr[l], batch.kind, batch.out_start, batch.out_stop,
                            batch.in_start, batch.in_stop, batch.value, batch.crash_mode,
-                           plan.act_codes[l - 1], plan.alphas[l - 1], cache.Y[l],
+                           plan.act_codes[l - 1], plan.alphas[l - 1], plan.betas[l - 1],
+                           cache.Y[l],
                            max(1, plan.widths[l] // 8), status_next)
             finished = rows[(status_next[rows] == K.CLEAN) & (last[rows] <= l)]
             alive[finished] = False

@@ -18,7 +18,7 @@ import contextlib
 
 import numpy as np
 
-from neurosim.backends.base import Backend, CleanCache, register_backend
+from neurosim.backends.base import Backend, CleanCache, apply_transforms, register_backend
 from neurosim.errors import BackendUnsupportedError
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
 
@@ -92,12 +92,13 @@ class NumpyBackend(Backend):
 
     def clean_cache(self, plan, X) -> CleanCache:
         X = np.ascontiguousarray(X, dtype=plan.dtype)
-        Z, Y = [X], [X]
+        Z, Y, U = [X], [X], []
         for l, layer in enumerate(plan.network.layers):
-            z = Y[-1] @ plan.W[l].T + plan.b[l]
+            U.append(apply_transforms(plan, l + 1, Y[-1]))
+            z = U[-1] @ plan.W[l].T + plan.b[l]
             Z.append(z)
             Y.append(layer.activation(z))
-        return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z)
+        return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z, U=U)
 
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
         row_draw = np.asarray(row_draw, dtype=np.int64)
@@ -108,6 +109,7 @@ class NumpyBackend(Backend):
         self._crash(y, batch, 0, draws, rows_of, None, None)
         for l, layer in enumerate(plan.network.layers, start=1):
             W, b = plan.W[l - 1], plan.b[l - 1]
+            y = apply_transforms(plan, l, y)
             z = y @ W.T + b
             for d, rows in zip(draws, rows_of):
                 W_d = apply_weight_records(W, batch, l, int(d))

@@ -65,8 +65,8 @@ class WeightBitFlip(FaultType):
         if self.p_bit <= 0:
             return []
         bits = plan.mapping.profile.weight_bits
-        return [FaultGroup("bitflip", l, -1, layer.n_synapses * bits, self.p_bit, site="synapse")
-                for l, layer in enumerate(plan.network.layers, start=1)]
+        return [FaultGroup("bitflip", l, -1, sites.n * bits, self.p_bit, site="synapse")
+                for l, sites in enumerate(plan.sites, start=1)]
 
     def add_records(self, plan, positions, outcomes, builder) -> None:
         mapping = plan.mapping
@@ -76,7 +76,7 @@ class WeightBitFlip(FaultType):
                 continue
             q = mapping.quantization[l - 1]
             bits = mapping.profile.weight_bits
-            n_syn = layer.n_synapses
+            n_syn = plan.sites[l - 1].n
             weight, bit = pos // bits, pos % bits
             key = draws * n_syn + weight
             order = np.argsort(key, kind="stable")
@@ -85,17 +85,20 @@ class WeightBitFlip(FaultType):
             starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
             masks = np.bitwise_or.reduceat(np.left_shift(1, bit).astype(np.int64), starts)
             key = key[starts]
-            draws, weight = key // n_syn, key % n_syn
-            i, j = layer.synapse_coords(weight)
-            # A stuck cell holds its value: drop flips of words already overridden.
+            draws, site = key // n_syn, key % n_syn
+            # A stored word may be read by many entries (a shared conv kernel weight).
+            owner, i, j, weight, core = plan.sites[l - 1].expand(site)
+            draws, masks = draws[owner], masks[owner]
+            # A stuck cell holds its value: drop flips of words already overridden (a stuck
+            # site's entries are exactly the entries of its word).
             n_entries = layer.n_out * layer.n_in
             entry = draws * n_entries + i * layer.n_in + j
             sd, si, sj = builder.weight_entries(l)
             keep = ~np.isin(entry, sd * n_entries + si * layer.n_in + sj)
-            draws, weight, i, j, masks = draws[keep], weight[keep], i[keep], j[keep], masks[keep]
+            draws, weight, i, j, masks, core = (draws[keep], weight[keep], i[keep], j[keep],
+                                                masks[keep], core[keep])
             magnitude_sign = 0
             if mapping.profile.mixed_sign_drop_lsb and q.sign_mode != "mixed":
                 magnitude_sign = -1 if q.sign_mode == "inhibitory" else 1
             Q_new = flip_words(q.Q.ravel()[weight], masks, bits, q.step, magnitude_sign)
-            builder.add_weight(l, draws, i, j, q.scale * Q_new.astype(np.float64),
-                               core=mapping.weight_cores(l, i, j))
+            builder.add_weight(l, draws, i, j, q.scale * Q_new.astype(np.float64), core=core)

@@ -18,12 +18,22 @@ def failed_core_records(mapping, core, draws, builder) -> None:
     """Records of ``core`` failing in ``draws``: every neuron it holds crashes silently (the
     core emits nothing); on crossbars the tile's weight block reads zero."""
     draws = np.asarray(draws, np.int64)
+    layer = mapping.network.layers[core.layer - 1]
     if mapping.profile.architecture == "crossbar":
-        builder.add_tile(core.layer, draws, core.out_start, core.out_stop, core.in_start,
-                         core.in_stop, core=core.core_id)
+        if layer.kind == "dense":
+            builder.add_tile(core.layer, draws, core.out_start, core.out_stop, core.in_start,
+                             core.in_stop, core=core.core_id)
+            return
+        # A conv tile holds kernel weights reused at every position: every entry they set
+        # reads zero (these records come after the cells' own faults and override them).
+        k = np.flatnonzero(mapping.kernel_cores(core.layer, np.arange(layer.synapse_weights.size))
+                           == core.core_id)
+        _, i, j = layer.weight_uses(k)
+        builder.add_weight(core.layer, np.repeat(draws, i.size), np.tile(i, draws.size),
+                           np.tile(j, draws.size), 0.0, core=core.core_id)
         return
-    n = core.n_neurons
-    neurons = np.arange(core.out_start, core.out_stop, dtype=np.int64)
+    neurons = mapping.core_neurons(core)
+    n = neurons.size
     builder.add_crash(core.layer, np.repeat(draws, n), np.tile(neurons, draws.size),
                       CRASH_SILENT, core=core.core_id)
 

@@ -78,8 +78,8 @@ class SynapseStuck(FaultType):
         if self.rate <= 0:
             return []
         outcomes = (self.p_zero / self.rate, self.p_max / self.rate)
-        return [FaultGroup("stuck", l, -1, layer.n_synapses, self.rate, outcomes, "synapse")
-                for l, layer in enumerate(plan.network.layers, start=1)]
+        return [FaultGroup("stuck", l, -1, sites.n, self.rate, outcomes, "synapse")
+                for l, sites in enumerate(plan.sites, start=1)]
 
     def draw_outcomes(self, plan, rng, positions) -> dict:
         if self.rate <= 0:
@@ -92,9 +92,10 @@ class SynapseStuck(FaultType):
             draws, pos = positions.get(("stuck", l), (np.zeros(0, np.int64),) * 2)
             if not draws.size:
                 continue
-            i, j = layer.synapse_coords(pos)
-            weight = np.asarray(layer.synapse_weights).ravel()[pos]
+            # A stored weight may be read by many entries (a shared conv kernel weight).
+            owner, i, j, k, core = plan.sites[l - 1].expand(pos)
+            weight = np.asarray(layer.synapse_weights).ravel()[k]
             at_max = np.where(weight < 0, -plan.max_weight_neg[l - 1], plan.max_weight_pos[l - 1])
-            value = np.where(outcomes[("stuck", l)] == AT_MAX, at_max, 0.0)
-            core = plan.mapping.weight_cores(l, i, j) if plan.mapping is not None else None
-            builder.add_weight(l, draws, i, j, value, core=core)
+            value = np.where(outcomes[("stuck", l)][owner] == AT_MAX, at_max, 0.0)
+            builder.add_weight(l, draws[owner], i, j, value,
+                               core=core if plan.mapping is not None else None)

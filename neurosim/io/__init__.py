@@ -11,7 +11,10 @@
 ``.pt`` / ``.pth`` / ``.ts``  PyTorch: TorchScript, a state_dict (needs ``activations`` or
                               ``architecture``), or a pickled module (needs
                               ``trust_pickle=True``); extra ``torch``
-``torch.nn.Module``           an ``nn.Sequential`` of Linear layers and activations
+``.onnx``                     ONNX: a chain of Conv, Gemm/MatMul, pooling, activations
+                              (:mod:`neurosim.io.onnx`); extra ``onnx``
+``torch.nn.Module``           an ``nn.Sequential`` (:mod:`neurosim.io.torch`; image input
+                              needs ``input_shape=(C, H, W)``)
 ============================  ============================================================
 """
 
@@ -36,6 +39,7 @@ def load_network(
     trust_pickle: bool = False,
     activations=None,
     architecture=None,
+    input_shape=None,
 ) -> Network:
     """Load a network from a file or a PyTorch module.
 
@@ -51,6 +55,10 @@ def load_network(
         state_dict, Keras ``.weights.h5``).
     architecture : torch.nn.Module, optional
         A module whose ``load_state_dict`` accepts a state_dict file.
+    input_shape : tuple, optional
+        PyTorch only: the shape of one input without the batch axis, ``(C, H, W)`` or
+        ``(n,)``; needed when the network starts with a Conv2d or a pooling (PyTorch modules
+        do not record it).
 
     Raises
     ------
@@ -61,12 +69,12 @@ def load_network(
     UntrustedPickleError
         For a pickled module without ``trust_pickle=True``.
     MissingExtraError
-        If the reader's library (torch) is not installed.
+        If the reader's library (torch, onnx) is not installed.
     """
     if not isinstance(source, (str, os.PathLike)):
         from neurosim.io.torch import network_from_torch
 
-        return network_from_torch(source)
+        return network_from_torch(source, input_shape=input_shape)
     path = Path(source)
     if not path.exists():
         raise NeurosimFileNotFoundError(f"Model file {str(path)!r} does not exist.")
@@ -92,14 +100,18 @@ def load_network(
         from neurosim.io.keras import load_keras
 
         return load_keras(path, activations=activations)
+    if name.endswith(".onnx"):
+        from neurosim.io.onnx import load_onnx
+
+        return load_onnx(path)
     if name.endswith(_TORCH_SUFFIXES):
         from neurosim.io.torch import load_torch
 
         return load_torch(path, trust_pickle=trust_pickle, activations=activations,
-                          architecture=architecture)
+                          architecture=architecture, input_shape=input_shape)
     raise FileFormatError(
         f"Cannot tell the format of {str(path)!r} from its name. Supported: .h5 (neurosim or "
-        "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch)."
+        "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch), .onnx."
     )
 
 

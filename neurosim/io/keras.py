@@ -13,15 +13,60 @@ Keras itself is not imported: the files are parsed with :mod:`zipfile`, :mod:`js
     ``vars`` group, which is used when present.
 ``.weights.h5`` (Keras 3 weights only)
     The same HDF5 layout without an architecture; the caller gives one activation per Dense
-    layer.
+    layer (weights-only files are read for Dense-only models).
 legacy ``.h5`` (Keras 2, also written by Keras 3's ``model.save("x.h5")``)
     Root attribute ``model_config`` (JSON architecture); weights under
     ``model_weights/<layer name>``, whose attribute ``weight_names`` gives the dataset paths.
 
-Supported layers: ``InputLayer``, ``Dense``, ``Activation``, ``ReLU`` (plain or with a
-negative slope), ``LeakyReLU``, ``Dropout`` (ignored), ``Flatten`` (only on 1-D input) and a
-final ``Softmax``. A final softmax is dropped (the network then outputs logits; the argmax is
-unchanged), with a warning and ``metadata["dropped_output_softmax"] = True``.
+Models: ``Sequential`` models, and ``Functional`` models that are a single chain (one input,
+one output, each layer fed by exactly one layer); any other graph (``Add``, ``Concatenate``,
+a layer with several inbound layers) is an error naming the layer. Images are channels last:
+the input ``(H, W, C)`` of the ``InputLayer`` becomes the network's ``input_shape (C, H, W)``
+with ``layout="NHWC"`` (data is given ``N x H x W x C``); ``data_format="channels_first"``
+is an error.
+
+Supported layers:
+
+* ``InputLayer``; ``Dropout``, ``SpatialDropout1D/2D/3D``, ``GaussianDropout``,
+  ``GaussianNoise``, ``AlphaDropout`` (identities at inference, ignored).
+* ``Dense`` (on a 1-D input; its ``activation`` is folded in).
+* ``Conv2D`` (``strides``, ``padding`` "same"/"valid", ``dilation_rate``, ``groups``,
+  ``use_bias``, ``activation``): the kernel ``(kh, kw, C_in/groups, C_out)`` becomes
+  :class:`~neurosim.layers.Conv2d`'s ``(C_out, C_in/groups, kh, kw)``.
+* ``DepthwiseConv2D`` (``depth_multiplier`` m): the kernel ``(kh, kw, C_in, m)`` becomes
+  ``(C_in m, 1, kh, kw)`` with ``groups = C_in``, output channel ``c m + j``.
+* ``SeparableConv2D``: two Conv2d layers, the depthwise one (no bias, no activation) and a
+  1x1 pointwise one with the bias and the activation.
+* ``ZeroPadding2D``: folded into the padding of the Conv2D / DepthwiseConv2D /
+  SeparableConv2D right after it (MobileNet's ``ZeroPadding2D(((0, 1), (0, 1)))`` before a
+  strided "valid" depthwise conv); anything else after it is an error.
+* ``BatchNormalization`` (channel axis -1; ``center``, ``scale``, ``epsilon``, the moving
+  mean and variance): folded into the Conv2d or Dense right before it (no activation or
+  pooling in between, else an error).
+* ``MaxPooling2D``, ``AveragePooling2D`` (``pool_size``, ``strides`` (None = pool size),
+  ``padding``; Keras' "same" pads ``ceil(n / s)`` outputs with the odd pixel at the end, the
+  padding never wins a max and an average divides by the taps inside the image,
+  ``count_include_pad=False``), ``GlobalAveragePooling2D`` and ``GlobalMaxPooling2D``
+  (``keepdims`` True or False).
+* ``Flatten`` (of an image: :class:`~neurosim.layers.Flatten` in ``"hwc"`` order, as Keras
+  flattens channels last; of a vector: nothing) and ``Reshape`` to a vector (the same as a
+  Flatten) or to ``(1, 1, C)`` of a ``(C,)`` global pooling (its ``keepdims``); other
+  reshapes are errors. A flatten of a ``1 x 1`` image at the very end (MobileNet's
+  ``Reshape((classes,))``) is dropped, as it changes nothing.
+* Activations, as layers (``Activation``, ``ReLU`` with ``max_value`` -> hardtanh(0, max) and
+  ``negative_slope`` -> leaky_relu (not both; ``threshold`` must be 0), ``LeakyReLU``,
+  ``ELU``, a final ``Softmax``) or as the ``activation`` of a Dense/conv layer: ``relu``,
+  ``relu6``, ``leaky_relu`` (Keras' slope 0.2), ``elu``, ``tanh``, ``sigmoid``, ``softplus``,
+  ``gelu`` (exact; ``approximate=True`` is the tanh form), ``silu``/``swish``,
+  ``hard_silu``/``hard_swish``, ``hard_sigmoid`` (Keras 3: ``relu6(x + 3) / 6``; files written
+  by Keras 2: ``clip(0.2 x + 0.5, 0, 1)``), ``hard_tanh``, ``linear``, and ``softmax`` /
+  ``log_softmax`` on the output only. A final softmax is dropped (the network then outputs
+  logits; the argmax is unchanged), with a warning and
+  ``metadata["dropped_output_softmax"] = True``.
+
+The network must end with a Dense or conv layer whose output is a vector (or a ``1 x 1``
+image); an activation after a pooling is folded as :class:`~neurosim.io.builder.NetworkBuilder`
+allows (before a max pooling when it is non-decreasing).
 """
 
 from __future__ import annotations
@@ -37,29 +82,44 @@ import h5py
 import numpy as np
 
 from neurosim.activations import Activation, make_activation
-from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
+from neurosim.errors import FileFormatError, NeurosimError, ShapeError, UnsupportedLayerError
 from neurosim.io.builder import SOFTMAX, NetworkBuilder
-from neurosim.layers import Dense
+from neurosim.layers import (AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d,
+                             same_padding)
 from neurosim.network import Network
 
 __all__ = ["load_keras"]
 
 #: Keras layer classes neurosim understands (for error messages).
 SUPPORTED_LAYERS = (
-    "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Dropout",
-    "Flatten (on 1-D input)", "Softmax (last layer only)",
+    "InputLayer", "Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "ZeroPadding2D "
+    "(before a conv)", "BatchNormalization (after a Dense or conv)", "MaxPooling2D",
+    "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten",
+    "Reshape (to a vector)", "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout (and the "
+    "other dropout/noise layers, ignored)", "Softmax (last layer only)",
 )
 #: Keras activation names neurosim understands (for error messages).
 SUPPORTED_ACTIVATIONS = (
-    "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "linear",
+    "relu", "relu6", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "gelu", "silu",
+    "swish", "hard_silu", "hard_swish", "hard_sigmoid", "hard_tanh", "linear",
     "softmax (output layer only)",
 )
 
-_NOOP_LAYERS = {"Dropout", "InputLayer"}
+_NOOP_LAYERS = {"Dropout", "InputLayer", "SpatialDropout1D", "SpatialDropout2D",
+                "SpatialDropout3D", "GaussianDropout", "GaussianNoise", "AlphaDropout"}
+_CONV_LAYERS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 # Keras 3's default slope of the ``leaky_relu`` activation function.
 _KERAS_LEAKY_RELU_DEFAULT = 0.2
 # Default slope of the LeakyReLU layer (Keras 2 ``alpha`` and Keras 3 ``negative_slope``).
 _KERAS_LEAKY_LAYER_DEFAULT = 0.3
+# Keras activation names -> neurosim names (parameters are set in _activation_from_keras).
+_KERAS_ACTIVATIONS = {
+    "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu",
+    "elu": "elu", "tanh": "tanh", "sigmoid": "sigmoid", "softplus": "softplus",
+    "gelu": "gelu", "silu": "silu", "swish": "silu", "hard_silu": "hardswish",
+    "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid", "hard_tanh": "hardtanh",
+    "linear": "identity",
+}
 
 
 def _supported_layers_text() -> str:
@@ -70,13 +130,15 @@ def _supported_layers_text() -> str:
 
 
 # --- activations ---------------------------------------------------------------------------
-def _activation_from_keras(spec: Any, source: str, layer: str) -> "Activation | str":
+def _activation_from_keras(spec: Any, source: str, layer: str,
+                           keras2: bool = False) -> "Activation | str":
     """Map a Keras activation spec (name or serialized object) onto neurosim.
 
     Returns an :class:`Activation`, or the string ``"softmax"`` for a softmax / log-softmax.
+    ``keras2``: the file was written by Keras 2 (whose ``hard_sigmoid`` has slope 0.2).
     """
-    alpha = None
     name = spec
+    options: dict = {}
     if spec is None:
         name = "linear"
     elif isinstance(spec, dict):
@@ -86,10 +148,12 @@ def _activation_from_keras(spec: Any, source: str, layer: str) -> "Activation | 
         cfg = spec.get("config")
         if isinstance(cfg, str):
             name = cfg
-        elif cls in ("LeakyReLU", "ReLU", "Activation", "Softmax"):
-            return _layer_activation(cls, cfg or {}, source, layer)
+        elif cls in ("LeakyReLU", "ReLU", "ELU", "Activation", "Softmax"):
+            return _layer_activation(cls, cfg or {}, source, layer, keras2)
         else:
             name = cls
+            if isinstance(cfg, dict):
+                options = cfg
     if not isinstance(name, str):
         raise UnsupportedLayerError(
             f"{source}: layer {layer!r} has an activation neurosim cannot read: {spec!r}. "
@@ -98,35 +162,53 @@ def _activation_from_keras(spec: Any, source: str, layer: str) -> "Activation | 
     key = name.strip().lower()
     if key in ("softmax", "log_softmax"):
         return SOFTMAX
-    if key in ("leaky_relu", "leakyrelu"):
-        alpha = _KERAS_LEAKY_RELU_DEFAULT
-    if key not in ("relu", "leaky_relu", "leakyrelu", "tanh", "sigmoid", "softplus", "linear"):
+    if key not in _KERAS_ACTIVATIONS:
         raise UnsupportedLayerError(
             f"{source}: layer {layer!r} uses the activation {name!r}, which neurosim does not "
             f"support. {_supported_layers_text()}"
         )
-    return make_activation(key, alpha)
+    target = _KERAS_ACTIVATIONS[key]
+    if target == "leaky_relu":
+        return make_activation("leaky_relu", float(options.get(
+            "negative_slope", options.get("alpha", _KERAS_LEAKY_RELU_DEFAULT))))
+    if target == "elu":
+        return make_activation("elu", float(options.get("alpha", 1.0)))
+    if target == "gelu" and options.get("approximate"):
+        return make_activation("gelu_tanh")
+    if target == "hardsigmoid":
+        # Keras 3: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1); Keras 2: clip(0.2 x + 0.5, 0, 1).
+        return make_activation("hardsigmoid", 0.2 if keras2 else 1.0 / 6.0, 0.5)
+    if target == "hardtanh":
+        return make_activation("hardtanh", -1.0, 1.0)
+    return make_activation(target)
 
 
-def _layer_activation(cls: str, cfg: dict, source: str, layer: str) -> "Activation | str":
-    """The activation computed by an activation *layer* (Activation, ReLU, LeakyReLU, Softmax)."""
+def _layer_activation(cls: str, cfg: dict, source: str, layer: str,
+                      keras2: bool = False) -> "Activation | str":
+    """The activation computed by an activation *layer* (Activation, ReLU, LeakyReLU, ELU,
+    Softmax)."""
     if cls == "Activation":
-        return _activation_from_keras(cfg.get("activation"), source, layer)
+        return _activation_from_keras(cfg.get("activation"), source, layer, keras2)
     if cls == "Softmax":
         return SOFTMAX
     if cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", _KERAS_LEAKY_LAYER_DEFAULT))
         return make_activation("leaky_relu", float(slope))
+    if cls == "ELU":
+        return make_activation("elu", float(cfg.get("alpha", 1.0)))
     if cls == "ReLU":
         max_value = cfg.get("max_value")
         threshold = float(cfg.get("threshold") or 0.0)
         slope = float(cfg.get("negative_slope") or 0.0)
-        if max_value is not None or threshold != 0.0:
+        if threshold != 0.0 or (max_value is not None and (slope != 0.0 or float(max_value) <= 0)):
             raise UnsupportedLayerError(
-                f"{source}: layer {layer!r} is a ReLU with max_value={max_value!r} and "
-                f"threshold={threshold!r}; only max_value=None and threshold=0 are supported. "
-                f"{_supported_layers_text()}"
+                f"{source}: layer {layer!r} is a ReLU with max_value={max_value!r}, "
+                f"negative_slope={slope!r} and threshold={threshold!r}; neurosim supports "
+                "threshold=0 with either a max_value > 0 (hardtanh(0, max_value)) or a "
+                f"negative_slope (leaky_relu), not both. {_supported_layers_text()}"
             )
+        if max_value is not None:
+            return make_activation("hardtanh", 0.0, float(max_value))
         return make_activation("leaky_relu", slope) if slope else make_activation("relu")
     raise AssertionError(cls)  # pragma: no cover
 
@@ -182,11 +264,15 @@ def _endpoint_names(spec: Any) -> list[str]:
     return []
 
 
+def _layer_name(layer: dict) -> "str | None":
+    return (layer.get("config") or {}).get("name") or layer.get("name")
+
+
 def _ordered_layers(model_config: dict, source: str) -> tuple[str, list[dict], "tuple | None"]:
     """The model's name, its layers in forward order, and its input shape (if known).
 
     Raises UnsupportedLayerError for a model class other than Sequential / Functional, or
-    for a Functional graph that is not a single chain.
+    for a Functional graph that is not a single chain (naming the layer where it branches).
     """
     if not isinstance(model_config, dict) or "class_name" not in model_config:
         raise FileFormatError(f"{source}: the model configuration has no 'class_name'.")
@@ -211,87 +297,73 @@ def _ordered_layers(model_config: dict, source: str) -> tuple[str, list[dict], "
             f"{source}: the model is of class {cls!r}; only Sequential models and Functional "
             "models that form a single chain of layers are supported."
         )
-    by_name = {layer.get("name") or layer.get("config", {}).get("name"): layer for layer in layers}
+    by_name = {_layer_name(layer): layer for layer in layers}
     inputs = _endpoint_names(cfg.get("input_layers"))
     outputs = _endpoint_names(cfg.get("output_layers"))
-    not_chain = UnsupportedLayerError(
-        f"{source}: the Functional model {name!r} is not a single chain of layers (one input, "
-        "one output, each layer feeding the next); only such models are supported."
-    )
+
+    def not_chain(why: str) -> UnsupportedLayerError:
+        return UnsupportedLayerError(
+            f"{source}: the Functional model {name!r} is not a single chain of layers: {why}. "
+            "Only models with one input and one output, each layer fed by exactly one layer, "
+            "are supported."
+        )
+
     if len(inputs) != 1 or len(outputs) != 1:
-        raise not_chain
+        raise not_chain(f"it has {len(inputs)} inputs ({', '.join(map(repr, inputs))}) and "
+                        f"{len(outputs)} outputs ({', '.join(map(repr, outputs))})")
     chain = [outputs[0]]
     while chain[-1] != inputs[0]:
         layer = by_name.get(chain[-1])
         if layer is None:
             raise FileFormatError(f"{source}: the model refers to an unknown layer {chain[-1]!r}.")
         parents = _inbound_names(layer)
-        if len(parents) != 1 or parents[0] in chain:
-            raise not_chain
+        if len(parents) != 1:
+            raise not_chain(
+                f"layer {chain[-1]!r} ({layer.get('class_name')}) has {len(parents)} inbound "
+                f"layers ({', '.join(map(repr, parents)) or 'none'})")
+        if parents[0] in chain:
+            raise not_chain(f"layer {chain[-1]!r} is fed by {parents[0]!r}, which comes after it")
         chain.append(parents[0])
     if len(chain) != len(layers):
-        raise not_chain
+        off = [n for n in by_name if n not in chain]
+        label = (f"layer {off[0]!r} ({by_name[off[0]].get('class_name')}) is not on the path "
+                 "from the input to the output") if off else "some layers are not on the path"
+        raise not_chain(label)
     return name, [by_name[n] for n in reversed(chain)], input_shape
 
 
-def _build_plan(layers: list[dict], input_shape, source: str) -> NetworkBuilder:
-    """Walk the Keras layer configs into a builder whose specs are the Dense entries.
+def _pair(value, what: str, where: str) -> tuple[int, int]:
+    """An int or a pair of ints from a Keras config."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    raise FileFormatError(f"{where}: the {what} {value!r} is not an int or a pair of ints.")
 
-    Each spec is a dict with keys ``name``, ``class_name``, ``units`` and ``use_bias``; the
-    builder folds activation layers into the Dense before them and records a final softmax.
-    """
-    builder = NetworkBuilder(source, unit="Dense")
-    shape = input_shape
-    for index, layer in enumerate(layers):
-        cls = layer.get("class_name")
-        cfg = layer.get("config") or {}
-        lname = cfg.get("name") or layer.get("name") or f"#{index}"
-        where = f"{source}: layer {lname!r} ({cls})"
-        builder.check_open(where)
-        if shape is None:
-            shape = _shape_tail(cfg.get("batch_shape") or cfg.get("batch_input_shape"))
-            if shape is None:
-                shape = _shape_tail((layer.get("build_config") or {}).get("input_shape"))
-        if cls in _NOOP_LAYERS:
-            continue
-        if cls == "Flatten":
-            if shape is not None and len(shape) != 1:
-                raise UnsupportedLayerError(
-                    f"{source}: layer {lname!r} (Flatten) flattens an input of shape {shape}; "
-                    "Flatten is only supported when its input is already 1-D. "
-                    f"{_supported_layers_text()}"
-                )
-            continue
-        if cls == "Dense":
-            if shape is not None and len(shape) != 1:
-                raise UnsupportedLayerError(
-                    f"{source}: layer {lname!r} (Dense) gets an input of shape {shape}; only "
-                    "1-D inputs are supported."
-                )
-            if cfg.get("quantization_config") or str(
-                (cfg.get("dtype") or {}).get("config", {}).get("name", "")
-                if isinstance(cfg.get("dtype"), dict) else cfg.get("dtype") or ""
-            ).startswith(("int", "float8")):
-                raise UnsupportedLayerError(
-                    f"{source}: layer {lname!r} (Dense) is quantized; only float Dense layers "
-                    "are supported."
-                )
-            activation = _activation_from_keras(cfg.get("activation", "linear"), source, lname)
-            builder.add({"name": lname, "class_name": cls, "units": int(cfg["units"]),
-                         "use_bias": bool(cfg.get("use_bias", True))},
-                        where, name=repr(lname), activation=activation)
-            shape = (int(cfg["units"]),)
-            continue
-        if cls in ("Activation", "ReLU", "LeakyReLU", "Softmax"):
-            builder.activation(_layer_activation(cls, cfg, source, lname), where)
-            continue
+
+def _zero_padding(value, where: str) -> tuple[int, int, int, int]:
+    """ZeroPadding2D's ``padding`` (int, (ph, pw) or ((top, bottom), (left, right)))."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (list, tuple)) for v in value):
+        (t, b), (left, right) = (_pair(v, "padding", where) for v in value)
+        return t, b, left, right
+    ph, pw = _pair(value, "padding", where)
+    return ph, ph, pw, pw
+
+
+def _is_quantized(cfg: dict) -> bool:
+    dtype = cfg.get("dtype")
+    name = (dtype.get("config", {}).get("name", "") if isinstance(dtype, dict) else dtype) or ""
+    return bool(cfg.get("quantization_config")) or str(name).startswith(("int", "float8"))
+
+
+def _padding_mode(cfg: dict, where: str) -> str:
+    mode = str(cfg.get("padding", "valid")).strip().lower()
+    if mode not in ("same", "valid"):
         raise UnsupportedLayerError(
-            f"{source}: layer {lname!r} is a {cls}, which neurosim does not support. "
-            f"{_supported_layers_text()}"
-        )
-    if not len(builder):
-        raise UnsupportedLayerError(f"{source}: the model has no Dense layer. {_supported_layers_text()}")
-    return builder
+            f"{where} has padding={cfg.get('padding')!r}; only 'same' and 'valid' are supported.")
+    return mode
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -313,36 +385,56 @@ def _read_vars(vars_group: h5py.Group) -> list[np.ndarray]:
     return [np.asarray(vars_group[k]) for k in keys]
 
 
-def _keras3_weights(f: h5py.File, plan: list[dict], layers: list[dict], source: str) -> list[list[np.ndarray]]:
-    """The variables of each Dense of ``plan``, found in a Keras 3 weights file."""
-    groups = _vars_groups_keras3(f, source)
-    by_attr = {}
-    for gname, vg in groups.items():
-        attr = vg.attrs.get("name")
-        if attr is not None:
-            by_attr[attr.decode() if isinstance(attr, bytes) else str(attr)] = gname
-    # Fallback for files without the 'name' attribute: Keras' own naming of the groups.
-    counters: dict[str, int] = {}
-    by_position = {}
-    for layer in layers:
-        cls = layer.get("class_name", "")
-        lname = (layer.get("config") or {}).get("name") or layer.get("name")
-        base = _to_snake_case(cls)
-        if base in counters:
-            counters[base] += 1
-            by_position[lname] = f"{base}_{counters[base]}"
-        else:
-            counters[base] = 0
-            by_position[lname] = base
-    result = []
-    for entry in plan:
-        gname = by_attr.get(entry["name"]) if by_attr else by_position.get(entry["name"])
-        if gname is None or gname not in groups:
-            raise FileFormatError(
-                f"{source}: no weights for Dense layer {entry['name']!r} in the weights file."
-            )
-        result.append(_read_vars(groups[gname]))
-    return result
+class _Keras3Store:
+    """The variables of each layer of a Keras 3 weights file, by layer name (in creation
+    order, without names)."""
+
+    def __init__(self, f: h5py.File, layers: list[dict], source: str):
+        self.source = source
+        self.groups = _vars_groups_keras3(f, source)
+        self.by_attr: dict[str, str] = {}
+        for gname, vg in self.groups.items():
+            attr = vg.attrs.get("name")
+            if attr is not None:
+                self.by_attr[attr.decode() if isinstance(attr, bytes) else str(attr)] = gname
+        # Fallback for files without the 'name' attribute: Keras' own naming of the groups.
+        counters: dict[str, int] = {}
+        self.by_position: dict[str, str] = {}
+        for layer in layers:
+            base = _to_snake_case(layer.get("class_name", ""))
+            if base in counters:
+                counters[base] += 1
+                self.by_position[_layer_name(layer)] = f"{base}_{counters[base]}"
+            else:
+                counters[base] = 0
+                self.by_position[_layer_name(layer)] = base
+
+    def arrays(self, lname: str, where: str) -> list[tuple["str | None", np.ndarray]]:
+        gname = self.by_attr.get(lname) if self.by_attr else self.by_position.get(lname)
+        if gname is None or gname not in self.groups:
+            raise FileFormatError(f"{where}: no weights for this layer in the weights file.")
+        return [(None, a) for a in _read_vars(self.groups[gname])]
+
+
+class _LegacyStore:
+    """The variables of each layer of a Keras 2 ``model_weights`` group, with their names."""
+
+    def __init__(self, group: h5py.Group, source: str):
+        self.group = group
+        self.source = source
+
+    def arrays(self, lname: str, where: str) -> list[tuple["str | None", np.ndarray]]:
+        if lname not in self.group:
+            raise FileFormatError(f"{where}: no weights for this layer under {self.group.name!r}.")
+        g = self.group[lname]
+        wnames = [n.decode() if isinstance(n, bytes) else str(n)
+                  for n in g.attrs.get("weight_names", [])]
+        out = []
+        for wname in wnames:
+            if wname not in g:
+                raise FileFormatError(f"{where}: weight {wname!r} is missing.")
+            out.append((wname.split("/")[-1].split(":")[0], np.asarray(g[wname])))
+        return out
 
 
 def _legacy_weights(group: h5py.Group, names: Iterable[str], source: str) -> list[list[np.ndarray]]:
@@ -367,6 +459,411 @@ def _legacy_weights(group: h5py.Group, names: Iterable[str], source: str) -> lis
         else:
             result.append(list(arrays.values()))
     return result
+
+
+# --- layers ----------------------------------------------------------------------------------
+class _Walk:
+    """Turns the Keras layers, in order, into builder calls with their weights.
+
+    ``shape`` is the current activation shape in neurosim's order: ``(C, H, W)`` for an
+    image (Keras ``(H, W, C)``), else the Keras shape; None while unknown. A ZeroPadding2D
+    waits in ``pad`` for the conv after it; a Flatten waits in ``flatten`` for the next layer
+    (it commutes with activations, and a flatten of a 1 x 1 image at the end is dropped).
+    """
+
+    def __init__(self, source: str, store, keras2: bool = False):
+        self.source = source
+        self.store = store
+        self.keras2 = keras2
+        self.builder = NetworkBuilder(source, unit="weighted")
+        self.shape: "tuple | None" = None
+        self.input_shape: "tuple | None" = None
+        self.pad: "tuple | None" = None
+        self.pad_where = ""
+        self.flatten: "tuple | None" = None  # (shape before it, where)
+        self.last_kind = ""
+
+    # --- helpers ------------------------------------------------------------------------
+    def set_input(self, keras_shape: tuple) -> None:
+        shape = tuple(keras_shape)
+        if len(shape) == 3:
+            shape = (shape[2], shape[0], shape[1])
+        self.shape = shape
+        if all(isinstance(v, int) and v > 0 for v in shape) and len(shape) in (1, 3):
+            self.input_shape = shape
+
+    def image(self, where: str) -> tuple[int, int, int]:
+        if self.shape is None or len(self.shape) != 3:
+            got = ("an input of unknown shape" if self.shape is None else
+                   f"an input of shape {self._keras(self.shape)}")
+            raise UnsupportedLayerError(
+                f"{where} gets {got}; it needs an image (H, W, C) of known size (give the model "
+                "an Input with its shape).")
+        if not all(isinstance(v, int) and v > 0 for v in self.shape):
+            raise UnsupportedLayerError(
+                f"{where} gets an image of shape {self._keras(self.shape)}; neurosim needs its "
+                "size fixed (an Input with every dimension given).")
+        return self.shape
+
+    @staticmethod
+    def _keras(shape: tuple) -> tuple:
+        """A neurosim shape shown in Keras order (H, W, C)."""
+        return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+    def variables(self, lname: str, roles: list[str], where: str) -> dict[str, np.ndarray]:
+        """The layer's variables by role (creation order; names when the file has them)."""
+        items = self.store.arrays(lname, where)
+        if len(items) != len(roles):
+            raise FileFormatError(
+                f"{where} should have {len(roles)} weight arrays ({', '.join(roles)}); the file "
+                f"holds {len(items)}.")
+        for name, array in items:
+            if not np.issubdtype(array.dtype, np.floating):
+                raise UnsupportedLayerError(
+                    f"{where}: the weight {name or ''} has dtype {array.dtype}; only float "
+                    "weights are supported (quantized layers are not).")
+        names = [name for name, _ in items]
+        if all(names):
+            mapped = [("kernel" if n == "depthwise_kernel" and "depthwise_kernel" not in roles
+                       else n) for n in names]
+            if sorted(mapped) == sorted(roles):
+                return {n: a for n, (_, a) in zip(mapped, items)}
+        return {role: a for role, (_, a) in zip(roles, items)}
+
+    def check_shape(self, array: np.ndarray, expected: tuple, what: str, where: str) -> None:
+        if tuple(array.shape) != tuple(expected):
+            raise FileFormatError(
+                f"{where}: the {what} has shape {tuple(array.shape)}; the layer's configuration "
+                f"expects {tuple(expected)}.")
+
+    def emit_flatten(self) -> None:
+        if self.flatten is not None:
+            self.builder.transform(Flatten("hwc"), self.flatten[1])
+            self.flatten = None
+
+    def add(self, layer, where: str, lname: str, activation=None) -> None:
+        self.emit_flatten()
+        self.builder.add(layer, where, name=repr(lname), activation=activation)
+        self.shape = tuple(layer.out_shape) if isinstance(layer, Conv2d) else (layer.n_out,)
+
+    def transform(self, t, where: str) -> None:
+        self.emit_flatten()
+        try:
+            bound = t.bind(self.shape)
+        except ShapeError as exc:
+            raise UnsupportedLayerError(f"{where}: {exc}") from None
+        self.builder.transform(t, where)
+        self.shape = tuple(bound.out_shape)
+
+    def conv_padding(self, cfg: dict, where: str, kernel, stride, dilation) -> tuple:
+        """Conv padding (top, bottom, left, right), with a waiting ZeroPadding2D's added."""
+        _, H, W = self.image(where)
+        zt, zb, zl, zr = self.pad or (0, 0, 0, 0)
+        self.pad = None
+        if _padding_mode(cfg, where) == "valid":
+            own = (0, 0, 0, 0)
+        else:
+            own = (same_padding(H + zt + zb, kernel[0], stride[0], dilation[0])
+                   + same_padding(W + zl + zr, kernel[1], stride[1], dilation[1]))
+        return (zt + own[0], zb + own[1], zl + own[2], zr + own[3])
+
+    def activation_of(self, cfg: dict, lname: str):
+        return _activation_from_keras(cfg.get("activation", "linear"), self.source, lname,
+                                      self.keras2)
+
+    # --- one layer ----------------------------------------------------------------------
+    def layer(self, layer: dict, index: int) -> None:
+        cls = layer.get("class_name")
+        cfg = layer.get("config") or {}
+        lname = _layer_name(layer) or f"#{index}"
+        where = f"{self.source}: layer {lname!r} ({cls})"
+        self.builder.check_open(where)
+        if self.shape is None:
+            shape = _shape_tail(cfg.get("batch_shape") or cfg.get("batch_input_shape"))
+            if shape is None:
+                shape = _shape_tail((layer.get("build_config") or {}).get("input_shape"))
+            if shape is not None:
+                self.set_input(shape)
+        if cls in _NOOP_LAYERS:
+            return
+        if str(cfg.get("data_format") or "channels_last") != "channels_last":
+            raise UnsupportedLayerError(
+                f"{where} has data_format={cfg.get('data_format')!r}; only 'channels_last' "
+                "(Keras' default) is supported.")
+        if self.pad is not None and cls not in _CONV_LAYERS and cls != "ZeroPadding2D":
+            raise UnsupportedLayerError(
+                f"{self.pad_where} is followed by {where}; neurosim folds a ZeroPadding2D into "
+                "the padding of the Conv2D, DepthwiseConv2D or SeparableConv2D right after it, "
+                "and supports it nowhere else.")
+        if cls in _CONV_LAYERS + ("Dense",) and _is_quantized(cfg):
+            raise UnsupportedLayerError(
+                f"{where} is quantized; only float layers are supported.")
+        method = getattr(self, f"_{cls}", None)
+        if method is None:
+            raise UnsupportedLayerError(
+                f"{self.source}: layer {lname!r} is a {cls}, which neurosim does not support. "
+                f"{_supported_layers_text()}"
+            )
+        method(cfg, lname, where)
+        self.last_kind = cls
+
+    def finish(self, metadata: dict, stacklevel: int) -> Network:
+        if self.pad is not None:
+            raise UnsupportedLayerError(
+                f"{self.pad_where} ends the model; a ZeroPadding2D must come right before a "
+                "Conv2D, DepthwiseConv2D or SeparableConv2D.")
+        if self.flatten is not None:
+            before, where = self.flatten
+            if before[1] * before[2] != 1:
+                raise UnsupportedLayerError(
+                    f"{where} flattens the {self._keras(before)} output of the model's last "
+                    "layer; neurosim networks end with a Dense or conv layer, and a flatten "
+                    "there is only dropped when the image is 1 x 1.")
+            self.flatten = None  # (C, 1, 1) flattened is the same vector
+        else:
+            trailing = bool(self.builder.transforms) and \
+                self.builder.transforms[-1][0] == len(self.builder)  # the builder reports it
+            if not trailing and self.shape is not None and len(self.shape) == 3 and \
+                    self.shape[1] * self.shape[2] != 1:
+                raise UnsupportedLayerError(
+                    f"{self.source}: the model's output is an image of shape "
+                    f"{self._keras(self.shape)}; neurosim networks output vectors (in "
+                    "channels-first order): end the model with a Flatten and a Dense, or a "
+                    "global pooling and a Dense.")
+        if not len(self.builder):
+            raise UnsupportedLayerError(
+                f"{self.source}: the model has no Dense or convolution layer. "
+                f"{_supported_layers_text()}")
+        layout = "NHWC" if self.input_shape is not None and len(self.input_shape) == 3 else None
+        return self.builder.build(metadata, stacklevel=stacklevel + 1,
+                                  input_shape=self.input_shape if layout else None,
+                                  layout=layout)
+
+    # --- the layer types (methods named after the Keras classes) --------------------------
+    def _Dense(self, cfg, lname, where):
+        if self.shape is not None and len(self.shape) != 1:
+            raise UnsupportedLayerError(
+                f"{where} gets an input of shape {self._keras(self.shape)}; only 1-D inputs are "
+                "supported (add a Flatten before it).")
+        units = int(cfg["units"])
+        use_bias = bool(cfg.get("use_bias", True))
+        activation = self.activation_of(cfg, lname)
+        arrays = self.variables(lname, ["kernel"] + (["bias"] if use_bias else []), where)
+        kernel = arrays["kernel"]
+        if kernel.ndim != 2 or kernel.shape[1] != units:
+            raise FileFormatError(
+                f"{where}: the kernel has shape {kernel.shape}, which does not match "
+                f"units={units}.")
+        bias = arrays.get("bias")
+        if bias is None:
+            bias = np.zeros(units, dtype=kernel.dtype)
+        self.check_shape(bias, (units,), "bias", where)
+        self.add(Dense(np.ascontiguousarray(kernel.T), bias, make_activation("identity")),
+                 where, lname, activation)
+
+    def _conv_settings(self, cfg, where):
+        kernel = _pair(cfg["kernel_size"], "kernel_size", where)
+        stride = _pair(cfg.get("strides", 1), "strides", where)
+        dilation = _pair(cfg.get("dilation_rate", 1), "dilation_rate", where)
+        return kernel, stride, dilation
+
+    def _Conv2D(self, cfg, lname, where):
+        C, H, W = self.image(where)
+        (kh, kw), stride, dilation = self._conv_settings(cfg, where)
+        filters = int(cfg["filters"])
+        groups = int(cfg.get("groups") or 1)
+        if C % groups or filters % groups:
+            raise FileFormatError(
+                f"{where}: groups={groups} does not divide the {C} input channels and the "
+                f"{filters} filters.")
+        use_bias = bool(cfg.get("use_bias", True))
+        activation = self.activation_of(cfg, lname)
+        padding = self.conv_padding(cfg, where, (kh, kw), stride, dilation)
+        arrays = self.variables(lname, ["kernel"] + (["bias"] if use_bias else []), where)
+        self.check_shape(arrays["kernel"], (kh, kw, C // groups, filters), "kernel", where)
+        if use_bias:
+            self.check_shape(arrays["bias"], (filters,), "bias", where)
+        K = np.ascontiguousarray(arrays["kernel"].transpose(3, 2, 0, 1))
+        layer = self._conv(K, arrays.get("bias"), (C, H, W), stride, padding, dilation,
+                           groups, where)
+        self.add(layer, where, lname, activation)
+
+    def _conv(self, K, b, in_shape, stride, padding, dilation, groups, where) -> Conv2d:
+        layer = Conv2d.build(K, b, in_shape, stride, padding, dilation, groups)
+        if min(layer.out_hw) < 1:
+            raise UnsupportedLayerError(
+                f"{where}: its kernel does not fit its input of shape {self._keras(in_shape)}.")
+        return layer
+
+    def _depthwise(self, kernel, bias, cfg, where, C, H, W, kh, kw, stride, dilation):
+        """The depthwise Conv2d of a DepthwiseConv2D / SeparableConv2D."""
+        mult = int(cfg.get("depth_multiplier") or 1)
+        self.check_shape(kernel, (kh, kw, C, mult), "depthwise kernel", where)
+        # Output channel c * mult + m is kernel[:, :, c, m].
+        K = np.ascontiguousarray(kernel.reshape(kh, kw, C * mult).transpose(2, 0, 1)[:, None])
+        if bias is not None:
+            self.check_shape(bias, (C * mult,), "bias", where)
+        padding = self.conv_padding(cfg, where, (kh, kw), stride, dilation)
+        return self._conv(K, bias, (C, H, W), stride, padding, dilation, C, where)
+
+    def _DepthwiseConv2D(self, cfg, lname, where):
+        C, H, W = self.image(where)
+        (kh, kw), stride, dilation = self._conv_settings(cfg, where)
+        use_bias = bool(cfg.get("use_bias", True))
+        activation = self.activation_of(cfg, lname)
+        arrays = self.variables(lname, ["kernel"] + (["bias"] if use_bias else []), where)
+        layer = self._depthwise(arrays["kernel"], arrays.get("bias"), cfg, where, C, H, W,
+                                kh, kw, stride, dilation)
+        self.add(layer, where, lname, activation)
+
+    def _SeparableConv2D(self, cfg, lname, where):
+        C, H, W = self.image(where)
+        (kh, kw), stride, dilation = self._conv_settings(cfg, where)
+        filters = int(cfg["filters"])
+        mult = int(cfg.get("depth_multiplier") or 1)
+        use_bias = bool(cfg.get("use_bias", True))
+        activation = self.activation_of(cfg, lname)
+        arrays = self.variables(lname, ["depthwise_kernel", "pointwise_kernel"]
+                                + (["bias"] if use_bias else []), where)
+        depthwise = self._depthwise(arrays["depthwise_kernel"], None, cfg, where, C, H, W,
+                                    kh, kw, stride, dilation)
+        self.add(depthwise, f"{where} (depthwise part)", f"{lname} (depthwise part)")
+        pointwise = arrays["pointwise_kernel"]
+        self.check_shape(pointwise, (1, 1, C * mult, filters), "pointwise kernel", where)
+        if use_bias:
+            self.check_shape(arrays["bias"], (filters,), "bias", where)
+        K = np.ascontiguousarray(pointwise.transpose(3, 2, 0, 1))
+        layer = self._conv(K, arrays.get("bias"), depthwise.out_shape, 1, 0, 1, 1, where)
+        self.add(layer, f"{where} (pointwise part)", f"{lname} (pointwise part)", activation)
+
+    def _ZeroPadding2D(self, cfg, lname, where):
+        self.image(where)
+        pad = _zero_padding(cfg.get("padding", 1), where)
+        if min(pad) < 0:
+            raise FileFormatError(f"{where}: negative padding {pad}.")
+        old = self.pad or (0, 0, 0, 0)
+        self.pad = tuple(a + b for a, b in zip(old, pad))
+        self.pad_where = where
+
+    def _BatchNormalization(self, cfg, lname, where):
+        axis = cfg.get("axis", -1)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        rank = None if self.shape is None else len(self.shape) + 1
+        if not isinstance(axis, int) or (axis != -1 and axis != (rank or 0) - 1):
+            raise UnsupportedLayerError(
+                f"{where} normalizes axis {axis!r}; only the last (channel) axis, -1, is "
+                "supported.")
+        center, scale = bool(cfg.get("center", True)), bool(cfg.get("scale", True))
+        roles = (["gamma"] if scale else []) + (["beta"] if center else []) + [
+            "moving_mean", "moving_variance"]
+        arrays = self.variables(lname, roles, where)
+        n = arrays["moving_mean"].size
+        gamma = arrays.get("gamma", np.ones(n))
+        beta = arrays.get("beta", np.zeros(n))
+        eps = float(cfg.get("epsilon", 1e-3))
+        self.builder.batchnorm(gamma, beta, arrays["moving_mean"], arrays["moving_variance"],
+                               eps, where)
+
+    def _pool(self, cfg, where, kind):
+        C, H, W = self.image(where)
+        kernel = _pair(cfg.get("pool_size", 2), "pool_size", where)
+        strides = cfg.get("strides")
+        stride = kernel if strides is None else _pair(strides, "strides", where)
+        if _padding_mode(cfg, where) == "same":
+            padding = same_padding(H, kernel[0], stride[0]) + same_padding(W, kernel[1], stride[1])
+        else:
+            padding = (0, 0, 0, 0)
+        if kind == "max":
+            return MaxPool2d(kernel, stride, padding)
+        return AvgPool2d(kernel, stride, padding, count_include_pad=False)
+
+    def _MaxPooling2D(self, cfg, lname, where):
+        self.transform(self._pool(cfg, where, "max"), where)
+
+    def _AveragePooling2D(self, cfg, lname, where):
+        self.transform(self._pool(cfg, where, "avg"), where)
+
+    def _GlobalAveragePooling2D(self, cfg, lname, where):
+        self.image(where)
+        self.transform(GlobalAvgPool2d(keepdims=bool(cfg.get("keepdims", False))), where)
+
+    def _GlobalMaxPooling2D(self, cfg, lname, where):
+        C, H, W = self.image(where)
+        self.transform(MaxPool2d((H, W), (H, W)), where)
+        if not cfg.get("keepdims", False):
+            self.flatten, self.shape = ((C, 1, 1), where), (C,)
+
+    def _flatten_to_vector(self, where):
+        """Flatten the current shape (an image in Keras' hwc order; a vector stays)."""
+        if self.shape is None or len(self.shape) == 1:
+            return
+        if len(self.shape) != 3:
+            raise UnsupportedLayerError(
+                f"{where} flattens an input of shape {self.shape}; Flatten is only supported "
+                "on an image (H, W, C) or an input that is already 1-D. "
+                f"{_supported_layers_text()}")
+        self.image(where)
+        self.flatten = (self.shape, where)
+        self.shape = (int(np.prod(self.shape)),)
+
+    def _Flatten(self, cfg, lname, where):
+        self._flatten_to_vector(where)
+
+    def _Reshape(self, cfg, lname, where):
+        target = tuple(cfg.get("target_shape") or ())
+        size = None if self.shape is None else int(np.prod(self.shape))
+        if len(target) == 1 and target[0] in (-1, size):
+            self._flatten_to_vector(where)
+            return
+        if len(target) == 3 and target[:2] == (1, 1) and target[2] in (-1, size):
+            if self.shape is not None and len(self.shape) == 3 and self.shape[1:] == (1, 1):
+                return  # (1, 1, C) -> (1, 1, C)
+            if self.flatten is not None and self.flatten[0][1:] == (1, 1):
+                self.shape, self.flatten = self.flatten[0], None  # a flatten undone
+                return
+            last = self.builder.transforms[-1] if self.builder.transforms else None
+            if self.last_kind == "GlobalAveragePooling2D" and last is not None and \
+                    isinstance(last[1], GlobalAvgPool2d) and not last[1].keepdims:
+                # GlobalAveragePooling2D() + Reshape((1, 1, C)): the pooling with keepdims.
+                self.builder.transforms[-1] = (last[0], GlobalAvgPool2d(keepdims=True), last[2])
+                self.shape = self.shape + (1, 1)
+                return
+        raise UnsupportedLayerError(
+            f"{where} reshapes an input of shape "
+            f"{'unknown' if self.shape is None else self._keras(self.shape)} to {target}; only "
+            "reshapes to a vector (a flatten in Keras' order), or to (1, 1, C) right after a "
+            "global pooling, are supported.")
+
+    def _activation_layer(self, cfg, lname, where, cls):
+        self.builder.activation(_layer_activation(cls, cfg, self.source, lname, self.keras2),
+                                where)
+
+    def _Activation(self, cfg, lname, where):
+        self._activation_layer(cfg, lname, where, "Activation")
+
+    def _ReLU(self, cfg, lname, where):
+        self._activation_layer(cfg, lname, where, "ReLU")
+
+    def _LeakyReLU(self, cfg, lname, where):
+        self._activation_layer(cfg, lname, where, "LeakyReLU")
+
+    def _ELU(self, cfg, lname, where):
+        self._activation_layer(cfg, lname, where, "ELU")
+
+    def _Softmax(self, cfg, lname, where):
+        self._activation_layer(cfg, lname, where, "Softmax")
+
+
+def _build_network(layers: list[dict], input_shape, source: str, store, metadata: dict,
+                   keras2: bool = False) -> Network:
+    """Walk the Keras layer configs (in forward order) into a Network."""
+    walk = _Walk(source, store, keras2)
+    if input_shape is not None:
+        walk.set_input(input_shape)
+    for index, layer in enumerate(layers):
+        walk.layer(layer, index)
+    return walk.finish(metadata, stacklevel=3)
 
 
 def _dense_layer(entry: dict, activation: Activation, source: str) -> Dense:
@@ -406,6 +903,13 @@ def _finish(builder: NetworkBuilder, variables: list[list[np.ndarray]], metadata
 
 
 # --- the three formats ---------------------------------------------------------------------
+def _keras2_version(version) -> bool:
+    """Whether a ``keras_version`` attribute names Keras 2 (whose hard_sigmoid differs)."""
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    return isinstance(version, str) and version.strip().startswith("2.")
+
+
 def _load_keras_archive(path: str) -> Network:
     source = repr(path)
     try:
@@ -423,6 +927,7 @@ def _load_keras_archive(path: str) -> Network:
                 )
             config_text = zf.read("config.json")
             weights_bytes = zf.read("model.weights.h5")
+            meta_text = zf.read("metadata.json") if "metadata.json" in names else b"{}"
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise FileFormatError(
             f"{source}: not a valid .keras archive (a zip file with config.json and "
@@ -433,18 +938,29 @@ def _load_keras_archive(path: str) -> Network:
     except (ValueError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{source}: config.json is not valid JSON: {exc}.") from None
     try:
+        keras2 = _keras2_version(json.loads(meta_text).get("keras_version"))
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        keras2 = False
+    try:
         name, layers, input_shape = _ordered_layers(config, source)
-        builder = _build_plan(layers, input_shape, source)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         if isinstance(exc, NeurosimError):
             raise
         raise FileFormatError(f"{source}: malformed config.json: {exc!r}.") from None
     try:
-        with h5py.File(io.BytesIO(weights_bytes), "r") as f:
-            variables = _keras3_weights(f, builder.specs, layers, source)
+        f = h5py.File(io.BytesIO(weights_bytes), "r")
     except OSError as exc:
         raise FileFormatError(f"{source}: model.weights.h5 is not a readable HDF5 file: {exc}.") from None
-    return _finish(builder, variables, {"source_format": "keras3", "name": name})
+    with f:
+        try:
+            store = _Keras3Store(f, config["config"]["layers"], source)
+            return _build_network(layers, input_shape, source, store,
+                                  {"source_format": "keras3", "name": name}, keras2)
+        except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+            if isinstance(exc, NeurosimError):
+                raise
+            raise FileFormatError(
+                f"{source}: malformed config.json or model.weights.h5: {exc!r}.") from None
 
 
 def _plan_from_activations(names: list[str], activations, source: str) -> NetworkBuilder:
@@ -512,11 +1028,12 @@ def _load_legacy_h5(path: str, f: h5py.File) -> Network:
     except ValueError as exc:
         raise FileFormatError(f"{source}: the model_config attribute is not valid JSON: {exc}.") from None
     name, layers, input_shape = _ordered_layers(config, source)
-    builder = _build_plan(layers, input_shape, source)
     if "model_weights" not in f:
         raise FileFormatError(f"{source}: the file has no 'model_weights' group (no weights saved).")
-    variables = _legacy_weights(f["model_weights"], [entry["name"] for entry in builder.specs], source)
-    return _finish(builder, variables, {"source_format": "keras2-h5", "name": name})
+    store = _LegacyStore(f["model_weights"], source)
+    return _build_network(layers, input_shape, source, store,
+                          {"source_format": "keras2-h5", "name": name},
+                          _keras2_version(f.attrs.get("keras_version")))
 
 
 def _load_legacy_weights(path: str, f: h5py.File, activations) -> Network:

@@ -451,3 +451,163 @@ class Conv2d(Layer):
                 f"fit its padded input {in_shape[1] + padding[0] + padding[1]}x"
                 f"{in_shape[2] + padding[2] + padding[3]}.")
         return out
+
+
+# --- mapping onto cores (NengoLoihi's BlockShape: channel x row x column blocks) ---------------
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    base, extra = divmod(n, parts)
+    out, start = [], 0
+    for k in range(parts):
+        stop = start + base + (1 if k < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _axis_costs(taps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every number of parts P (index P - 1) of one output axis split evenly: the largest
+    part, the most distinct inputs a part reads, and the most valid taps a part sums."""
+    n = taps.shape[0]
+    size, inputs, taps_sum = (np.zeros(n, np.int64) for _ in range(3))
+    valid = (taps >= 0).sum(1)
+    for P in range(1, n + 1):
+        for a, b in _split(n, P):
+            size[P - 1] = max(size[P - 1], b - a)
+            t = taps[a:b]
+            inputs[P - 1] = max(inputs[P - 1], np.unique(t[t >= 0]).size)
+            taps_sum[P - 1] = max(taps_sum[P - 1], int(valid[a:b].sum()))
+    return size, inputs, taps_sum
+
+
+def conv_core_blocks(layer: Conv2d, neurons_per_core: int, max_fan_in: int,
+                     synapses_per_core: int, share_weights: bool):
+    """Split a Conv2d into the fewest channel x row x column blocks that fit a core.
+
+    A block of ``cb`` output channels and a ``hb x wb`` spatial tile has ``cb hb wb`` neurons,
+    reads ``(input channels of its groups) x (distinct input rows) x (distinct input columns)``
+    axons, and stores ``cb (C_in/groups) kh kw`` synapses when the core keeps one copy of the
+    kernel (``share_weights``), or one synapse per connection otherwise. Each axis is split
+    evenly (sizes differ by at most one); the worst block of a split is the product of each
+    axis' worst part, so every split is checked exactly. Among the splits with the fewest
+    blocks, the one with the fewest spatial tiles wins (channels split first: no halo).
+
+    Returns ``(blocks, binding)``: each block a dict (``block`` = (c0, c1, y0, y1, x0, x1),
+    ``neurons``, ``axons``, ``synapses``); ``binding`` names the limit closest to full.
+
+    Raises
+    ------
+    ValueError
+        With the limit and both numbers when even one neuron does not fit.
+    """
+    ty, tx = layer._axis_taps()
+    C_out = layer.c_out
+    cig, cog = layer.c_in // layer.groups, C_out // layer.groups
+    kh, kw = layer.kernel_size
+    sy, iy, vy = _axis_costs(ty)
+    sx, ix, vx = _axis_costs(tx)
+    # Channels: for P parts, the largest part and the most input channels a part reads.
+    sc = np.zeros(C_out, np.int64)
+    ic = np.zeros(C_out, np.int64)
+    for P in range(1, C_out + 1):
+        for a, b in _split(C_out, P):
+            sc[P - 1] = max(sc[P - 1], b - a)
+            ic[P - 1] = max(ic[P - 1], ((b - 1) // cog - a // cog + 1) * cig)
+    # One neuron alone: the limits that no split can meet.
+    one = {"neurons": 1, "axons": int(ic[-1] * iy[-1] * ix[-1]),
+           "synapses": int(cig * kh * kw) if share_weights else int(cig * vy[-1] * vx[-1])}
+    limits = {"neurons": neurons_per_core, "axons": max_fan_in, "synapses": synapses_per_core}
+    for key, name in (("axons", "max_fan_in"), ("synapses", "synapses_per_core")):
+        if one[key] > limits[key]:
+            raise ValueError(f"one neuron needs {one[key]} {key} but a core holds at most "
+                             f"{limits[key]} ({name})")
+    best = None
+    Py = np.arange(1, sy.size + 1)[:, None]
+    Px = np.arange(1, sx.size + 1)[None, :]
+    for Pc in range(1, C_out + 1):
+        neurons = sc[Pc - 1] * sy[:, None] * sx[None, :]
+        axons = ic[Pc - 1] * iy[:, None] * ix[None, :]
+        syn = (np.full(neurons.shape, sc[Pc - 1] * cig * kh * kw) if share_weights
+               else sc[Pc - 1] * cig * vy[:, None] * vx[None, :])
+        ok = (neurons <= neurons_per_core) & (axons <= max_fan_in) & (syn <= synapses_per_core)
+        if not ok.any():
+            continue
+        total = np.where(ok, Pc * Py * Px, np.iinfo(np.int64).max)
+        # Ties: the fewest spatial tiles.
+        cand = np.argwhere(total == total.min())
+        k = min(cand, key=lambda t: (t[0] + 1) * (t[1] + 1))
+        key = (int(total.min()), int((k[0] + 1) * (k[1] + 1)))
+        if best is None or key < best[0]:
+            best = (key, Pc, int(k[0]) + 1, int(k[1]) + 1)
+        if Pc >= best[0][0]:  # more channel parts cannot give fewer blocks
+            break
+    _, Pc, PY, PX = best
+    blocks = []
+    ho, wo = layer.out_hw
+    C, H, W = layer.in_shape
+    for c0, c1 in _split(C_out, Pc):
+        n_ch = ((c1 - 1) // cog - c0 // cog + 1) * cig
+        for y0, y1 in _split(ho, PY):
+            t = ty[y0:y1]
+            rows = np.unique(t[t >= 0]).size
+            taps_y = int((t >= 0).sum())
+            for x0, x1 in _split(wo, PX):
+                u = tx[x0:x1]
+                cols = np.unique(u[u >= 0]).size
+                taps_x = int((u >= 0).sum())
+                syn = ((c1 - c0) * cig * kh * kw if share_weights
+                       else (c1 - c0) * cig * taps_y * taps_x)
+                blocks.append({"block": (c0, c1, y0, y1, x0, x1),
+                               "neurons": (c1 - c0) * (y1 - y0) * (x1 - x0),
+                               "axons": n_ch * rows * cols, "synapses": int(syn)})
+    worst = {key: max(b[key] for b in blocks) / limits[key] for key in limits}
+    binding = max(worst, key=worst.get)
+    return blocks, binding
+
+
+def block_neurons(layer: Conv2d, block) -> np.ndarray:
+    """Flat indices of the neurons of a channel x row x column block, in C order."""
+    c0, c1, y0, y1, x0, x1 = block
+    ho, wo = layer.out_hw
+    co, oy, ox = np.meshgrid(np.arange(c0, c1), np.arange(y0, y1), np.arange(x0, x1),
+                             indexing="ij")
+    return ((co * ho + oy) * wo + ox).ravel().astype(np.int64)
+
+
+def unfolded_coords(layer: Conv2d, k) -> tuple[np.ndarray, np.ndarray]:
+    """Column (output channel) and row ``(ci kh kw + ky kw + kx)`` of kernel weights ``k`` in the
+    layer's unfolded ``C_in kh kw x C_out`` crossbar matrix (block diagonal over groups)."""
+    k = np.asarray(k, np.int64)
+    kh, kw = layer.kernel_size
+    cig, cog = layer.c_in // layer.groups, layer.c_out // layer.groups
+    co, rest = np.divmod(k, cig * kh * kw)
+    c, tap = np.divmod(rest, kh * kw)
+    return co, ((co // cog) * cig + c) * kh * kw + tap
+
+
+def conv_crossbar_tiles(layer: Conv2d, rows: int, cols: int):
+    """Tiles of the unfolded kernel: ``ceil(C_in / floor(rows / (kh kw))) x ceil(C_out / cols)``
+    (aihwkit's rule; a channel's taps never split), each reused over all output positions.
+    Kernels with more than ``rows`` taps split the rows evenly instead. Tiles of a grouped
+    conv that hold no weight are skipped. Returns ``(co0, co1, r0, r1, used cells)``."""
+    kh, kw = layer.kernel_size
+    taps = kh * kw
+    C_in, C_out = layer.c_in, layer.c_out
+    cig, cog = C_in // layer.groups, C_out // layer.groups
+    per_tile = rows // taps
+    if per_tile >= 1:
+        row_parts = [(a * taps, b * taps) for a, b in _split(C_in, math.ceil(C_in / per_tile))]
+    else:
+        n_rows = C_in * taps
+        row_parts = _split(n_rows, math.ceil(n_rows / rows))
+    out = []
+    for r0, r1 in row_parts:
+        for co0, co1 in _split(C_out, math.ceil(C_out / cols)):
+            used = 0
+            for co in range(co0, co1):
+                g = co // cog
+                lo, hi = max(r0, g * cig * taps), min(r1, (g + 1) * cig * taps)
+                used += max(0, hi - lo)
+            if used:
+                out.append((co0, co1, r0, r1, used))
+    return out
