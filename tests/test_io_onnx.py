@@ -53,11 +53,13 @@ def _x(shape, n=6, seed=0, scale=1.0, dtype=np.float32):
     return (scale * np.random.default_rng(seed).normal(size=(n,) + tuple(shape))).astype(dtype)
 
 
-def _check(path, x, net=None):
-    """neurosim's forward equals onnxruntime's (float32: 1e-5 of the output's size)."""
+def _check(path, x, net=None, ref=None):
+    """neurosim's forward equals onnxruntime's, or ``ref`` (float32: 1e-5 of the output's
+    size)."""
     if net is None:
         net = load_network(path)
-    ref = _ort(path, x)
+    if ref is None:
+        ref = _ort(path, x)
     assert ref.shape == (x.shape[0], net.n_outputs)
     assert np.std(ref) > 1e-3, "the reference output is constant: the test checks nothing"
     tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
@@ -167,6 +169,7 @@ CONVS = {
 
 
 @pytest.mark.parametrize("kind", list(CONVS))
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 def test_conv_variants(tmp_path, kind):
     torch.manual_seed(0)
     conv = CONVS[kind]
@@ -174,7 +177,12 @@ def test_conv_variants(tmp_path, kind):
         out = conv(torch.zeros(1, 4, 7, 7))
     model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(out.numel(), 3))
     path = _export(model, (1, 4, 7, 7), tmp_path / f"{kind}.onnx")
-    net = _check(path, _x((4, 7, 7)))
+    x = _x((4, 7, 7))
+    ref = None
+    if kind == "same_dilated":  # onnxruntime refuses dilations with auto_pad SAME_*
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+    net = _check(path, x, ref=ref)
     assert net.layers[0].groups == conv.groups
     assert net.layers[0].out_shape == tuple(out.shape[1:])
 
@@ -350,6 +358,55 @@ def test_conv_bias_from_add_and_float64_gemm(tmp_path):
     np.testing.assert_allclose(net.forward(x), _ort(path, x), rtol=1e-12, atol=1e-12)
 
 
+HAND_ACTIVATIONS = [
+    # (op, attributes, constant inputs, expected, opset)
+    ("HardSigmoid", {}, [], "hardsigmoid(alpha=0.2, beta=0.5)", OPSET),  # ONNX's defaults
+    ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, [], "hardsigmoid(alpha=0.3, beta=0.4)", OPSET),
+    ("LeakyRelu", {}, [], "leaky_relu(alpha=0.01)", OPSET),
+    ("Elu", {}, [], "elu(alpha=1)", OPSET),
+    ("Softplus", {}, [], "softplus", OPSET),
+    ("Clip", {}, [np.float32(0.0)], "relu", OPSET),  # min only
+    ("Clip", {}, [np.float32(-1.0), np.float32(0.5)], "hardtanh(-1, 0.5)", OPSET),
+    ("Clip", {"min": -0.5, "max": 1.5}, [], "hardtanh(-0.5, 1.5)", 10),  # attributes
+    ("Gelu", {}, [], "gelu", 20),
+    ("Gelu", {"approximate": "tanh"}, [], "gelu_tanh", 20),
+]
+
+
+@pytest.mark.parametrize("op, attrs, consts, expected, opset", HAND_ACTIVATIONS,
+                         ids=[e for _, _, _, e, _ in HAND_ACTIVATIONS])
+def test_activation_attributes_by_hand(tmp_path, op, attrs, consts, expected, opset):
+    names = [f"k{i}" for i in range(len(consts))]
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
+             helper.make_node(op, ["h", *names], ["a"], name="act", **attrs),
+             helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], transB=1)]
+    inits = {"W1": _rand(5, 4, scale=1.5), "b1": _rand(5, seed=2), "W2": _rand(3, 5, seed=3),
+             "b2": _rand(3, seed=4), **dict(zip(names, consts))}
+    path = _save(tmp_path, nodes, inits, ["N", 4], ["N", 3], opset=opset)
+    net = _check(path, _x((4,), n=20, scale=2.0))
+    assert [str(a) for a in net.activations] == [expected, "identity"]
+
+
+@pytest.mark.parametrize("opset", [13, 18])  # ReduceMean's axes: attribute, then input
+def test_global_max_pool_and_reduce_mean_by_hand(tmp_path, opset):
+    axes = {"axes": [2, 3]} if opset < 18 else {}
+    nodes = [helper.make_node("Conv", ["x", "K1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("GlobalMaxPool", ["r1"], ["g"], name="gmax"),
+             helper.make_node("Conv", ["g", "K2"], ["c2"]),
+             helper.make_node("ReduceMean", ["c2", *(["axes"] if opset >= 18 else [])], ["m"],
+                              keepdims=0, name="mean", **axes),
+             helper.make_node("Gemm", ["m", "W"], ["y"], transB=1)]
+    inits = {"K1": _rand(3, 2, 3, 3), "b1": _rand(3, seed=2), "K2": _rand(4, 3, 1, 1, seed=3),
+             "W": _rand(2, 4, seed=4)}
+    if opset >= 18:
+        inits["axes"] = np.int64([-1, -2])
+    path = _save(tmp_path, nodes, inits, ["N", 2, 5, 5], ["N", 2], opset=opset)
+    net = _check(path, _x((2, 5, 5)))
+    assert [t.kind for t in net.pre[1]] == ["maxpool2d"]
+    assert [t.kind for t in net.pre[2]] == ["global_avgpool2d"] and net.shapes[2] == (4, 1, 1)
+
+
 # --- errors ----------------------------------------------------------------------------------
 def _residual(tmp_path):
     nodes = [
@@ -444,6 +501,16 @@ def test_other_unsupported_graphs(tmp_path):
                  name="sm.onnx")
     with pytest.raises(UnsupportedLayerError, match="'fc2'.*follows the softmax"):
         load_network(path)
+    # Flatten with axis 2; Dropout in training mode
+    for node, match in ((helper.make_node("Flatten", ["x"], ["f"], axis=2, name="fl"),
+                         "'fl' \\(Flatten\\) is a Flatten with axis=2"),
+                        (helper.make_node("Dropout", ["x", "", "tm"], ["f"], name="drop"),
+                         "'drop' \\(Dropout\\) is a Dropout in training mode")):
+        nodes = [node, helper.make_node("Gemm", ["f", "W"], ["y"], transB=1)]
+        inits = {"W": _rand(3, 8), "tm": np.bool_(True)}
+        path = _save(tmp_path, nodes, inits, ["N", 2, 2, 2], ["N", 3], name="fl.onnx")
+        with pytest.raises(UnsupportedLayerError, match=match):
+            load_network(path)
     # a reshape that is not a flattening
     nodes = [helper.make_node("Reshape", ["x", "s"], ["r"], name="rs"),
              helper.make_node("Gemm", ["r", "W"], ["y"], transB=1)]

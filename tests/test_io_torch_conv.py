@@ -161,7 +161,8 @@ def test_conv_settings(conv, input_shape):
 
 
 ACTIVATIONS = [
-    (nn.ReLU(), "relu"), (nn.ReLU6(), "hardtanh(0, 6)"), (nn.Hardtanh(-0.5, 1.5), "hardtanh(-0.5, 1.5)"),
+    (nn.ReLU(), "relu"), (nn.ReLU6(), "hardtanh(0, 6)"),
+    (nn.Hardtanh(-0.5, 1.5), "hardtanh(-0.5, 1.5)"),
     (nn.LeakyReLU(0.2), "leaky_relu(alpha=0.2)"), (nn.ELU(0.7), "elu(alpha=0.7)"),
     (nn.GELU(), "gelu"), (nn.GELU(approximate="tanh"), "gelu_tanh"), (nn.SiLU(), "silu"),
     (nn.Hardswish(), "hardswish"), (nn.Hardsigmoid(), None), (nn.Tanh(), "tanh"),
@@ -186,13 +187,32 @@ def test_every_activation(act, name):
         assert net.activations[0].name == "hardsigmoid"
 
 
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_activations(how):
+    """Scripted modules keep the activations' settings as attributes; traced ones only in
+    their graphs."""
+    torch.manual_seed(14)
+    layers = []
+    for act, _ in ACTIVATIONS:
+        layers += [nn.Linear(4, 4), act]
+    model = nn.Sequential(*layers, nn.Linear(4, 2)).double().eval()
+    x = _x((4,), scale=4.0)
+    ts = torch.jit.script(model) if how == "script" else torch.jit.trace(model, torch.from_numpy(x))
+    net = network_from_torch(ts)
+    assert net.equals(network_from_torch(model))
+    assert [str(a) for a in net.activations[:5]] == [name for _, name in ACTIVATIONS[:5]]
+    np.testing.assert_allclose(net.forward(x), _torch_out(model, x), rtol=RTOL64, atol=ATOL64)
+
+
 def test_maxpool_with_padding_reads_minus_infinity():
     torch.manual_seed(6)
     # No activation before the pooling: the conv outputs negative values, so a padding read
     # as 0 instead of -inf would change the result.
     features = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
-                             nn.Conv2d(3, 4, 2), nn.MaxPool2d((2, 3), stride=(1, 2), padding=(1, 1)),
-                             nn.Tanh())  # a monotone activation after a max pooling is moved before it
+                             nn.Conv2d(3, 4, 2),
+                             nn.MaxPool2d((2, 3), stride=(1, 2), padding=(1, 1)),
+                             # a monotone activation after a max pooling is moved before it
+                             nn.Tanh())
     net = _check(_head(features.double(), (2, 7, 8)), (2, 7, 8))
     assert [a.name for a in net.activations] == ["identity", "tanh", "identity"]
 
@@ -327,9 +347,12 @@ def test_state_dict_with_architecture_conv_net(tmp_path):
     model = _rich_conv_net()
     path = tmp_path / "conv_sd.pt"
     torch.save(model.state_dict(), path)
-    fresh = nn.Sequential(*[m for m in _rich_conv_net()])  # same architecture
+    fresh = _rich_conv_net()  # same architecture; other weights and statistics
     for p in fresh.parameters():
         torch.nn.init.zeros_(p)
+    for module in fresh.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
     net = load_torch(path, architecture=fresh.eval(), input_shape=INPUT)
     assert net.metadata["source_format"] == "torch-state_dict"
     assert net.equals(network_from_torch(model, input_shape=INPUT))
@@ -361,7 +384,8 @@ def test_batchnorm_with_nothing_to_fold_into():
     with pytest.raises(UnsupportedLayerError, match=r"layer 0 \(BatchNorm1d\).*nothing before it"):
         network_from_torch(nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2)))
     with pytest.raises(UnsupportedLayerError,
-                       match=r"layer 2 \(BatchNorm2d\) is a BatchNorm with the relu of 0 before it"):
+                       match=r"layer 2 \(BatchNorm2d\) is a BatchNorm with the relu of 0 "
+                             r"before it"):
         network_from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2),
                                          nn.Flatten(), nn.Linear(72, 2)), input_shape=(1, 8, 8))
     with pytest.raises(UnsupportedLayerError, match=r"layer 2 \(BatchNorm2d\).*maxpool2d"):
@@ -375,13 +399,15 @@ def _conv_net_with(module, n_flat):
 
 
 @pytest.mark.parametrize("module, match", [
-    (nn.AdaptiveAvgPool2d(2), r"\(AdaptiveAvgPool2d\) has output size \(2, 2\); only output size 1"),
+    (nn.AdaptiveAvgPool2d(2),
+     r"\(AdaptiveAvgPool2d\) has output size \(2, 2\); only output size 1"),
     (nn.MaxPool2d(2, ceil_mode=True), r"\(MaxPool2d\) has ceil_mode=True"),
     (nn.MaxPool2d(2, dilation=2), r"\(MaxPool2d\) has dilation=2"),
     (nn.MaxPool2d(2, return_indices=True), r"\(MaxPool2d\) returns indices"),
     (nn.AvgPool2d(2, ceil_mode=True), r"\(AvgPool2d\) has ceil_mode=True"),
     (nn.AvgPool2d(2, divisor_override=3), r"\(AvgPool2d\) has divisor_override=3"),
-    (nn.BatchNorm2d(2, track_running_stats=False), r"\(BatchNorm2d\) has track_running_stats=False"),
+    (nn.BatchNorm2d(2, track_running_stats=False),
+     r"\(BatchNorm2d\) has track_running_stats=False"),
     (nn.Flatten(start_dim=2), r"\(Flatten\) has start_dim=2"),
     (nn.Softplus(threshold=5.0), r"\(Softplus\) is a Softplus with threshold=5"),
     (nn.Upsample(scale_factor=2), r"\(Upsample\) is not supported\. Supported modules"),
@@ -402,6 +428,20 @@ def test_padding_mode_must_be_zeros(how):
         model = torch.jit.trace(model, torch.zeros(1, 1, 8, 8))
     with pytest.raises(UnsupportedLayerError, match=r"layer 0 \(Conv2d\).*padding_mode"):
         network_from_torch(model, input_shape=(1, 8, 8))
+
+
+def test_traced_settings_that_cannot_be_read():
+    class Flatten(nn.Module):  # named like nn.Flatten, traces to other ops
+        def forward(self, x):
+            return x.reshape(x.shape[0], -1)
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), Flatten(), nn.Linear(72, 2)).eval()
+    traced = torch.jit.trace(model, torch.zeros(1, 1, 8, 8))
+    with pytest.raises(UnsupportedLayerError,
+                       match=r"layer 2 \(Flatten\): cannot read the start_dim and end_dim of this "
+                             r"traced TorchScript module: its graph computes .*aten::reshape.*"
+                             r"torch.jit.script"):
+        network_from_torch(traced, input_shape=(1, 8, 8))
 
 
 def test_missing_input_shape():

@@ -135,9 +135,9 @@ class NetworkBuilder:
                     if self.activations[-1].name != "identity" else
                     f"{self.names[-1]} before it, which is not a Conv2d or Dense")
             raise UnsupportedLayerError(
-                f"{where} is a BatchNorm with {what}: neurosim folds a BatchNorm into the Conv2d "
-                f"or {self.unit} layer right before it (no activation or pooling in between), "
-                "and has nothing to fold this one into.")
+                f"{where} is a BatchNorm with {what}: neurosim folds a BatchNorm into the "
+                "weighted layer (Conv2d or Dense) right before it, with no activation or pooling "
+                "in between, and has nothing to fold this one into.")
         layer = self.specs[-1]
         n = layer.c_out if isinstance(layer, Conv2d) else layer.n_out
         if not (gamma.size == beta.size == mean.size == var.size == n):
@@ -227,9 +227,11 @@ class NetworkBuilder:
         if self.folded:
             metadata["folded_batchnorm"] = self.folded
         if self.transforms and self.transforms[-1][0] == len(self.specs):
+            where = self.transforms[-1][2]
+            prefix = "" if where.startswith(self.source) else f"{self.source}: "
             raise UnsupportedLayerError(
-                f"{self.source}: {self.transforms[-1][2]} comes after the last {self.unit} layer; "
-                f"the network must end with a {self.unit} layer.")
+                f"{prefix}{where} comes after the last {self.unit} layer; the network must end "
+                f"with a {self.unit} layer.")
         try:
             layers = [resolve(spec, act) for spec, act in zip(self.specs, self.activations)]
             items = []

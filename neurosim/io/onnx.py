@@ -386,7 +386,10 @@ class _Reader:
             except NeurosimError as exc:
                 if str(exc).startswith(self.source):
                     raise
-                raise type(exc)(f"{where}: {exc}") from None
+                text = str(exc)
+                # The node's own messages continue the sentence ("is not supported ...").
+                sep = " " if text[:1].islower() else ": "
+                raise type(exc)(f"{where}{sep}{text}") from None
             visited.add(pos)
             tensor = node.output[0]
         if tensor != self.output_name:
@@ -492,6 +495,8 @@ class _Reader:
     @staticmethod
     def _float(array, what: str) -> np.ndarray:
         array = np.asarray(array)
+        if array.dtype.kind == "V" and str(array.dtype) == "bfloat16":  # ml_dtypes' bfloat16
+            return array.astype(np.float32)
         if array.dtype.kind != "f":
             raise UnsupportedLayerError(
                 f"its {what} has dtype {array.dtype}; expected floating-point weights.")
@@ -500,15 +505,15 @@ class _Reader:
     def _need_image(self, op: str) -> tuple:
         if len(self.shape) != 3:
             raise UnsupportedLayerError(
-                f"a {op} needs an image (C, H, W) but its input has shape {self.shape} per "
+                f"needs an image input (C, H, W); its input has shape {self.shape} per "
                 "sample.")
         return self.shape
 
     def _need_first(self, node, op: str) -> None:
         if not node.input[0] or node.input[0] in self.consts:
             raise UnsupportedLayerError(
-                f"the non-constant operand of a {op} must be its first input (A); neurosim "
-                "reads x @ W with constant weights W.")
+                f"has its non-constant operand second; neurosim reads a {op} x @ W with the "
+                "data x first and constant weights W.")
 
     def _transform(self, transform, where: str) -> None:
         bound = transform.bind(self.shape)
@@ -547,8 +552,8 @@ class _Reader:
             axis = int(attrs.get("axis", -1 if self.opset >= 13 else 1))
             if len(self.shape) != 1 or axis not in (1, -1):
                 raise UnsupportedLayerError(
-                    f"a {op} is only supported over the features of a vector output (axis 1 "
-                    f"of (N, n)); this one has axis {axis} on a per-sample shape {self.shape}.")
+                    f"has axis {axis} on a per-sample shape {self.shape}; a {op} is only "
+                    "supported over the features of a vector output (axis 1 of (N, n)).")
             b.softmax(where)
         elif op in ("MaxPool", "AveragePool"):
             self._pool(node, attrs, where)
