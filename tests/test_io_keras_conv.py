@@ -355,6 +355,22 @@ def test_activation_layers(tmp_path, layer, expected):
     _assert_matches(net, model, _images((4, 4, 2), scale=4.0))
 
 
+def test_hard_sigmoid_of_keras2_files(tmp_path):
+    """Keras 2's hard_sigmoid is clip(0.2 x + 0.5, 0, 1), Keras 3's relu6(x + 3) / 6: the
+    file's keras_version decides."""
+    import h5py
+
+    model = keras.Sequential([keras.Input((4, 4, 1)),
+                              layers.Conv2D(2, 3, activation="hard_sigmoid"),
+                              layers.Flatten(), layers.Dense(2)], name="hs")
+    net = _save_load(model, tmp_path, "h5")
+    assert (net.activations[0].alpha, net.activations[0].beta) == (1 / 6, 0.5)
+    with h5py.File(tmp_path / "hs.h5", "r+") as f:
+        f.attrs["keras_version"] = "2.15.0"
+    net = load_network(tmp_path / "hs.h5")
+    assert (net.activations[0].alpha, net.activations[0].beta) == (0.2, 0.5)
+
+
 def test_softmax_output(tmp_path):
     keras.utils.set_random_seed(12)
     model = keras.Sequential([keras.Input((5, 5, 2)), layers.Conv2D(3, 3, activation="relu"),
@@ -440,7 +456,8 @@ def test_non_chain_rejected(tmp_path):
     h = layers.Add(name="my_add")([a, b])
     outputs = layers.Dense(2)(layers.Flatten()(h))
     model = keras.Model(inputs, outputs, name="residual")
-    with pytest.raises(UnsupportedLayerError, match=r"single chain.*'my_add' \(Add\) has 2 inbound"):
+    with pytest.raises(UnsupportedLayerError,
+                       match=r"single chain.*'my_add' \(Add\) has 2 inbound"):
         _save_load(model, tmp_path)
 
 

@@ -190,7 +190,10 @@ class NeuronCrash(FaultType):
         """Prop. 2 for a silent crash of neuron i of layer l >= 1: ``D z_{l+1} = -A_{l+1}[:, i]
         y_i``, so ``||D y_L||_2 <= |y_i| ||A_{l+1}[:, i]||_2 Lip(phi_{l+1}) C_{l+1}`` (``C`` the
         Lipschitz chain from layer l + 1 on); an output neuron's crash moves the output by
-        ``|y_i|``. Padded by a relative 1e-9 and an absolute 1e-12 against round-off."""
+        ``|y_i|``. With pooling or flattening ``T`` before layer l + 1, ``y_i`` moves output
+        ``w`` of ``T`` by at most ``G[w, i] |y_i|`` (see ``Transform.influence``), so the column
+        norm becomes ``sum_w G[w, i] ||A_{l+1}[:, w]||_2``. Padded by a relative 1e-9 and an
+        absolute 1e-12 against round-off."""
         layer = group.layer
         if self.semantics != "silent" or layer < 1:
             return None
@@ -200,7 +203,10 @@ class NeuronCrash(FaultType):
             gain = np.ones(y_l.shape[1])  # an output neuron: D = -y_i e_i
         else:
             nxt = network.layers[layer]
-            gain = nxt.column_norms() * network.lipschitz_chain(layer + 1)
+            gain = nxt.column_norms()
+            for t in reversed(network.pre[layer]):
+                gain = t.influence(gain)
+            gain = gain * network.lipschitz_chain(layer + 1)
             if layer + 1 < network.n_layers:
                 gain = gain * nxt.activation.lipschitz
         return np.abs(y_l) * gain[None, :] * (1 + 1e-9) + 1e-12

@@ -46,10 +46,12 @@ Supported layers:
 * ``MaxPooling2D``, ``AveragePooling2D`` (``pool_size``, ``strides`` (None = pool size),
   ``padding``; Keras' "same" pads ``ceil(n / s)`` outputs with the odd pixel at the end, the
   padding never wins a max and an average divides by the taps inside the image,
-  ``count_include_pad=False``), ``GlobalAveragePooling2D`` and ``GlobalMaxPooling2D``
-  (``keepdims`` True or False).
+  ``count_include_pad=False``, as TensorFlow and JAX compute it; Keras 3.15's torch backend
+  instead replicates the edge when the padding is unequal, keras-team/keras#19721),
+  ``GlobalAveragePooling2D`` and ``GlobalMaxPooling2D`` (``keepdims`` True or False).
 * ``Flatten`` (of an image: :class:`~neurosim.layers.Flatten` in ``"hwc"`` order, as Keras
-  flattens channels last; of a vector: nothing) and ``Reshape`` to a vector (the same as a
+  flattens channels last; of a vector: nothing; of a 2-D input such as ``(28, 28)``: an
+  error) and ``Reshape`` to a vector (the same as a
   Flatten) or to ``(1, 1, C)`` of a ``(C,)`` global pooling (its ``keepdims``); other
   reshapes are errors. A flatten of a ``1 x 1`` image at the very end (MobileNet's
   ``Reshape((classes,))``) is dropped, as it changes nothing.

@@ -44,6 +44,14 @@ Softmax, LogSoftmax         only as the output; dropped (the network outputs log
 Any other op is an :class:`~neurosim.errors.UnsupportedLayerError` naming the node (its name
 and op type) and listing the supported ops.
 
+Exporters at opsets below 20 write GELU and SiLU out element-wise (``x * sigmoid(x)``,
+``0.5 x (1 + erf(x / sqrt 2))``, the tanh form), so the tensor before them feeds two nodes.
+Such a branch is accepted when it is a small subgraph of element-wise ops (Add, Sub, Mul, Div,
+Pow, Erf, Tanh, Sigmoid, ...) with scalar constants that rejoins into one tensor: it is
+evaluated in float64 at 325 points of ``[-8, 8]`` and taken as the activation it matches
+(gelu, gelu_tanh, silu, hardswish, relu, sigmoid, tanh, softplus) to ``1e-6``; otherwise the
+branch is an error.
+
 Shapes and layout: the input shape is read from the graph input, ``(N, C, H, W)`` for images
 or ``(N, n)`` for vectors; the batch dimension ``N`` may be symbolic, ``C``, ``H``, ``W`` and
 ``n`` must be fixed. Graph inputs that are also initializers are weights, not inputs. Images
@@ -532,6 +540,10 @@ class _Reader:
         elif op == "MatMul":
             self._need_first(node, "MatMul")
             B = self._float(self._const(node, 1, "weight matrix"), "weight matrix")
+            if B.ndim != 2:
+                raise UnsupportedLayerError(
+                    f"has a weight matrix of shape {B.shape}; neurosim reads x @ W with a "
+                    "2-D W (n_in, n_out).")
             self._dense(B.T, None, node, where)
         elif op == "Add":
             self._add_bias(node, where)

@@ -99,6 +99,12 @@ class Transform:
     def lipschitz(self) -> float:
         raise NotImplementedError
 
+    def influence(self, v: np.ndarray) -> np.ndarray:
+        """``v G`` for non-negative ``v`` (n_out,), where ``G[w, j]`` bounds how much output w
+        moves per unit change of input j alone: ``|T(y + d e_j)_w - T(y)_w| <= G[w, j] |d|``.
+        Used for the single-crash bound (Prop. 2 through pooling)."""
+        return self.vjp(np.asarray(v, dtype=np.float64)[None, :], None)[0]
+
     def params(self) -> dict:
         """Settings saved in files (``in_shape`` excluded: the network binds it)."""
         return {}
@@ -263,6 +269,16 @@ class MaxPool2d(_Pool):
     def lipschitz(self):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         return math.sqrt(math.ceil(kh / sh) * math.ceil(kw / sw))
+
+    def influence(self, v):
+        """A max moves by at most the change of one of its inputs: ``G`` is window membership."""
+        taps = self._window_inputs()
+        out = np.zeros(self.n_in)
+        v = np.asarray(v, dtype=np.float64)
+        for t in range(taps.shape[1]):
+            ok = taps[:, t] >= 0
+            np.add.at(out, taps[ok, t], v[ok])
+        return out
 
 
 @register_transform

@@ -29,8 +29,10 @@ from neurosim.validation import Interval, check_param
 def lipschitz_chain(network: Network, from_layer: int = 0) -> float:
     """``C`` with ``||y_L(a) - y_L(b)||_2 <= C ||y_l(a) - y_l(b)||_2`` for activations of layer l.
 
-    ``C = prod_{k > l} ||W_k||_2 * prod_{l < k < L} Lip(phi_k)`` (the last layer is linear);
-    see :meth:`neurosim.Network.lipschitz_chain`.
+    ``C = prod_{k > l} ||A_k||_2 Lip(T_k) * prod_{l < k < L} Lip(phi_k)`` (the last layer is
+    linear; ``T_k`` the pooling before layer k; a conv layer's ``||A_k||_2`` is its operator
+    norm, from the SVD when small, else by Lanczos iteration); see
+    :meth:`neurosim.Network.lipschitz_chain`.
     """
     return network.lipschitz_chain(from_layer)
 
@@ -118,7 +120,8 @@ def output_jacobians(network: Network, X) -> tuple[list[np.ndarray], list, list]
     for l in range(L, 0, -1):
         layer = network.layers[l - 1]
         slope = layer.activation.derivative(zs[l])  # (m, n_l); identity for the last layer
-        J[l - 1] = layer.vjp(J[l] * slope[:, None, :])
+        # Through A_l and the pooling / flattening before it (at the clean activations).
+        J[l - 1] = network.pullback(l, J[l] * slope[:, None, :], ys[l - 1])
     return J, zs, ys
 
 
@@ -236,7 +239,20 @@ def assumptions_report(network: Network, crash_rates, q_min: float = 0.01) -> li
     q = q_balance(network)
     hidden_widths = network.widths[1:-1] or network.widths[1:]
     p_max = float(rates.max()) if rates.size else 0.0
-    return [
+    hidden = network.layers[:-1]
+    lip = max((layer.activation.lipschitz for layer in hidden), default=1.0)
+    worst = max(hidden, key=lambda layer: layer.activation.lipschitz, default=None)
+    pool_lip = max((t.lipschitz for pre in network.pre for t in pre), default=1.0)
+    report = [
+        {"assumption": "Def. 1: activations 1-Lipschitz", "value": lip, "holds": lip <= 1.0,
+         **({"note": f"{worst.activation} has Lipschitz constant {lip:.4g}; the bounds use it"}
+            if lip > 1.0 else {})},
+    ]
+    if pool_lip > 1.0:
+        report.append({"assumption": "Def. 1: pooling 1-Lipschitz (l2)", "value": pool_lip,
+                       "holds": False, "note": "overlapping max pooling: sqrt(ceil(k/s)^2); the "
+                       "bounds use it"})
+    return report + [
         {"assumption": "1: p small (1e-4 to 1e-3)", "value": p_max, "holds": p_max <= 1e-3},
         {"assumption": "2: layers wide (n ~ 100)", "value": min(hidden_widths),
          "holds": min(hidden_widths) >= 100},
