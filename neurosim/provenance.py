@@ -25,13 +25,21 @@ def network_sha256(network) -> str:
     """SHA-256 of every layer's parameters (as float64) and activation, in order.
 
     Dense layers hash ``W`` then ``b`` (the same digest as neurosim 0.1); other layer kinds
-    hash their kind name first, then their arrays in :meth:`~neurosim.layers.Layer.arrays`
-    order.
+    hash their kind name and settings first, then their arrays in
+    :meth:`~neurosim.layers.Layer.arrays` order; the pooling and flattening before a layer,
+    and an image input's shape and layout, are hashed too.
     """
+    import json
+
     h = hashlib.sha256()
-    for layer in network.layers:
+    if len(network.input_shape) != 1:
+        h.update(json.dumps([list(network.input_shape), network.layout]).encode())
+    for layer, pre in zip(network.layers, network.pre):
+        if pre:
+            h.update(json.dumps([[t.kind, t.params()] for t in pre], sort_keys=True).encode())
         if layer.kind != "dense":
             h.update(layer.kind.encode())
+            h.update(json.dumps(layer.attrs(), sort_keys=True).encode())
         for array in layer.arrays().values():
             h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
         h.update(str(layer.activation).encode())

@@ -6,6 +6,8 @@ import os
 import stat
 
 import h5py
+import json
+
 import numpy as np
 import pytest
 
@@ -89,13 +91,15 @@ def test_h5_root_attributes_and_layout(tmp_path):
     path = tmp_path / "net.h5"
     neurosim.save_network(net, path)
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 1
+        assert f.attrs["format_version"] == 2
         assert f.attrs["neurosim_format"] == "network"
+        assert json.loads(f.attrs["input_shape"]) == [net.n_inputs] and f.attrs["layout"] == ""
         assert sorted(f["layers"]) == ["0", "1", "2"]
+        assert "pre" not in f["layers/0"].attrs
         assert f["layers/0"].attrs["activation"] == "relu"
         assert f["layers/2"].attrs["activation"] == "identity"
         assert f["layers/1/W"].shape == (5, 6)
-    assert neurosim.io.FORMAT_VERSION == 1
+    assert neurosim.io.FORMAT_VERSION == 2
 
 
 def test_hdf5_suffix_is_neurosim_format(tmp_path):

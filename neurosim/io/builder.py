@@ -29,14 +29,22 @@ import numpy as np
 
 from neurosim.activations import Activation, make_activation
 from neurosim.errors import NeurosimError, UnsupportedLayerError
-from neurosim.layers import Conv2d, Dense, Layer, MaxPool2d, Transform, layer_type
+from neurosim.layers import (Conv2d, Dense, Layer, MaxPool2d, Transform, layer_type,
+                             transform_type)
 from neurosim.network import Network
 
 #: Activations that commute with a max pooling (non-decreasing).
 MONOTONE = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu", "hardtanh",
             "identity")
 
-__all__ = ["NetworkBuilder", "SOFTMAX", "SOFTMAX_NAMES"]
+__all__ = ["NetworkBuilder", "SOFTMAX", "SOFTMAX_NAMES", "structure_of"]
+
+
+def structure_of(network: Network) -> dict:
+    """What a network file stores besides its layers: the input shape, the layout and the
+    transforms before each layer (``pre[l]``: a list of ``{"kind": ..., **params}``)."""
+    return {"input_shape": list(network.input_shape), "layout": network.layout,
+            "pre": [[{"kind": t.kind, **t.params()} for t in pre] for pre in network.pre]}
 
 #: The marker an activation parser returns for a softmax.
 SOFTMAX = "softmax"
@@ -120,6 +128,25 @@ class NetworkBuilder:
         """A pooling or flattening step before the next weighted layer."""
         self.check_open(where)
         self.transforms.append((len(self.specs), transform, where))
+
+    def transform_specs(self, specs, where: str) -> None:
+        """Transforms written by :func:`structure_of` (neurosim's own files)."""
+        if not isinstance(specs, list):
+            raise NeurosimError(f"{where}: the transforms must be a list. Got {specs!r}.")
+        for spec in specs:
+            if not isinstance(spec, dict) or "kind" not in spec:
+                raise NeurosimError(f"{where}: a transform must be a mapping with a 'kind'. "
+                                    f"Got {spec!r}.")
+            params = {k: v for k, v in spec.items() if k != "kind"}
+            try:
+                cls = transform_type(spec["kind"])
+                t = cls.from_params(params)
+            except UnsupportedLayerError as exc:
+                raise UnsupportedLayerError(f"{where}: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise NeurosimError(f"{where}: malformed {spec['kind']} settings {params}: "
+                                    f"{exc}") from None
+            self.transform(t, where)
 
     def batchnorm(self, gamma, beta, mean, var, eps: float, where: str) -> None:
         """A BatchNorm at inference: folded into the weighted layer right before it."""

@@ -1,15 +1,21 @@
 """neurosim's own HDF5 network format.
 
-Layout (``format_version`` 1)::
+Layout (``format_version`` 2)::
 
-    /                      attrs: neurosim_format = "network", format_version = 1,
-                                  metadata = JSON text (free-form: name, training, ...)
-    /layers/0, /layers/1   one group per layer, in order; attrs: kind = "dense" (or another
-                           registered layer kind), activation = "relu" | ..., alpha
-                           (leaky_relu's slope), layer_attrs (JSON, only for kinds that have
-                           settings besides their arrays)
-        W                  (n_out, n_in) weights       } a Dense layer's arrays; other kinds
-        b                  (n_out,) biases             } write theirs (Layer.arrays())
+    /                      attrs: neurosim_format = "network", format_version = 2,
+                                  metadata = JSON text (free-form: name, training, ...),
+                                  input_shape = JSON list ((n,) or (C, H, W)),
+                                  layout = "NCHW" | "NHWC" | "" (vector inputs)
+    /layers/0, /layers/1   one group per weighted layer, in order; attrs: kind = "dense",
+                           "conv2d" (or another registered kind), activation = "relu" | ...,
+                           alpha, beta (the activation's parameters), layer_attrs (JSON, for
+                           kinds with settings besides their arrays: a conv's in_shape,
+                           stride, padding, dilation, groups), pre (JSON list of the pooling
+                           and flattening steps before the layer: {"kind": ..., settings})
+        W, b               a Dense layer's (n_out, n_in) weights and (n_out,) biases; a Conv2d
+        K, b               writes its kernel (C_out, C_in/groups, kh, kw) and channel biases
+
+Version 1 files (dense layers only, no input_shape / layout / pre / beta) still read.
 
 Writes are atomic: a temporary file in the same folder, then a rename.
 """
@@ -25,13 +31,13 @@ import numpy as np
 from neurosim.activations import make_activation
 from neurosim.errors import FileFormatError, UnsupportedLayerError
 from neurosim.io.atomic import atomic_path
-from neurosim.io.builder import NetworkBuilder
+from neurosim.io.builder import NetworkBuilder, structure_of
 from neurosim.layers import LAYERS, layer_type
 from neurosim.network import Network
 
 #: Version of the network file layout written by :func:`save_network_h5`.
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 
 def is_neurosim_h5(path) -> bool:
@@ -64,12 +70,18 @@ def check_header(f: h5py.File, source: str, kind: str, supported_versions) -> No
 def write_network_group(group: h5py.Group, network: Network) -> None:
     """Write ``network`` into an open HDF5 group (also used inside mapping and result files)."""
     group.attrs["metadata"] = json.dumps(network.metadata, sort_keys=True, default=str)
+    structure = structure_of(network)
+    group.attrs["input_shape"] = json.dumps(structure["input_shape"])
+    group.attrs["layout"] = structure["layout"] or ""
     layers = group.create_group("layers")
     for index, layer in enumerate(network.layers):
         g = layers.create_group(str(index))
         g.attrs["kind"] = layer.kind
         g.attrs["activation"] = layer.activation.name
         g.attrs["alpha"] = float(layer.activation.alpha)
+        g.attrs["beta"] = float(layer.activation.beta)
+        if structure["pre"][index]:
+            g.attrs["pre"] = json.dumps(structure["pre"][index], sort_keys=True)
         if layer.attrs():
             g.attrs["layer_attrs"] = json.dumps(layer.attrs(), sort_keys=True)
         for name, array in layer.arrays().items():
@@ -104,18 +116,32 @@ def read_network_group(group: h5py.Group, source: str) -> Network:
         if "activation" not in g.attrs:
             raise FileFormatError(f"{where} has no 'activation' attribute.")
         try:
-            activation = make_activation(str(g.attrs["activation"]), float(g.attrs.get("alpha", 0.01)))
+            beta = float(g.attrs["beta"]) if "beta" in g.attrs else None
+            activation = make_activation(str(g.attrs["activation"]),
+                                         float(g.attrs.get("alpha", 0.01)), beta)
         except UnsupportedLayerError as exc:
             raise UnsupportedLayerError(f"{where}: {exc}") from None
         try:
+            pre = json.loads(g.attrs["pre"]) if "pre" in g.attrs else []
             attrs = json.loads(g.attrs.get("layer_attrs", "{}"))
+        except ValueError as exc:
+            raise FileFormatError(f"{where}: its 'pre' or 'layer_attrs' is not JSON text "
+                                  f"({exc}).") from None
+        builder.transform_specs(pre, where)
+        try:
             arrays = {key: np.asarray(g[key]) for key in g}
             layer = cls.from_arrays(arrays, attrs, activation)
         except KeyError as exc:
             raise FileFormatError(f"{where} has no dataset {exc.args[0]!r}.") from None
         builder.add(layer, where)
     metadata = json.loads(group.attrs.get("metadata", "{}"))
-    return builder.build(metadata)
+    try:
+        input_shape = (tuple(json.loads(group.attrs["input_shape"]))
+                       if "input_shape" in group.attrs else None)
+    except (ValueError, TypeError) as exc:
+        raise FileFormatError(f"{source}: 'input_shape' is not a JSON list ({exc}).") from None
+    layout = str(group.attrs.get("layout", "")) or None
+    return builder.build(metadata, input_shape=input_shape, layout=layout)
 
 
 def save_network_h5(network: Network, path: "str | os.PathLike") -> None:

@@ -519,10 +519,10 @@ class _Walk:
             raise FileFormatError(
                 f"{where} should have {len(roles)} weight arrays ({', '.join(roles)}); the file "
                 f"holds {len(items)}.")
-        for name, array in items:
+        for (name, array), role in zip(items, roles):
             if not np.issubdtype(array.dtype, np.floating):
                 raise UnsupportedLayerError(
-                    f"{where}: the weight {name or ''} has dtype {array.dtype}; only float "
+                    f"{where}: the weight {name or role!r} has dtype {array.dtype}; only float "
                     "weights are supported (quantized layers are not).")
         names = [name for name, _ in items]
         if all(names):
