@@ -18,13 +18,15 @@ from neurosim.io.encoding import json_default
 
 EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
 BUNDLED_MODEL = "digits"
+#: Bundled models by name: the digits MLP and the digits CNN (1 x 8 x 8 images).
+BUNDLED_MODELS = ("digits", "digits-conv")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", nargs="?", default=BUNDLED_MODEL,
-        help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts) or 'digits', the "
-             "bundled digits classifier (default)")
+        help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts, .onnx), 'digits', the "
+             "bundled digits classifier (default), or 'digits-conv', the bundled digits CNN")
     parser.add_argument(
         "--trust-pickle", action="store_true",
         help="allow loading a pickled PyTorch module; this runs code from the file, so only use "
@@ -33,6 +35,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--activations", default=None,
         help="comma-separated activation per layer, for files that store weights only "
              "(a PyTorch state_dict, Keras .weights.h5), e.g. relu,relu,identity")
+    parser.add_argument(
+        "--input-shape", default=None, metavar="C,H,W",
+        help="shape of one input image, for PyTorch conv models (which do not record it), "
+             "e.g. 1,8,8")
 
 
 def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +56,24 @@ def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_arg(args):
-    from neurosim.datasets import load_digits_model
+    from neurosim.datasets import load_digits_conv_model, load_digits_model
     from neurosim.io import load_network
 
-    if args.model == BUNDLED_MODEL and not Path(args.model).exists():
-        return load_digits_model()
+    if args.model in BUNDLED_MODELS and not Path(args.model).exists():
+        return load_digits_conv_model() if args.model == "digits-conv" else load_digits_model()
     activations = args.activations.split(",") if args.activations else None
-    return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations)
+    shape = None
+    if getattr(args, "input_shape", None):
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+            if len(shape) not in (1, 3) or min(shape) < 1:
+                raise ValueError
+        except ValueError:
+            raise ValidationError_(
+                "The '--input-shape' flag must be C,H,W (or n) of positive integers. Got "
+                f"{args.input_shape!r} instead.") from None
+    return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations,
+                        input_shape=shape)
 
 
 # --- subcommands ----------------------------------------------------------------------------

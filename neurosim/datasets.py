@@ -183,10 +183,11 @@ def _check_arrays(
         raise ValidationError(
             f"The samples 'X' in {source} must be real numbers. Got dtype {X.dtype} instead."
         )
-    if X.ndim != 2:
+    if X.ndim not in (2, 4):
         raise ShapeError(
-            f"The samples 'X' in {source} must be a 2-D array (n_samples, n_features). "
-            f"Got shape {X.shape} instead."
+            f"The samples 'X' in {source} must be a 2-D array (n_samples, n_features) or a 4-D "
+            f"array of images (n_samples, C, H, W) / (n_samples, H, W, C). Got shape {X.shape} "
+            "instead."
         )
     if X.shape[0] == 0:
         raise ShapeError(f"The samples 'X' in {source} hold no samples (shape {X.shape}).")
@@ -199,7 +200,15 @@ def _check_arrays(
             f"The samples 'X' in {source} must be finite. Got {X[where]} at index {where} "
             f"({int(bad.sum())} non-finite values in all)."
         )
-    if network is not None and X.shape[1] != network.n_inputs:
+    if network is not None and X.ndim == 4 and (
+            len(network.input_shape) != 3 or tuple(X.shape[1:]) != network.data_shape):
+        axes = {"NHWC": " (N x H x W x C)", "NCHW": " (N x C x H x W)"}.get(network.layout, "")
+        raise ShapeError(
+            f"The samples 'X' in {source} are images of shape {X.shape}, but the network takes "
+            + (f"images of shape (n_samples, {', '.join(map(str, network.data_shape))}){axes}."
+               if len(network.input_shape) == 3 else f"vectors of {network.n_inputs} inputs.")
+        )
+    if network is not None and X.ndim == 2 and X.shape[1] != network.n_inputs:
         raise ShapeError(
             f"The samples 'X' in {source} have {X.shape[1]} features, but the network takes "
             f"{network.n_inputs} inputs (X has shape {X.shape})."
@@ -249,8 +258,9 @@ def load_data(
 
     Returns
     -------
-    X : ndarray, shape (n_samples, n_features)
-        The samples, as a floating array (integer data is converted to float64).
+    X : ndarray, shape (n_samples, n_features) or (n_samples, *image shape)
+        The samples, as a floating array (integer data is converted to float64). Images keep
+        their shape (in the network's layout: ``network.data_shape``).
     y : ndarray of int64, shape (n_samples,), or None
         The labels, or None if the file holds no ``y``.
 
