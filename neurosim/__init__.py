@@ -30,7 +30,7 @@ from neurosim.faults import (CoreFailure, FaultModel, FaultType, NeuronCrash, Sy
                              WeightBitFlip, parse_fault_model, parse_fault_spec, register_fault)
 from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
 from neurosim.mapping import Mapping, load_mapping, map_network
-from neurosim.datasets import load_data, load_digits_model, load_digits_test
+from neurosim.datasets import load_data, load_digits_conv_model, load_digits_model, load_digits_test
 from neurosim.backends import Backend, get_backend
 from neurosim.runners import MapRunner, Runner, SerialRunner
 from neurosim.results import Certificate, SimulationResult, load_certificate, load_result
@@ -46,7 +46,8 @@ __all__ = [
     "load_network", "save_network", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
     "WeightBitFlip", "CoreFailure", "register_fault", "parse_fault_spec", "parse_fault_model",
     "FaultRates", "HardwareProfile", "list_profiles", "load_profile", "Mapping", "map_network",
-    "load_mapping", "load_data", "load_digits_model", "load_digits_test", "Backend",
+    "load_mapping", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test",
+    "Backend",
     "get_backend", "Runner", "SerialRunner", "MapRunner", "SimulationResult", "Certificate",
     "load_result", "load_certificate", "simulate", "certify", "stratified_estimate", "warmup",
 ]

@@ -253,11 +253,14 @@ def cmd_certify(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from neurosim.datasets import load_digits_model, load_digits_test
+    from neurosim.datasets import load_digits_conv_model, load_digits_model, load_digits_test
     from neurosim.mapping import map_network
 
-    network = load_digits_model()
+    conv = getattr(args, "model", "mlp") == "conv"
+    network = load_digits_conv_model() if conv else load_digits_model()
     X, y = load_digits_test()
+    if conv:
+        X = X.reshape(-1, *network.data_shape)  # the images, N x C x H x W
     print(f"bundled model: {network!r}, test split: {X.shape[0]} images")
     mapping = map_network(network, "loihi2")
     print(mapping.table())
@@ -313,9 +316,28 @@ def cmd_train(args) -> int:
     import math
 
     from neurosim.io import save_network
-    from neurosim.train import load_training_data, train
+    from neurosim.train import arch_has_conv, arch_needs_image, load_training_data, parse_arch, train
 
-    hidden = _parse_hidden(args.hidden)
+    if args.init is not None and (args.arch is not None or args.hidden is not None):
+        raise ValidationError_(
+            f"--init fine-tunes the network {args.init!r} as it is; it takes no "
+            f"{'--arch' if args.arch is not None else '--hidden'}.")
+    if args.arch is not None and args.hidden is not None:
+        raise ValidationError_("Give either --arch (any architecture) or --hidden (an MLP), "
+                               "not both.")
+    hidden = _parse_hidden(args.hidden if args.hidden is not None else "256,256")
+    if args.arch is not None:
+        parse_arch(args.arch)  # a bad token fails before the data are loaded
+    shape = None
+    if args.input_shape is not None:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+            if len(shape) not in (1, 3) or min(shape) < 1:
+                raise ValueError
+        except ValueError:
+            raise ValidationError_(
+                "The '--input-shape' flag must be C,H,W (or n) of positive integers. Got "
+                f"{args.input_shape!r} instead.") from None
     for flag, value in (("--lambda", args.lam), ("--mu", args.mu), ("--nu", args.nu)):
         _check_flag(flag, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
     _check_flag("--crash-p", args.crash_p, 0.0 <= args.crash_p < 1.0, "a probability in [0, 1)")
@@ -329,24 +351,43 @@ def cmd_train(args) -> int:
 
         raise NeurosimFileNotFoundError(
             f"Cannot write {args.output!r}: the folder {str(out_folder)!r} does not exist.")
+    init = None
+    if args.init is not None:
+        init = load_model_arg(argparse.Namespace(
+            model=args.init, trust_pickle=args.trust_pickle, activations=None,
+            input_shape=args.input_shape))
     data = load_training_data(args.data, seed=args.seed)
-    metadata = {"name": f"MLP trained on {data.name}",
+    settings = {"hidden": hidden, "activation": args.activation}
+    if init is not None:
+        kind = "CNN" if "conv2d" in init.layer_kinds else "MLP"
+        name = f"{kind} fine-tuned on {data.name}"
+        settings = {}
+    elif args.arch is not None:
+        name = f"{'CNN' if arch_has_conv(args.arch) else 'MLP'} trained on {data.name}"
+        if shape is None and data.X_train.ndim == 2 and arch_needs_image(args.arch):
+            shape = data.input_shape  # the digits' 1 x 8 x 8, MNIST's 1 x 28 x 28
+        settings = {"arch": args.arch, "input_shape": shape}
+    else:
+        name = f"MLP trained on {data.name}"
+    metadata = {"name": name,
                 "training_data": {"spec": str(args.data), "name": data.name, "task": data.task,
                                   "n_train": int(data.X_train.shape[0]),
                                   "n_test": int(data.X_test.shape[0]), **data.notes}}
+    if init is not None:
+        metadata["fine_tuned_from"] = str(args.init)
     network = train(
         data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test,
-        progress=sys.stderr.isatty(), metadata=metadata, hidden=hidden,
-        activation=args.activation, lam=args.lam, mu=args.mu, nu=args.nu, crash_p=args.crash_p,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-        task=data.task)
+        progress=sys.stderr.isatty(), metadata=metadata, init=init, lam=args.lam, mu=args.mu,
+        nu=args.nu, crash_p=args.crash_p, epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, seed=args.seed, task=data.task, **settings)
     save_network(network, args.output)
     info = network.metadata["training"]
     if args.json:
         print(json.dumps({**network.metadata, "output": str(args.output)}, indent=2,
                          default=json_default))
         return EXIT_OK
-    print(f"trained {network!r} on {data.name} ({data.X_train.shape[0]} train / "
+    verb = f"fine-tuned {args.init} into" if init is not None else "trained"
+    print(f"{verb} {network!r} on {data.name} ({data.X_train.shape[0]} train / "
           f"{data.X_test.shape[0]} test samples), {args.epochs} epochs in {info['seconds']:.1f} s")
     if info["task"] == "classification":
         print(f"accuracy: train {info['train_accuracy']:.2%}, test {info['val_accuracy']:.2%}")
@@ -462,17 +503,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault draws per input for the simulation (default 2000)")
     p.add_argument("--delta", type=float, default=0.05,
                    help="failure probability the demo certifies (default 0.05)")
+    p.add_argument("--model", choices=("mlp", "conv"), default="mlp",
+                   help="the bundled MLP (default) or the bundled CNN (digits as 1 x 8 x 8 "
+                        "images, BatchNorm folded)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train a fault-tolerant MLP with the paper's regularizer "
-                                     "(extra torch)")
+    p = sub.add_parser("train", help="train a fault-tolerant MLP or CNN with the paper's "
+                                     "regularizer, or fine-tune a model (extra torch)")
     p.add_argument("--data", default="digits",
                    help="'digits' or 'diabetes' (scikit-learn, nothing downloaded), mnist:FOLDER "
-                        "(the IDX files), or a .npz/.h5 with X and y (default digits)")
-    p.add_argument("--hidden", default="256,256",
-                   help="comma-separated hidden layer widths (default 256,256)")
+                        "(the IDX files), or a .npz/.h5 with X and y (X may be N x C x H x W "
+                        "images) (default digits)")
+    p.add_argument("--hidden", default=None,
+                   help="comma-separated hidden layer widths of an MLP (default 256,256)")
     p.add_argument("--activation", default="relu",
-                   help="hidden activation: relu, leaky_relu, tanh, sigmoid, softplus (default relu)")
+                   help="hidden activation of the --hidden MLP: relu, leaky_relu, tanh, sigmoid, "
+                        "softplus, elu, gelu, silu, ... (default relu)")
+    p.add_argument("--arch", default=None, metavar="SPEC",
+                   help="an architecture instead of --hidden: comma-separated tokens "
+                        "conv<C>[k<kernel>][s<stride>][g<groups>|dw][valid] (3x3, stride 1, "
+                        "padding same unless given), fc<N>, bn (after a conv / fc), an "
+                        "activation (relu, relu6, leaky_relu, elu, gelu, silu, tanh, sigmoid, "
+                        "softplus, hardswish, ...; after a conv / fc or its bn), maxpool<k>, "
+                        "avgpool<k>, gap, flatten (added before the first fc when needed), "
+                        "dropout<p>; the output layer is added. Example: "
+                        "conv8,bn,relu,maxpool2,conv16k3,bn,relu,gap,fc32,relu")
+    p.add_argument("--input-shape", default=None, metavar="C,H,W",
+                   help="shape of one input image for --arch with conv or pooling layers "
+                        "(default 1,8,8 for digits, 1,28,28 for MNIST; 4-D data give it), or "
+                        "for an --init PyTorch conv model")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune this model (any file 'neurosim map' reads, or 'digits' / "
+                        "'digits-conv', the bundled ones) instead of training a new network; "
+                        "its layers, shapes and data layout are kept")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a pickled PyTorch module as --init; this runs code from "
+                        "the file, so only use it for files you trust")
     p.add_argument("--lambda", dest="lam", type=float, default=0.0,
                    help="weight of the sensitivity term sum (dL/dw)^2 w^2 (default 0)")
     p.add_argument("--mu", type=float, default=0.0,

@@ -28,10 +28,11 @@ from neurosim.errors import (
 )
 from neurosim.network import Network
 
-__all__ = ["DATASETS", "load_data", "load_digits_model", "load_digits_test"]
+__all__ = ["DATASETS", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test"]
 
 _BUNDLE_PACKAGE = "neurosim.bundled"
 _DIGITS_MODEL = "digits_mlp.h5"
+_DIGITS_CNN = "digits_cnn.h5"
 _DIGITS_TEST = "digits_test.npz"
 _NPZ_SUFFIXES = (".npz",)
 _H5_SUFFIXES = (".h5", ".hdf5")
@@ -79,6 +80,32 @@ def load_digits_model() -> Network:
     from neurosim.io.hdf5 import load_network_h5
 
     with resources.as_file(_bundled(_DIGITS_MODEL)) as path:
+        return load_network_h5(path)
+
+
+def load_digits_conv_model() -> Network:
+    """Load the bundled conv classifier for the 8x8 digits as 1 x 8 x 8 images.
+
+    Returns
+    -------
+    Network
+        A float32 CNN ``conv8-maxpool-conv16-maxpool-flatten-fc32-fc10`` (ReLU, 3x3 "same"
+        convolutions whose BatchNorms were folded in when it was read from PyTorch), trained
+        by ``scripts/train_digits_conv.py`` on the same split as :func:`load_digits_model`.
+        It takes the images as ``(n, 1, 8, 8)`` or as the flat 64 pixels of
+        :func:`load_digits_test`.
+
+    Examples
+    --------
+    >>> from neurosim.datasets import load_digits_conv_model, load_digits_test
+    >>> net = load_digits_conv_model()
+    >>> X, y = load_digits_test()
+    >>> float((net.predict(X.reshape(-1, 1, 8, 8)) == y).mean()) >= 0.95
+    True
+    """
+    from neurosim.io.hdf5 import load_network_h5
+
+    with resources.as_file(_bundled(_DIGITS_CNN)) as path:
         return load_network_h5(path)
 
 

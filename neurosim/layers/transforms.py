@@ -222,6 +222,23 @@ class _Pool(Transform):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         return _window_view(X, kh, kw, sh, sw)[:, :, :ho, :wo]
 
+    def _reduce(self, Y, fill, op):
+        """``op`` (np.maximum or np.add) over the window taps: one strided slice per tap
+        (fast; a sliding-window view reduced over its small trailing axes is not)."""
+        C, H, W = self.in_shape
+        pt, pb, pl, pr = self.padding
+        n = Y.shape[0]
+        X = np.full((n, C, H + pt + pb, W + pl + pr), fill, dtype=Y.dtype)
+        X[:, :, pt:pt + H, pl:pl + W] = Y.reshape(n, C, H, W)
+        ho, wo = self.out_shape[1:]
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        out = None
+        for ky in range(kh):
+            for kx in range(kw):
+                tap = X[:, :, ky:ky + sh * (ho - 1) + 1:sh, kx:kx + sw * (wo - 1) + 1:sw]
+                out = tap.copy() if out is None else op(out, tap, out=out)
+        return out.reshape(n, -1)
+
     def _window_inputs(self):
         """(n_out, kh*kw) flat input index of every window tap, -1 on the padding."""
         C, H, W = self.in_shape
@@ -243,8 +260,7 @@ class MaxPool2d(_Pool):
     kind = "maxpool2d"
 
     def apply(self, Y):
-        win = self._padded(Y, -np.inf)
-        return np.ascontiguousarray(win.max(axis=(-2, -1)).reshape(Y.shape[0], -1))
+        return self._reduce(Y, -np.inf, np.maximum)
 
     def _argmax_inputs(self, Y):
         win = self._padded(Y, -np.inf)
@@ -298,8 +314,7 @@ class AvgPool2d(_Pool):
         return taps, valid, div
 
     def apply(self, Y):
-        win = self._padded(Y, 0.0)
-        s = win.sum(axis=(-2, -1)).reshape(Y.shape[0], -1)
+        s = self._reduce(Y, 0.0, np.add)
         _, _, div = self._matrix_parts()
         return np.ascontiguousarray((s / div).astype(Y.dtype, copy=False))
 

@@ -1,0 +1,129 @@
+"""Train the bundled conv model: a small CNN with BatchNorm on scikit-learn's 8x8 digits.
+
+The digits are 1 x 8 x 8 images (pixels / 16); the network is
+
+    Conv2d(1, 8, 3, padding=1) - BatchNorm2d - ReLU - MaxPool2d(2)
+    Conv2d(8, 16, 3, padding=1) - BatchNorm2d - ReLU - MaxPool2d(2)
+    Flatten - Linear(64, 32) - ReLU - Linear(32, 10)
+
+trained with Adam and cross-entropy on the same 1400 / 397 split as the bundled MLP
+(``scripts/train_digits.py``), then read by neurosim's PyTorch reader, which folds the
+BatchNorms into the convolutions with their running statistics. Writes ``digits_cnn.h5``
+into ``--out-dir`` (default ``neurosim/bundled``); the test split is the MLP's
+``digits_test.npz`` (flat rows are the images in C, H, W order). Deterministic: fixed seeds,
+deterministic algorithms, one CPU thread.
+
+Usage::
+
+    python scripts/train_digits_conv.py [--out-dir DIR] [--epochs N] [--seed S]
+
+Needs torch and scikit-learn (the ``torch`` and ``dev`` extras).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from train_digits import BATCH_SIZE, DEFAULT_OUT_DIR, LR, SPLIT_SEED, load_split  # noqa: E402
+
+INPUT_SHAPE = (1, 8, 8)
+
+
+def build(seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def train(X_train, y_train, epochs: int, seed: int):
+    import torch
+    from torch import nn
+
+    model = build(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = nn.CrossEntropyLoss()
+    X = torch.from_numpy(X_train.reshape(-1, *INPUT_SHAPE))
+    y = torch.from_numpy(y_train)
+    generator = torch.Generator().manual_seed(seed)
+    n = X.shape[0]
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, BATCH_SIZE):
+            idx = order[start:start + BATCH_SIZE]
+            optimizer.zero_grad()
+            loss = loss_fn(model(X[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        if (epoch + 1) % 10 == 0 or epoch == epochs - 1:
+            print(f"epoch {epoch + 1:3d}/{epochs}: loss {total / n:.4f}")
+    model.eval()
+    return model
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
+                        help=f"folder for digits_cnn.h5 (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed (default: 0)")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be a positive integer; got {args.epochs}")
+    if not args.out_dir.is_dir():
+        parser.error(f"--out-dir {str(args.out_dir)!r} is not an existing folder")
+
+    import torch
+
+    from neurosim.io.hdf5 import save_network_h5
+    from neurosim.io.torch import network_from_torch
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    X_train, X_test, y_train, y_test = load_split()
+    t0 = time.perf_counter()
+    model = train(X_train, y_train, args.epochs, args.seed)
+    elapsed = time.perf_counter() - t0
+    network = network_from_torch(model, input_shape=INPUT_SHAPE).astype(np.float32)
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(X_test.reshape(-1, *INPUT_SHAPE))).numpy()
+    ours = network.forward(X_test)
+    assert np.allclose(ours, torch_out, rtol=1e-4, atol=1e-4), np.abs(ours - torch_out).max()
+    train_acc = float((network.predict(X_train) == y_train).mean())
+    test_acc = float((network.predict(X_test) == y_test).mean())
+    network.metadata.update({
+        "name": "digits-cnn",
+        "dataset": "sklearn.datasets.load_digits as 1 x 8 x 8 images (pixels / 16)",
+        "split": {"method": "sklearn.model_selection.train_test_split, stratified",
+                  "n_train": int(len(y_train)), "n_test": int(len(y_test)),
+                  "random_state": SPLIT_SEED},
+        "architecture": "conv8-bn-relu-maxpool2-conv16-bn-relu-maxpool2-flatten-fc32-relu-fc10",
+        "seed": args.seed, "epochs": args.epochs, "batch_size": BATCH_SIZE, "optimizer": "Adam",
+        "lr": LR, "loss": "cross_entropy", "torch_version": torch.__version__,
+        "train_accuracy": train_acc, "test_accuracy": test_acc,
+        "training_seconds": round(elapsed, 2),
+        "trained_by": "scripts/train_digits_conv.py",
+    })
+    path = args.out_dir / "digits_cnn.h5"
+    save_network_h5(network, path)
+    print(f"{network!r}: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} "
+          f"({elapsed:.1f} s); wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
