@@ -1,0 +1,126 @@
+"""Mapping conv layers: channel x row x column blocks on cores, unfolded-kernel crossbar tiles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from neurosim.errors import MappingError
+from neurosim.hardware import profile_from_dict
+from neurosim.layers import Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d
+from neurosim.mapping import map_network
+from neurosim.network import Network
+
+
+def _profile(**kw):
+    data = {"name": "t", "description": "t", "architecture": "cores", "cores_per_chip": 4096,
+            "neurons_per_core": 100, "max_fan_in": 200, "synapses_per_core": 5000,
+            "weight_bits": 8,
+            "fault_rates": {"neuron_crash": 0.0, "synapse_stuck_at_zero": 0.0,
+                            "synapse_stuck_at_max": 0.0, "weight_bit_flip": 0.0,
+                            "core_failure": 0.0}}
+    data.update(kw)
+    return profile_from_dict(data, source="test")
+
+
+def _net(c_in=3, c_out=16, hw=12, k=3, groups=1, stride=1):
+    rng = np.random.default_rng(0)
+    conv = Conv2d.build(rng.normal(size=(c_out, c_in // groups, k, k)), None, (c_in, hw, hw),
+                        stride=stride, padding="same", groups=groups, activation="relu")
+    return Network([conv, MaxPool2d(2), GlobalAvgPool2d(), Flatten(),
+                    Dense(rng.normal(size=(10, c_out)), np.zeros(10))])
+
+
+def _check_core_limits(mapping, share):
+    p = mapping.profile
+    layer = mapping.network.layers[0]
+    owned = np.zeros(layer.n_out, dtype=int)
+    for core in mapping.layer_cores(1):
+        neurons = mapping.core_neurons(core)
+        owned[neurons] += 1
+        i, j, k = layer.connections(neurons)
+        assert core.n_neurons == neurons.size <= p.neurons_per_core
+        assert core.axons_in == np.unique(j).size <= p.max_fan_in
+        stored = (np.unique(k).size if share else i.size)
+        # Shared: the kernel slice of the core's channels (taps on padding included).
+        if share:
+            channels = np.unique(neurons // (layer.out_hw[0] * layer.out_hw[1]))
+            stored = channels.size * layer.fan_in
+        assert core.synapses == stored <= p.synapses_per_core
+    assert np.all(owned == 1)  # every neuron on exactly one core
+
+
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("kwargs", [dict(), dict(groups=3, c_out=12), dict(stride=2),
+                                    dict(c_in=8, c_out=8, groups=8)])
+def test_core_blocks_respect_every_limit(share, kwargs):
+    net = _net(**kwargs)
+    mapping = map_network(net, _profile(conv_weight_sharing=share))
+    _check_core_limits(mapping, share)
+    assert mapping.layer_summaries()[0]["binding_limit"] in ("neurons", "axons", "synapses")
+
+
+def test_binding_limit_and_block_shape():
+    net = _net(c_in=3, c_out=16, hw=12)
+    # Plenty of axons and synapses: the neuron limit binds; 16 x 12 x 12 = 2304 neurons.
+    m = map_network(net, _profile(neurons_per_core=144, max_fan_in=10_000,
+                                  synapses_per_core=10 ** 6))
+    assert len(m.layer_cores(1)) == 16 and m.binding_limit(1) == "neurons"
+    # Whole channels fit: split by channels first (no halo), one channel per core.
+    assert all(c.block[2:] == (0, 12, 0, 12) for c in m.layer_cores(1))
+    # Few axons: spatial tiles are needed and the axon limit binds.
+    m = map_network(net, _profile(neurons_per_core=10_000, max_fan_in=60,
+                                  synapses_per_core=10 ** 6))
+    assert m.binding_limit(1) == "axons"
+    assert max(c.axons_in for c in m.layer_cores(1)) <= 60
+    # Weight sharing changes the synapse count, hence the number of cores.
+    tight = dict(neurons_per_core=10_000, max_fan_in=10_000, synapses_per_core=2000)
+    shared = map_network(net, _profile(conv_weight_sharing=True, **tight))
+    unshared = map_network(net, _profile(conv_weight_sharing=False, **tight))
+    assert len(shared.layer_cores(1)) == 1  # 16 x 27 = 432 stored weights
+    assert len(unshared.layer_cores(1)) >= math.ceil(net.layers[0].n_connections / 2000)
+    assert unshared.binding_limit(1) == "synapses"
+
+
+def test_a_neuron_that_cannot_fit_names_the_limit():
+    net = _net(c_in=3, c_out=4, k=5)
+    with pytest.raises(MappingError) as info:
+        map_network(net, _profile(max_fan_in=50))
+    msg = str(info.value)
+    assert "Layer 1" in msg and "75" in msg and "50" in msg and "max_fan_in" in msg
+    with pytest.raises(MappingError, match=r"75 synapses.*60 \(synapses_per_core\)"):
+        map_network(net, _profile(synapses_per_core=60, conv_weight_sharing=True))
+
+
+@pytest.mark.parametrize("c_in, c_out, k, groups, rows, cols",
+                         [(3, 16, 3, 1, 32, 8), (16, 32, 3, 1, 64, 16), (8, 8, 3, 8, 32, 4),
+                          (4, 6, 5, 2, 16, 4)])
+def test_crossbar_tiles_follow_the_aihwkit_rule(c_in, c_out, k, groups, rows, cols):
+    net = _net(c_in=c_in, c_out=c_out, k=k, groups=groups)
+    mapping = map_network(net, _profile(architecture="crossbar", crossbar_rows=rows,
+                                        crossbar_cols=cols, neurons_per_core=cols,
+                                        max_fan_in=rows, synapses_per_core=rows * cols))
+    tiles = mapping.layer_cores(1)
+    per_tile = rows // (k * k)
+    if per_tile >= 1 and groups == 1:
+        assert len(tiles) == math.ceil(c_in / per_tile) * math.ceil(c_out / cols)
+    # Every kernel weight is in exactly one tile; tiles hold only real weights.
+    layer = net.layers[0]
+    owner = mapping.kernel_cores(1, np.arange(layer.K.size))
+    assert np.all(owner >= 0)
+    counts = np.bincount(owner - tiles[0].core_id, minlength=len(tiles))
+    assert [c.synapses for c in tiles] == counts.tolist()
+    assert all(c.in_stop - c.in_start <= rows and c.out_stop - c.out_start <= cols for c in tiles)
+
+
+def test_pooling_has_no_neurons_of_its_own():
+    net = _net()
+    mapping = map_network(net, _profile())
+    assert sum(c.n_neurons for c in mapping.cores) == sum(net.widths[1:])
+    summary = mapping.layer_summaries()
+    assert summary[1]["transforms_before"] == [
+        "maxpool2d(kernel=[2, 2], stride=[2, 2], padding=[0, 0, 0, 0])",
+        "global_avgpool2d(keepdims=True)", "flatten(order=chw)"]
+    assert mapping.to_dict()["cores"][0]["block"]["channels"][0] == 0
