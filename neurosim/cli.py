@@ -316,7 +316,8 @@ def cmd_train(args) -> int:
     import math
 
     from neurosim.io import save_network
-    from neurosim.train import arch_has_conv, arch_needs_image, load_training_data, parse_arch, train
+    from neurosim.train import (arch_has_conv, arch_needs_image, load_training_data, parse_arch,
+                                train)
 
     if args.init is not None and (args.arch is not None or args.hidden is not None):
         raise ValidationError_(
@@ -329,6 +330,10 @@ def cmd_train(args) -> int:
     if args.arch is not None:
         parse_arch(args.arch)  # a bad token fails before the data are loaded
     shape = None
+    if args.input_shape is not None and args.arch is None and args.init is None:
+        raise ValidationError_(
+            "--input-shape gives the image shape for --arch or --init; the --hidden MLP takes "
+            "flat rows.")
     if args.input_shape is not None:
         try:
             shape = tuple(int(v) for v in args.input_shape.split(","))

@@ -121,7 +121,8 @@ def flip_words(Q: np.ndarray, masks: np.ndarray, bits: int, step: int, magnitude
 class IntegerLayers:
     """The fixed-point parameters of a mapping: integer weights, shifts and biases."""
 
-    Q: list            # int64 (n_l, n_{l-1}) weight words as multiplied (Lava's weights)
+    Q: list            # int64 (n_l, n_in) weight words as multiplied (Lava's weights; a conv
+                       # layer's kernel unfolded)
     weight_exp: list   # int, log2 of each layer's scale
     bias: list         # int64 biases in units of 2**-frac_bits
     sign_modes: list   # neurosim sign modes ("mixed", "excitatory", "inhibitory")
@@ -137,13 +138,22 @@ def integer_layers(mapping, frac_bits: int = DEFAULT_FRAC_BITS) -> IntegerLayers
         If a layer's scale is not a power of two (no weight exponent represents it).
     """
     Q, exps, bias, modes = [], [], [], []
-    for l, (q, layer) in enumerate(zip(mapping.quantization, mapping.network.layers), start=1):
+    network = mapping.network
+    for l, pre in enumerate(network.pre, start=1):
+        for t in pre:
+            if not (t.kind == "flatten" and t.order == "chw"):
+                raise IntegerModelError(
+                    f"pooling or a channels-last flatten ({t.describe()} before layer {l}): "
+                    "Lava has no pooling process, and the integer model follows Lava")
+    for l, (q, layer) in enumerate(zip(mapping.quantization, network.layers), start=1):
         e = math.log2(q.scale)
         if e != int(e):
             raise IntegerModelError(
                 f"profiles whose weight scale is not a power of two (Loihi's weight exponent): "
                 f"layer {l}'s scale {q.scale} is not one")
-        Q.append(q.Q.astype(np.int64))
+        # A conv layer runs as its unfolded matrix of integer words (entries 0 off the kernel).
+        Q.append(np.asarray(layer.with_parameters(synapse_weights=q.Q).dense_matrix()
+                            if layer.kind != "dense" else q.Q).astype(np.int64))
         exps.append(int(e))
         bias.append(np.rint(np.asarray(layer.bias, np.float64) * 2.0 ** frac_bits).astype(np.int64))
         modes.append(q.sign_mode)
@@ -203,7 +213,7 @@ def draw_of_input(batch, n_inputs: int, owner: str = "integer_forward"):
 
 
 def integer_forward(mapping, X, faults=None, frac_bits: int = DEFAULT_FRAC_BITS,
-                    return_integers: bool = False):
+                    return_integers: bool = False, channels_first: bool = False):
     """neurosim's integer model of a loihi2 mapping: the arithmetic Lava's fixed_pt runs.
 
     With ``f = frac_bits`` and ``e_l = log2(scale_l)`` (loihi2 scales are powers of two):
@@ -220,6 +230,8 @@ def integer_forward(mapping, X, faults=None, frac_bits: int = DEFAULT_FRAC_BITS,
     values must be words of the layer (``scale * Q``).
 
     Returns floats ``y_L * 2**-f`` (n_inputs, n_L), or the integers with ``return_integers``.
+    ``channels_first``: the rows of ``X`` are already flat in ``(C, H, W)`` order (what the
+    backends hold), whatever the network's layout.
 
     Raises
     ------
@@ -236,6 +248,9 @@ def integer_forward(mapping, X, faults=None, frac_bits: int = DEFAULT_FRAC_BITS,
             raise IntegerModelError(
                 f"hidden activations other than ReLU (Loihi's graded ReLU neurons): layer {l} "
                 f"uses {act}")
+    if channels_first and network.layout == "NHWC":  # rows already in (C, H, W) order
+        C, H, W = network.input_shape
+        X = np.asarray(X).reshape(-1, C, H, W).transpose(0, 2, 3, 1)
     X = network.check_input(X, owner="input data X")
     layers = integer_layers(mapping, frac_bits)
     Y0 = quantize_input(X, frac_bits)

@@ -187,7 +187,7 @@ def plot_error_decay(result, path=None, ax=None):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     s = result.settings
-    ax.set_xlabel("hidden width n")
+    ax.set_xlabel("channels c" if result.settings.get("conv") else "hidden width n")
     ax.set_ylabel("Var Delta (sum over outputs, mean over inputs)")
     ax.set_title(f"{s.get('data', '')}, depth {s.get('depth', '')}, p = {s.get('p', float('nan')):g} "
                  "(silent hidden crashes)", fontsize=9)

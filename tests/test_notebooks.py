@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = {"error_decay", "certify_vs_simulate", "regularizer", "chip_mapping"}
+EXPECTED = {"error_decay", "certify_vs_simulate", "regularizer", "chip_mapping", "conv_error_decay"}
 
 
 def test_expected_notebooks_present():

@@ -3,11 +3,17 @@ Network (``init=``, ``--init``) and :func:`neurosim.train.network_to_torch`."""
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"),
+    # The test calls the trained model itself; train() silences this note of PyTorch's.
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
+]
 
 import neurosim as ns  # noqa: E402
 from neurosim.activations import make_activation  # noqa: E402
@@ -347,10 +353,10 @@ def test_network_to_torch_round_trip(dtype, rtol, atol):
     net = _conv_net(dtype)
     model = network_to_torch(net)
     names = [type(m).__name__ for m in model]
-    assert names == ["ZeroPad2d", "Conv2d", "LeakyReLU", "ConstantPad2d", "MaxPool2d", "ZeroPad2d",
-                     "Conv2d", "GELU", "AvgPool2d", "AvgPoolValid", "ZeroPad2d", "Conv2d", "HardSigmoid",
-                     "ZeroPad2d", "AvgPool2d", "MaxPool2d", "FlattenHWC", "Linear", "ELU",
-                     "Linear"]
+    assert names == ["ZeroPad2d", "Conv2d", "LeakyReLU", "ConstantPad2d", "MaxPool2d",
+                     "ZeroPad2d", "Conv2d", "GELU", "AvgPool2d", "AvgPoolValid", "ZeroPad2d",
+                     "Conv2d", "HardSigmoid", "ZeroPad2d", "AvgPool2d", "MaxPool2d", "FlattenHWC",
+                     "Linear", "ELU", "Linear"]
     assert all(p.dtype == (torch.float64 if dtype == np.float64 else torch.float32)
                for p in model.parameters())
     X = rng.normal(size=(16, 2, 9, 8)).astype(dtype)
@@ -501,6 +507,28 @@ def test_cli_train_conv_and_fine_tune(capsys, tmp_path, digits):
     assert 0 < change < 0.05 * np.abs(cnn.layers[0].K).max() + 0.02
 
 
+def test_cli_fine_tunes_a_torchscript_conv_model(capsys, tmp_path, digits):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    path = tmp_path / "cnn.pt"
+    torch.jit.save(torch.jit.script(module), str(path))
+    out_path = tmp_path / "tuned.h5"
+    # A PyTorch file does not record the image shape: --input-shape gives it.
+    code, out, err = run_cli(capsys, "train", "--init", path, "--epochs", "1", "-o", out_path)
+    assert code == 2 and out == "" and "input_shape" in err and len(err.splitlines()) == 1
+    code, out, err = run_cli(capsys, "train", "--init", path, "--input-shape", "1,8,8",
+                             "--epochs", "3", "--lr", "3e-3", "--batch-size", "32",
+                             "-o", out_path)
+    assert code == 0, err
+    assert "'MLP" not in out and "'CNN fine-tuned on digits'" in out
+    net = ns.load_network(out_path)
+    assert net.kinds == ["conv2d", "maxpool2d", "flatten", "dense"]
+    assert net.metadata["fine_tuned_from"] == str(path)
+    assert _accuracy(net, digits.X_test, digits.y_test) > 0.7  # from a random start
+
+
 def test_cli_train_fc_arch_regression(capsys, tmp_path, diabetes):
     path = tmp_path / "reg.npz"
     code, out, err = run_cli(capsys, "train", "--data", "diabetes", "--arch",
@@ -518,7 +546,15 @@ def test_cli_train_fc_arch_regression(capsys, tmp_path, diabetes):
     assert mse < 0.8  # the constant predictor scores about 1
 
 
-# --- bad specs --------------------------------------------------------------------------------------
+def test_batchnorm_skips_a_last_batch_of_one(digits):
+    # 33 samples in batches of 32: a BatchNorm1d cannot train on the last one alone.
+    net = train(digits.X_train[:33], digits.y_train[:33], arch="fc8,bn,relu", batch_size=32,
+                epochs=2, seed=0)
+    assert net.widths == [64, 8, 10] and len(net.metadata["folded_batchnorm"]) == 1
+    assert math.isfinite(net.metadata["training"]["final"]["loss"])
+
+
+# --- bad specs -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec, token", [
     ("conv", "conv"), ("conv8x", "conv8x"), ("conv8k3k5", "conv8k3k5"), ("conv8g2dw", "conv8g2dw"),
@@ -574,6 +610,7 @@ def test_image_architecture_needs_an_input_shape(digits):
     (["--arch", "conv8", "--data", "diabetes"], "--input-shape"),
     (["--arch", "maxpool16"], "maxpool16"),
     (["--init", "missing.h5"], "missing.h5"),
+    (["--hidden", "8", "--input-shape", "1,8,8"], "--input-shape"),
 ])
 def test_cli_train_conv_bad_input(capsys, tmp_path, argv, words):
     path = tmp_path / "model.h5"

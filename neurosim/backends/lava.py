@@ -22,6 +22,15 @@ Two Lava process graphs are used (one process per layer and a ``Dense`` per weig
     full value every step), so pipelining is exact in integer arithmetic. The arithmetic is
     :func:`neurosim.quantization.integer_forward`'s, and the two agree exactly.
 
+Conv layers run as a ``Dense`` process on the layer's unfolded kernel (``Conv2d.dense_matrix``;
+integer words in fixed_pt), which is exact for every fault (a fault is an entry of that
+matrix). Lava's own ``Conv`` process computes a true convolution (it flips the kernel; its
+kernel order is ``(C_out, W, H, C_in)`` on ``(W, H, C)`` inputs) and its fixed_pt model ignores
+``weight_exp``; ``tests/lava`` checks that neurosim's Conv2d equals Lava's floating_pt Conv
+with the kernel converted, and that the fixed_pt Conv differs by the missing exponent, which
+is why the bit-accurate Dense is used. Pooling has no Lava process: networks with pooling are
+refused (:data:`LAVA_UNSUPPORTED`).
+
 Faults (a :class:`neurosim.sampler.FaultBatch`) are written into the Lava weights and biases by
 :func:`neurosim.backends.numpy.faults_as_parameters`: a stuck synapse or weight word sets
 ``W_l[i, j]``; a crash of neuron ``i`` zeroes row ``i`` of ``W_l`` and, when silent (core
@@ -77,6 +86,9 @@ LAVA_UNSUPPORTED: dict[str, str] = {
                           "on the float network",
     "int32_overflow": "fixed_pt inputs whose integer pre-activations leave int32: Lava's Dense "
                       "accumulates in int32 and would wrap around",
+    "pooling": "pooling layers and channels-last flattening (max, average and global average "
+               "pooling): lava-nc has no pooling process (a conv layer itself runs as a Dense "
+               "process on the unfolded kernel)",
 }
 
 
@@ -143,6 +155,10 @@ def _check_network(network) -> None:
     for l, act in enumerate(network.activations[:-1], start=1):
         if act.name != "relu":
             raise _unsupported("activation", f"layer {l} uses {act}")
+    for l, pre in enumerate(network.pre, start=1):
+        for t in pre:
+            if not (t.kind == "flatten" and t.order == "chw"):
+                raise _unsupported("pooling", f"{t.describe()} before layer {l}")
 
 
 def _check_fixed_profile(mapping) -> None:
@@ -320,6 +336,11 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
     """
     network, mapping = _split_target(target, mode)
     X = network.check_input(X, owner="input data X").astype(np.float64)
+    return _run(network, mapping, X, mode, faults, progress, frac_bits, return_integers)
+
+
+def _run(network, mapping, X, mode, faults, progress, frac_bits, return_integers):
+    """:func:`run_lava` on inputs ``X`` already checked (flat, channels first)."""
     m = X.shape[0]
     L = network.n_layers
     _check_crashes(faults)
@@ -328,7 +349,8 @@ def run_lava(target, X, mode: str = "floating_pt", faults=None, progress: bool =
             integer = integer_layers(mapping, frac_bits)
             batch = integer_fault_values(mapping, faults)
             # Lava's int32 Dense would silently wrap: check with the integer model first.
-            integer_forward(mapping, X, faults, frac_bits, return_integers=True)
+            integer_forward(mapping, X, faults, frac_bits, return_integers=True,
+                            channels_first=True)
         except IntegerModelError as exc:
             raise _from_integer_model(exc) from None
         weights, biases = integer.Q, integer.bias
@@ -406,9 +428,15 @@ class LavaBackend(Backend):
             _check_fixed_profile(plan.mapping)
         require_lava()  # what it cannot do is said first, a missing lava-nc then
 
+    def _lava(self, plan, X, faults=None):
+        """Lava's outputs on checked inputs ``X`` (flat rows, channels first)."""
+        network, mapping = _split_target(self._target(plan), self.mode)
+        return _run(network, mapping, np.asarray(X, np.float64), self.mode, faults, False,
+                    DEFAULT_FRAC_BITS, False)
+
     def clean_cache(self, plan, X) -> CleanCache:
         X = np.ascontiguousarray(X, dtype=plan.dtype)
-        return CleanCache(X=X, output=run_lava(self._target(plan), X, mode=self.mode))
+        return CleanCache(X=X, output=self._lava(plan, X))
 
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
         row_draw = np.asarray(row_draw, dtype=np.int64)
@@ -416,15 +444,12 @@ class LavaBackend(Backend):
         out = np.empty((row_draw.size, plan.widths[-1]))
         if row_draw.size == 0:
             return out
-        target = self._target(plan)
         draws = np.unique(row_draw)
         if draws.size == row_draw.size:  # one row per sample: one episode each, one graph
-            return run_lava(target, cache.X[row_input], mode=self.mode,
-                            faults=batch.select(row_draw))
+            return self._lava(plan, cache.X[row_input], batch.select(row_draw))
         for d in draws:  # rows sharing a sample: pipelined in one run
             rows = np.flatnonzero(row_draw == d)
-            out[rows] = run_lava(target, cache.X[row_input[rows]], mode=self.mode,
-                                 faults=batch.select([d]))
+            out[rows] = self._lava(plan, cache.X[row_input[rows]], batch.select([d]))
         return out
 
     def __repr__(self) -> str:

@@ -69,8 +69,14 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
                 p: float = 1e-3, n_samples: "int | None" = None, epochs: "int | None" = None,
                 seed: int = 0, small: bool = False, lam: float = 0.0, mu: float = 0.0,
                 nu: float = 0.0, n_batches: int = 10, max_inputs: "int | None" = None,
-                confidence: float = 0.95, progress: bool = False) -> ErrorDecayResult:
+                confidence: float = 0.95, progress: bool = False,
+                conv: bool = False) -> ErrorDecayResult:
     """Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults.
+
+    With ``conv`` the width is the number of channels of a CNN (the paper's convnet
+    experiment): ``depth`` blocks ``conv<c> (3x3 same) - relu - maxpool2`` on the digits as
+    1 x 8 x 8 images, then a global average pooling and the linear output layer; the hidden
+    neurons are every (channel, row, column) of the conv layers.
 
     For each width ``n`` a network with ``depth`` hidden layers of ``n`` neurons is trained on
     the same data (:func:`neurosim.train.train`, same seed and settings), its hidden neurons
@@ -129,6 +135,8 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         max_inputs = 150
     started = time.perf_counter()
     td = load_training_data(data)
+    if conv and td.X_train.shape[1] != 64:
+        raise param_error("error_decay", "data", "'digits' (8 x 8 images) for conv=True", data)
     X, y = td.X_test, td.y_test
     if max_inputs is not None:
         X, y = X[:int(max_inputs)], y[:int(max_inputs)]
@@ -136,7 +144,12 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
     var_mc_batches = np.empty((n_w, int(n_batches)))
     var_taylor, var_exact, score = np.empty(n_w), np.empty(n_w), np.empty(n_w)
     for i, width in enumerate(widths):
-        net = train_network(td, (width,) * int(depth), epochs, seed, lam, mu, nu)
+        if conv:
+            blocks = ",".join([f"conv{width},relu,maxpool2"] * min(int(depth), 3))
+            net = train_network(td, (width,), epochs, seed, lam, mu, nu,
+                                arch=f"{blocks},gap", input_shape=(1, 8, 8))
+        else:
+            net = train_network(td, (width,) * int(depth), epochs, seed, lam, mu, nu)
         rates = hidden_rates(net, float(p))
         var_taylor[i], var_exact[i] = theory_variances(net, X, rates)
         var_mc_batches[i] = mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i)
@@ -151,6 +164,7 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
             "exact": fit_loglog_slope(w, var_exact, confidence)}
     settings = {
         "depth": int(depth), "data": data, "p": float(p), "n_samples": n_samples,
+        "conv": bool(conv), "width_means": "channels" if conv else "neurons per hidden layer",
         "n_batches": int(n_batches), "epochs": epochs, "seed": int(seed), "small": bool(small),
         "lam": float(lam), "mu": float(mu), "nu": float(nu), "n_inputs": int(X.shape[0]),
         "crash": "silent, hidden layers only",
