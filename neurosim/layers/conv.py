@@ -306,15 +306,18 @@ class Conv2d(Layer):
         """For stored weights ``pos`` (flat kernel indices): every connection that reads them,
         as ``(owner, i, j)`` with ``owner`` indexing ``pos``."""
         pos = np.asarray(pos, dtype=np.int64)
-        i, j, k = self.connections()
-        order = np.argsort(k, kind="stable")
-        k_sorted = k[order]
+        cache = self.__dict__.setdefault("_uses_cache", {})
+        if "table" not in cache:  # connections sorted by kernel weight
+            i, j, k = self.connections()
+            order = np.argsort(k, kind="stable")
+            cache["table"] = (i[order], j[order], k[order])
+        i, j, k_sorted = cache["table"]
         lo = np.searchsorted(k_sorted, pos, side="left")
         hi = np.searchsorted(k_sorted, pos, side="right")
         counts = hi - lo
         owner = np.repeat(np.arange(pos.size, dtype=np.int64), counts)
-        idx = order[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
-                    if pos.size else np.zeros(0, np.int64)]
+        first = np.cumsum(counts) - counts
+        idx = np.repeat(lo - first, counts) + np.arange(owner.size, dtype=np.int64)
         return owner, i[idx], j[idx]
 
     @property
