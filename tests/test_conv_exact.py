@@ -299,21 +299,23 @@ def test_conv_stuck_mapping_coverage(gap_net, share, p0, p1):
 
 # --- bit flips -----------------------------------------------------------------------------------
 
-def test_conv_bitflip_per_core_coverage():
-    """Each core's copy of the kernel flips on its own (conv_weight_sharing, one neuron per core)."""
+@pytest.mark.parametrize("share", [True, False], ids=["per-core-copy", "per-connection"])
+def test_conv_bitflip_coverage(share):
+    """The conv layer on one core: one copy of its 2 kernel words (conv_weight_sharing), or one
+    word per connection (4, no sharing); the dense word on its own core."""
     net = Network([Conv2d.build(np.array([[[[0.8, -0.45]]]]), np.array([0.05]), (1, 1, 3),
                                 activation="relu"),
                    GlobalAvgPool2d(), Flatten(), Dense(np.array([[0.9]]), np.array([-0.02]))])
     X = np.random.default_rng(5).normal(size=(4, 1, 1, 3))
     bits = 3
-    mapping = map_network(net, _profile(weight_bits=bits, neurons_per_core=1,
-                                        conv_weight_sharing=True))
-    assert len(mapping.layer_cores(1)) == 2
+    mapping = map_network(net, _profile(weight_bits=bits, neurons_per_core=2,
+                                        conv_weight_sharing=share))
+    assert len(mapping.layer_cores(1)) == 1
     Qs = [q.Q.astype(np.int64) for q in mapping.quantization]
     kernels = [q.scale * Q for q, Q in zip(mapping.quantization, Qs)]
     ref = _reference(net, kernels)
-    sites = _weight_sites(ref, mapping, net)  # 2 cores x 2 kernel words + 1 dense word
-    assert len(sites) == 5
+    sites = _weight_sites(ref, mapping, net)
+    assert len(sites) == (3 if share else 5)
     pats = _bits(len(sites) * bits)
     w = _bernoulli_weights(pats, np.full(pats.shape[1], 0.05))
     masks = (pats.reshape(-1, len(sites), bits) * (1 << np.arange(bits))).sum(axis=2)
@@ -323,7 +325,7 @@ def test_conv_bitflip_per_core_coverage():
         word = _word_after_flip(Qs[l - 1].ravel()[k], masks[:, s], bits, "twos")
         faulty[l - 1][:, r, c] = (q.scale * word.astype(np.float64))[:, None]
     exact, eps = _exact_prob(ref, _flat(X), w, "linf", faulty=faulty)
-    _check_coverage("conv bitflip per-core copies", mapping, WeightBitFlip(0.05), X, exact,
+    _check_coverage(f"conv bitflip share={share}", mapping, WeightBitFlip(0.05), X, exact,
                     "linf", eps, n_samples=300)
 
 
@@ -386,3 +388,58 @@ def test_conv_crossbar_tiles_with_stuck_cells(gap_net):
     _check_coverage("conv crossbar tiles + stuck", mapping,
                     SynapseStuck(0.1, 0.1) + CoreFailure(0.15), X, exact, "linf", eps,
                     n_samples=300)
+
+
+# --- the certificate and the stratified estimator on conv nets --------------------------------------
+
+def _per_input_failure(ref, X, w, metric, eps, **variant):
+    P = w.size
+    outs = [_forward(ref["A"], ref["b"], ref["acts"], ref["pools"], x, P, **variant) for x in X]
+    cleans = [_forward(ref["A"], ref["b"], ref["acts"], ref["pools"], x, 1)[0] for x in X]
+    M = _metric_values(outs, cleans, metric)  # (P, m)
+    return (w[:, None] * (M >= eps)).sum(axis=0)
+
+
+@pytest.mark.parametrize("budget, n_samples", [(4_000_000, 100), (60, 60)],
+                         ids=["exact-strata", "sampled-strata"])
+def test_conv_certificate_covers_the_exact_failure_probability(conv_net, budget, n_samples):
+    from neurosim import certify
+
+    net, _ = conv_net
+    ref = _reference(net)
+    p, eps = 0.12, 0.35
+    w, crash = _crash_patterns(net.widths, [0, p, p])
+    X_pop = np.random.default_rng(1234).normal(size=(40, 1, 3, 3))
+    per_input = _per_input_failure(ref, _flat(X_pop), w, "linf", eps, crash=crash)
+    population = per_input.mean()
+    assert 0.05 < population < 0.5
+    upper_ok = lower_ok = inputs_ok = sampled = 0
+    for s in range(100):
+        idx = np.random.default_rng([7, s]).integers(0, 40, size=15 + s % 11)
+        cert = certify(net, NeuronCrash(p), X_pop[idx], metric="linf", eps=eps, delta=0.5,
+                       confidence=0.9, seed=s, n_samples=n_samples, work_budget=budget,
+                       theory=False, advice=False)
+        upper_ok += cert.delta_upper >= population
+        lower_ok += cert.delta_lower <= population
+        inputs_ok += cert.empirical.lower <= per_input[idx].mean() <= cert.empirical.upper
+        sampled += any(st.method == "sampled" for st in cert.empirical.strata)
+    print(f"conv certificate {budget}: population {population:.4f}, upper {upper_ok}/100, "
+          f"lower {lower_ok}/100, over the inputs {inputs_ok}/100, sampled {sampled}/100")
+    assert upper_ok >= 90 and lower_ok >= 90 and inputs_ok >= 80
+    assert (sampled == 100) if budget < 1000 else True
+
+
+def test_conv_stratified_estimate_equals_the_enumeration(pool_net):
+    from neurosim.certify import stratified_estimate
+
+    net, X = pool_net
+    ref = _reference(net)
+    p, eps = 0.1, 0.3
+    w, crash = _crash_patterns(net.widths, [0, p, 0])
+    exact = _per_input_failure(ref, _flat(X), w, "linf", eps, crash=crash).mean()
+    res = stratified_estimate(net, NeuronCrash([0, p, 0]), X, metric="linf", eps=eps, k_cap=16,
+                              tail_target=1e-12)
+    assert all(st.method == "exact" for st in res.strata)
+    assert res.estimate == pytest.approx(exact, rel=1e-9, abs=res.tail)
+    # 1e-12: the reference adds 2^16 pattern weights (rounding ~1e-14); the bounds are tight.
+    assert res.lower - 1e-12 <= exact <= res.upper + 1e-12

@@ -124,3 +124,23 @@ def test_pooling_has_no_neurons_of_its_own():
         "maxpool2d(kernel=[2, 2], stride=[2, 2], padding=[0, 0, 0, 0])",
         "global_avgpool2d(keepdims=True)", "flatten(order=chw)"]
     assert mapping.to_dict()["cores"][0]["block"]["channels"][0] == 0
+
+
+@pytest.mark.parametrize("profile", ["loihi2", "loihi1", "truenorth", "spinnaker2"])
+@pytest.mark.parametrize("sign", ["mixed", "positive"])
+def test_conv_quantization_equals_its_unfolded_dense_layer(profile, sign):
+    """A kernel is quantized as the matrix it unfolds to (Loihi's mixed-sign rule included):
+    the words of the kernel, unfolded, are the words of the equivalent dense layer."""
+    rng = np.random.default_rng(3)
+    K = rng.normal(size=(4, 2, 3, 3))
+    if sign == "positive":
+        K = np.abs(K)
+    conv = Conv2d.build(K, rng.normal(size=4), (2, 5, 5), padding=1, activation="relu")
+    head = Dense(rng.normal(size=(3, 100)), np.zeros(3))
+    net_conv = Network([conv, Flatten(), head])
+    net_dense = Network([Dense(conv.dense_matrix(), conv.bias, "relu"), head])
+    qc = map_network(net_conv, profile).quantized_network()
+    qd = map_network(net_dense, profile).quantized_network()
+    np.testing.assert_array_equal(qc.layers[0].dense_matrix(), qd.layers[0].W)
+    X = rng.normal(size=(3, 2, 5, 5))
+    np.testing.assert_allclose(qc.forward(X), qd.forward(X.reshape(3, -1)), rtol=1e-12, atol=1e-12)
