@@ -319,6 +319,26 @@ def test_cli_demo(capsys, tmp_path):
     assert (tmp_path / "delta_vs_eps.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_demo_conv(capsys):
+    """The demo on the bundled CNN: conv layers mapped, simulated and certified."""
+    code, out, _ = run_cli(capsys, "demo", "--model", "conv", "--samples", "100")
+    assert code == 0
+    assert "conv2d8x8x8 maxpool2d conv2d16x4x4" in out and "fits on one chip" in out
+    assert "accuracy: float 98.74%" in out
+    assert "failure rate" in out and ("CERTIFIED" in out or "NOT certified" in out)
+
+
+def test_bundled_conv_model():
+    net = ns.load_digits_conv_model()
+    X, y = ns.load_digits_test()
+    assert net.input_shape == (1, 8, 8) and net.layout == "NCHW"
+    assert [m["batchnorm"].split(": ")[-1] for m in net.metadata["folded_batchnorm"]] == [
+        "layer 1 (BatchNorm2d)", "layer 5 (BatchNorm2d)"]
+    acc = float((net.predict(X.reshape(-1, 1, 8, 8)) == y).mean())
+    assert acc == pytest.approx(net.metadata["test_accuracy"]) and acc >= 0.97
+    np.testing.assert_array_equal(net.forward(X), net.forward(X.reshape(-1, 1, 8, 8)))
+
+
 def test_cli_lava_backend_without_lava(capsys):
     """Without lava-nc (this Python), --backend lava is a clear error naming what to install."""
     import importlib.util
