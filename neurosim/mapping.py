@@ -172,8 +172,14 @@ class Mapping:
         On core-based profiles the core of the neuron; a conv layer's entries on a crossbar
         belong to the tile of their kernel weight (:meth:`kernel_cores`)."""
         rows, cols = np.asarray(rows), np.asarray(cols)
-        if self.neuron_core is not None and self.network.layers[layer - 1].kind != "dense":
+        net_layer = self.network.layers[layer - 1]
+        if self.neuron_core is not None and net_layer.kind != "dense":
             return self.neuron_core[layer - 1][rows.astype(np.int64)]
+        if net_layer.kind == "conv2d":  # crossbar: the tile of the entry's kernel weight
+            k = net_layer.entry_kernel_index(rows, cols)
+            owner = np.full(k.shape, -1, dtype=np.int64)
+            owner[k >= 0] = self.kernel_cores(layer, k[k >= 0])
+            return owner
         owner = np.full(rows.shape, -1, dtype=np.int64)
         for c in self.layer_cores(layer):
             inside = ((rows >= c.out_start) & (rows < c.out_stop)
@@ -451,7 +457,7 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
     for l, layer in enumerate(network.layers, start=1):
         n_out, n_in = layer.n_out, layer.n_in
         if layer.kind == "conv2d":
-            cores.extend(_conv_cores(layer, l, profile, len(cores)))
+            cores.extend(_conv_cores(network, l, profile, len(cores)))
             continue
         if profile.architecture == "crossbar":
             rows, cols = profile.crossbar_rows, profile.crossbar_cols
@@ -465,10 +471,18 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
                                       used / (rows * cols), used))
             continue
         fan_in = layer.fan_in
-        if fan_in > profile.max_fan_in:
+        # With pooling before the layer, its cores compute the pooling: they receive the
+        # un-pooled activations (their axons), and their synapses weigh the pooled values.
+        pooled_axons = (network.receives(l, np.arange(n_in)).size if network.pre[l - 1]
+                        else None)
+        axons_needed = pooled_axons if pooled_axons is not None else fan_in
+        if axons_needed > profile.max_fan_in:
+            what = (f"receives {pooled_axons} un-pooled inputs (its {fan_in} inputs come from "
+                    "a pooling that its cores compute)" if pooled_axons is not None
+                    else f"has fan-in {fan_in}")
             raise MappingError(
                 f"Layer {l} of the network cannot be mapped on profile '{profile.name}': each "
-                f"neuron has fan-in {fan_in}, but a core accepts at most {profile.max_fan_in} axons "
+                f"neuron {what}, but a core accepts at most {profile.max_fan_in} axons "
                 f"in (max_fan_in), and a neuron's inputs cannot be split across cores."
             )
         if fan_in > profile.synapses_per_core:
@@ -485,24 +499,33 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
                 blocks.append((out_start, out_stop, in_start, in_stop,
                                layer.block_synapses(out_start, out_stop, in_start, in_stop)))
             # A core must also hold all the axons and synapses of its neurons.
-            if all(b[3] - b[2] <= profile.max_fan_in and b[4] <= profile.synapses_per_core
-                   for b in blocks):
+            if all((axons_needed if pooled_axons is not None else b[3] - b[2])
+                   <= profile.max_fan_in and b[4] <= profile.synapses_per_core for b in blocks):
                 break
         for out_start, out_stop, in_start, in_stop, synapses in blocks:
             k = out_stop - out_start
-            utilization = max(k / profile.neurons_per_core, (in_stop - in_start) / profile.max_fan_in,
+            axons = (network.receives(l, np.arange(in_start, in_stop)).size
+                     if pooled_axons is not None else in_stop - in_start)
+            utilization = max(k / profile.neurons_per_core, axons / profile.max_fan_in,
                               synapses / profile.synapses_per_core)
             cid = len(cores)
             cores.append(Core(cid, cid // usable, l, out_start, out_stop, in_start, in_stop,
-                              utilization, synapses))
+                              utilization, synapses,
+                              axons=axons if pooled_axons is not None else -1))
     quantization = [quantize_layer(layer.synapse_weights, profile) for layer in network.layers]
     return Mapping(network, profile, cores, quantization)
 
 
-def _conv_cores(layer, l: int, profile: HardwareProfile, first_id: int) -> list[Core]:
-    """The cores (crossbar tiles) of a Conv2d layer ``l``; ids start at ``first_id``."""
+def _conv_cores(network, l: int, profile: HardwareProfile, first_id: int) -> list[Core]:
+    """The cores (crossbar tiles) of a Conv2d layer ``l``; ids start at ``first_id``.
+
+    With pooling before the layer its cores compute the pooling, so a core's axons are the
+    un-pooled activations its block's inputs come from (``Network.receives``): the blocks are
+    searched with a lowered axon limit until every block's real axon count fits.
+    """
     from neurosim.layers.conv import block_neurons, conv_core_blocks, conv_crossbar_tiles
 
+    layer = network.layers[l - 1]
     usable = profile.usable_cores_per_chip
     out = []
     if profile.architecture == "crossbar":
@@ -511,14 +534,40 @@ def _conv_cores(layer, l: int, profile: HardwareProfile, first_id: int) -> list[
             cid = first_id + len(out)
             out.append(Core(cid, cid // usable, l, co0, co1, r0, r1, used / (rows * cols), used))
         return out
-    try:
-        blocks, _ = conv_core_blocks(layer, profile.neurons_per_core, profile.max_fan_in,
-                                     profile.synapses_per_core, bool(profile.conv_weight_sharing))
-    except ValueError as exc:
-        raise MappingError(
-            f"Layer {l} of the network (conv2d {layer.kernel_size[0]}x{layer.kernel_size[1]}, "
-            f"{layer.c_in} -> {layer.c_out} channels) cannot be mapped on profile "
-            f"'{profile.name}': {exc}.") from None
+    where = (f"Layer {l} of the network (conv2d {layer.kernel_size[0]}x{layer.kernel_size[1]}, "
+             f"{layer.c_in} -> {layer.c_out} channels) cannot be mapped on profile "
+             f"'{profile.name}'")
+    share = bool(profile.conv_weight_sharing)
+    limit = profile.max_fan_in
+    while True:
+        try:
+            blocks, _ = conv_core_blocks(layer, profile.neurons_per_core, limit,
+                                         profile.synapses_per_core, share)
+        except ValueError as exc:
+            if limit == profile.max_fan_in:
+                raise MappingError(f"{where}: {exc}.") from None
+            # Lowering the limit went below one neuron's pooled inputs: one neuron per core,
+            # if a neuron's un-pooled inputs fit at all.
+            ho, wo = layer.out_hw
+            single = max(network.receives(l, layer.connections(np.array([i]))[1]).size
+                         for i in range(ho * wo))
+            if single > profile.max_fan_in:
+                raise MappingError(
+                    f"{where}: one neuron receives {single} un-pooled inputs (its inputs come "
+                    f"from a pooling that its cores compute), but a core accepts at most "
+                    f"{profile.max_fan_in} (max_fan_in).") from None
+            blocks, _ = conv_core_blocks(layer, 1, profile.max_fan_in,
+                                         profile.synapses_per_core, share)
+            limit = 0
+        if not network.pre[l - 1]:
+            break
+        for b in blocks:  # the real axons: un-pooled inputs of the block's pooled inputs
+            _, cols, _ = layer.connections(block_neurons(layer, b["block"]))
+            b["axons"] = int(network.receives(l, cols).size)
+        worst = max(b["axons"] for b in blocks)
+        if worst <= profile.max_fan_in or limit == 0:
+            break
+        limit = max(1, int(limit * profile.max_fan_in / worst) - 1)
     for b in blocks:
         neurons = block_neurons(layer, b["block"])
         lo, hi = int(neurons.min()), int(neurons.max()) + 1

@@ -22,6 +22,14 @@ __all__ = ["Activation", "ACTIVATIONS", "ACTIVATION_CODES", "Dense", "Layer", "N
            "make_activation"]
 
 
+class CheckedInputs(np.ndarray):
+    """Inputs already checked by :meth:`Network.check_input`: flat rows in ``(C, H, W)`` order.
+
+    A view type only: checking such an array again does not convert its layout a second time
+    (a channels-last network would otherwise transpose it twice). Slices keep the type.
+    """
+
+
 class Network:
     """A feed-forward network of registered layers (paper Def. 1).
 
@@ -327,7 +335,8 @@ class Network:
 
         Image networks take ``(n, *data_shape)`` in their layout (``N x C x H x W`` or
         ``N x H x W x C``) or flat rows in that layout's order; the result is flat in
-        ``(C, H, W)`` order, what the layers compute on.
+        ``(C, H, W)`` order, what the layers compute on, as a :class:`CheckedInputs` view (so
+        that checking it again changes nothing).
 
         Raises
         ------
@@ -336,11 +345,12 @@ class Network:
         ValidationError
             If ``X`` holds NaN or infinity.
         """
+        checked = isinstance(X, CheckedInputs)
         X = np.asarray(X)
         n_in = self.n_inputs
         if X.ndim == 1:
             X = X[None, :]
-        image = len(self.input_shape) == 3
+        image = len(self.input_shape) == 3 and not checked
         if image and X.ndim == 1 + 3 and tuple(X.shape[1:]) == self.data_shape:
             X = X.reshape(X.shape[0], -1)
         elif X.ndim != 2 or X.shape[1] != n_in:
@@ -361,7 +371,7 @@ class Network:
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if not np.isfinite(X).all():
             raise ValidationError(f"The {owner} must be finite. Got NaN or infinite values.")
-        return X
+        return X.view(CheckedInputs)
 
     def layer_input(self, l: int, Y: np.ndarray) -> np.ndarray:
         """What layer ``l`` (1-based) receives from activations ``Y`` of layer ``l - 1``: ``Y``
@@ -369,6 +379,15 @@ class Network:
         for t in self.pre[l - 1]:
             Y = t.apply(Y)
         return Y
+
+    def receives(self, l: int, inputs) -> np.ndarray:
+        """The activations of layer ``l - 1`` that inputs ``inputs`` of layer ``l``'s matrix
+        are computed from (through its pooling and flattening): what a core of layer ``l``
+        that reads those inputs receives when it computes the pooling itself."""
+        idx = np.unique(np.asarray(inputs, dtype=np.int64))
+        for t in reversed(self.pre[l - 1]):
+            idx = t.sources(idx)
+        return idx
 
     def pullback(self, l: int, G: np.ndarray, Y_prev: np.ndarray) -> np.ndarray:
         """``G dz_l/dy_{l-1}``: row vectors ``G`` (m, ..., n_l) over layer ``l``'s

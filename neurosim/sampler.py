@@ -192,15 +192,16 @@ class RecordBuilder:
             cols = {name: np.concatenate([p[name] for p in self.parts]) for name in _COLUMNS}
             weight = np.flatnonzero(cols["kind"] == REC_WEIGHT)
             if weight.size > 1:
-                key = np.stack([cols[c][weight] for c in ("layer", "draw", "out_start",
-                                                          "in_start")])
-                # The last occurrence of each key: unique on the reversed records.
-                _, first_rev = np.unique(key[:, ::-1], axis=1, return_index=True)
-                if first_rev.size < weight.size:
-                    keep_w = np.zeros(weight.size, dtype=bool)
-                    keep_w[weight.size - 1 - first_rev] = True
+                # Sort the weight records by entry, later records after earlier ones (stable);
+                # an entry's last record is the one before the next entry starts.
+                key = [cols[c][weight] for c in ("in_start", "out_start", "draw", "layer")]
+                order = np.lexsort(key)
+                same = np.ones(weight.size - 1, dtype=bool)
+                for k in key:
+                    same &= k[order][1:] == k[order][:-1]
+                if same.any():
                     keep = np.ones(cols["kind"].size, dtype=bool)
-                    keep[weight[~keep_w]] = False
+                    keep[weight[order[:-1][same]]] = False
                     cols = {name: col[keep] for name, col in cols.items()}
         else:
             cols = {name: np.zeros(0, np.int64 if name in _INT_COLUMNS else np.float64)

@@ -140,3 +140,19 @@ def test_float32(case):
     X = np.random.default_rng(case).normal(size=(4, 2, 9, 8)).astype(np.float32)
     faults = FaultModel([NeuronCrash(0.03, semantics="paper"), SynapseStuck(0.01, 0.01)])
     _compare(net, faults, X, case, 2e-4)
+
+
+def test_last_weight_record_of_an_entry_wins():
+    """Records add up their changes in the kernels, so of several records on one entry of one
+    draw only the last added stays (a failed tile's zero after a stuck cell's value)."""
+    from neurosim.sampler import RecordBuilder
+
+    rec = RecordBuilder()
+    rec.add_weight(1, [0, 0, 1], [2, 3, 2], [5, 5, 5], [1.5, 2.5, 3.5])
+    rec.add_crash(1, [0], [4], 0)
+    rec.add_weight(1, [0, 1], [2, 2], [5, 6], [0.0, 0.0])
+    batch = rec.build(2, 1)
+    got = sorted(zip(batch.draw[batch.kind == 1].tolist(), batch.out_start[batch.kind == 1].tolist(),
+                     batch.in_start[batch.kind == 1].tolist(), batch.value[batch.kind == 1].tolist()))
+    assert got == [(0, 2, 5, 0.0), (0, 3, 5, 2.5), (1, 2, 5, 3.5), (1, 2, 6, 0.0)]
+    assert int((batch.kind == 0).sum()) == 1

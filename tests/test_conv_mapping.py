@@ -29,8 +29,9 @@ def _net(c_in=3, c_out=16, hw=12, k=3, groups=1, stride=1):
     rng = np.random.default_rng(0)
     conv = Conv2d.build(rng.normal(size=(c_out, c_in // groups, k, k)), None, (c_in, hw, hw),
                         stride=stride, padding="same", groups=groups, activation="relu")
-    return Network([conv, MaxPool2d(2), GlobalAvgPool2d(), Flatten(),
-                    Dense(rng.normal(size=(10, c_out)), np.zeros(10))])
+    # A 1x1 conv as the linear output layer: its cores read 16 axons per position.
+    head = Conv2d.build(rng.normal(size=(10, c_out, 1, 1)), None, conv.out_shape)
+    return Network([conv, head])
 
 
 def _check_core_limits(mapping, share):
@@ -115,9 +116,45 @@ def test_crossbar_tiles_follow_the_aihwkit_rule(c_in, c_out, k, groups, rows, co
     assert all(c.in_stop - c.in_start <= rows and c.out_stop - c.out_start <= cols for c in tiles)
 
 
+def test_cores_after_a_pooling_receive_the_unpooled_inputs():
+    """The receiving cores compute the pooling: their axons are the activations that their
+    pooled inputs come from (counted here by hand from the windows)."""
+    rng = np.random.default_rng(1)
+    conv1 = Conv2d.build(rng.normal(size=(4, 1, 3, 3)), None, (1, 8, 8), padding=1, activation="relu")
+    conv2 = Conv2d.build(rng.normal(size=(6, 4, 3, 3)), None, (4, 4, 4), padding=1, activation="relu")
+    net = Network([conv1, MaxPool2d(2), conv2, MaxPool2d(2), Flatten(),
+                   Dense(rng.normal(size=(3, 24)), np.zeros(3))])
+    mapping = map_network(net, _profile(neurons_per_core=24, max_fan_in=10_000))
+    for core in mapping.layer_cores(2):
+        _, cols, _ = net.layers[1].connections(mapping.core_neurons(core))
+        c, rest = np.divmod(np.unique(cols), 16)
+        py, px = np.divmod(rest, 4)  # pooled position -> its 2x2 window in the 8x8 map
+        unpooled = {(int(ci), 2 * int(y) + dy, 2 * int(x) + dx) for ci, y, x in zip(c, py, px)
+                    for dy in (0, 1) for dx in (0, 1)}
+        assert core.axons_in == len(unpooled)
+    dense_core = mapping.layer_cores(3)[0]
+    assert dense_core.axons_in == 6 * 4 * 4 and net.layers[2].fan_in == 24
+    # Pooled, a neuron of layer 2 reads 4 x 3 x 3 = 36 inputs, which fit 60 axons; un-pooled
+    # it receives 4 x 6 x 6 = 144, which do not.
+    from neurosim.errors import MappingError
+
+    with pytest.raises(MappingError, match=r"Layer 2.*144 un-pooled inputs.*at most 60"):
+        map_network(net, _profile(max_fan_in=60, neurons_per_core=1000))
+    head = Network([conv1, MaxPool2d(2), Flatten(), Dense(rng.normal(size=(3, 64)), np.zeros(3))])
+    with pytest.raises(MappingError, match=r"Layer 2.*256 un-pooled inputs.*its 64 inputs"):
+        map_network(head, _profile(max_fan_in=100, neurons_per_core=1000))
+    # A tight axon limit on the conv after a pooling: blocks shrink until their real axons fit.
+    tight = map_network(net, _profile(neurons_per_core=1000, max_fan_in=150))
+    assert max(c.axons_in for c in tight.layer_cores(2)) <= 150
+    assert len(tight.layer_cores(2)) > 1
+
+
 def test_pooling_has_no_neurons_of_its_own():
-    net = _net()
-    mapping = map_network(net, _profile())
+    rng = np.random.default_rng(0)
+    net = Network([Conv2d.build(rng.normal(size=(16, 3, 3, 3)), None, (3, 12, 12), padding=1,
+                                activation="relu"), MaxPool2d(2), GlobalAvgPool2d(), Flatten(),
+                   Dense(rng.normal(size=(10, 16)), np.zeros(10))])
+    mapping = map_network(net, _profile(max_fan_in=10_000))
     assert sum(c.n_neurons for c in mapping.cores) == sum(net.widths[1:])
     summary = mapping.layer_summaries()
     assert summary[1]["transforms_before"] == [

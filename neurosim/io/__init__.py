@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
+from neurosim.errors import FileFormatError, NeurosimFileNotFoundError, ShapeError
 from neurosim.io.hdf5 import FORMAT_VERSION, load_network_h5, save_network_h5
 from neurosim.io.npz import load_network_npz, save_network_npz
 from neurosim.network import Network
@@ -75,6 +75,16 @@ def load_network(
         from neurosim.io.torch import network_from_torch
 
         return network_from_torch(source, input_shape=input_shape)
+    network = _load_file(source, trust_pickle, activations, architecture, input_shape)
+    if input_shape is not None and tuple(int(v) for v in input_shape) != network.input_shape:
+        # Only PyTorch files need the shape; the other formats record it: it must agree.
+        raise ShapeError(
+            f"{os.fspath(source)!r} records input shape {network.input_shape}, but "
+            f"input_shape={tuple(input_shape)} was given.")
+    return network
+
+
+def _load_file(source, trust_pickle, activations, architecture, input_shape) -> Network:
     path = Path(source)
     if not path.exists():
         raise NeurosimFileNotFoundError(f"Model file {str(path)!r} does not exist.")

@@ -274,8 +274,15 @@ class Conv2d(Layer):
 
     def entry_values(self, rows, cols) -> np.ndarray:
         """``A[rows, cols]`` without building ``A`` (0 where no synapse)."""
+        k = self.entry_kernel_index(rows, cols)
+        out = np.zeros(k.shape, dtype=self.K.dtype)
+        out[k >= 0] = self.K.ravel()[k[k >= 0]]
+        return out
+
+    def entry_kernel_index(self, rows, cols) -> np.ndarray:
+        """The flat kernel index that entry ``A[rows, cols]`` reads, -1 where no synapse."""
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-        out = np.zeros(rows.shape, dtype=self.K.dtype)
+        out = np.full(rows.shape, -1, dtype=np.int64)
         ho, wo = self.out_hw
         C, H, W = self.in_shape
         cig, cog = C // self.groups, self.c_out // self.groups
@@ -290,7 +297,7 @@ class Conv2d(Layer):
         ky, kx = dy // dh, dx // dw
         ok = ((c >= 0) & (c < cig) & (dy % dh == 0) & (dx % dw == 0) & (ky >= 0) & (ky < kh)
               & (kx >= 0) & (kx < kw))
-        out[ok] = self.K[co[ok], c[ok], ky[ok], kx[ok]]
+        out[ok] = ((co[ok] * cig + c[ok]) * kh + ky[ok]) * kw + kx[ok]
         return out
 
     # --- synapses -------------------------------------------------------------------------
@@ -307,11 +314,13 @@ class Conv2d(Layer):
         as ``(owner, i, j)`` with ``owner`` indexing ``pos``."""
         pos = np.asarray(pos, dtype=np.int64)
         cache = self.__dict__.setdefault("_uses_cache", {})
-        if "table" not in cache:  # connections sorted by kernel weight
+        key = self._settings_key()  # the table depends on the shapes and settings only
+        if key not in cache:  # connections sorted by kernel weight
             i, j, k = self.connections()
             order = np.argsort(k, kind="stable")
-            cache["table"] = (i[order], j[order], k[order])
-        i, j, k_sorted = cache["table"]
+            cache.clear()
+            cache[key] = (i[order], j[order], k[order])
+        i, j, k_sorted = cache[key]
         lo = np.searchsorted(k_sorted, pos, side="left")
         hi = np.searchsorted(k_sorted, pos, side="right")
         counts = hi - lo
@@ -362,11 +371,18 @@ class Conv2d(Layer):
         entries, otherwise by Lanczos iteration on ``A^T A`` (ARPACK's ``svds``, the Krylov
         form of power iteration) with :meth:`linear` and :meth:`vjp`, never forming ``A``
         (tests compare the two)."""
+        # Cached per kernel and settings (a kernel changed in place gets a new norm).
+        key = ("norm", self._settings_key(), hash(np.ascontiguousarray(self.K).tobytes()))
         cache = self.__dict__.setdefault("_norm_cache", {})
-        if "norm" not in cache:
-            cache["norm"] = (super().operator_norm() if self.n_in * self.n_out <= 1 << 22
-                             else self.iterative_norm())
-        return cache["norm"]
+        if key not in cache:
+            cache.clear()
+            cache[key] = (super().operator_norm() if self.n_in * self.n_out <= 1 << 22
+                          else self.iterative_norm())
+        return cache[key]
+
+    def _settings_key(self) -> tuple:
+        return (tuple(self.in_shape), tuple(self.K.shape), tuple(self.stride),
+                tuple(self.padding), tuple(self.dilation), int(self.groups))
 
     def iterative_norm(self, tol: float = 1e-10) -> float:
         """``||A||_2`` by ARPACK Lanczos iteration (``scipy.sparse.linalg.svds``) on the

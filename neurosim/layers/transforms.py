@@ -105,6 +105,11 @@ class Transform:
         Used for the single-crash bound (Prop. 2 through pooling)."""
         return self.vjp(np.asarray(v, dtype=np.float64)[None, :], None)[0]
 
+    def sources(self, idx) -> np.ndarray:
+        """The inputs (flat indices, sorted, unique) that outputs ``idx`` are computed from:
+        what a core that computes those outputs must receive."""
+        raise NotImplementedError
+
     def params(self) -> dict:
         """Settings saved in files (``in_shape`` excluded: the network binds it)."""
         return {}
@@ -164,6 +169,11 @@ class Flatten(Transform):
     def lipschitz(self):
         return 1.0
 
+    def sources(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        perm = self._perm
+        return np.unique(idx if perm is None else perm[idx])
+
     def params(self):
         return {"order": self.order}
 
@@ -203,6 +213,11 @@ class _Pool(Transform):
         ho, wo = out.out_shape[1:]
         if ho < 1 or wo < 1:
             raise ShapeError(f"{self.describe()} does not fit its input of shape {shape}.")
+        if ((out._window_inputs() >= 0).sum(axis=1) == 0).any():
+            raise ShapeError(
+                f"{self.describe()} on an input of shape {shape} has windows that lie wholly in "
+                "the padding (they would output -inf or nan): the padding must be smaller than "
+                "the kernel.")
         return out
 
     @property
@@ -245,6 +260,10 @@ class _Pool(Transform):
         idx = np.arange(C * H * W, dtype=np.int64).reshape(1, C, H, W).astype(np.float64)
         win = self._padded(idx, -1.0)[0]  # (C, Ho, Wo, kh, kw)
         return win.reshape(self.n_out, -1).astype(np.int64)
+
+    def sources(self, idx):
+        taps = self._window_inputs()[np.asarray(idx, dtype=np.int64)]
+        return np.unique(taps[taps >= 0])
 
     def params(self):
         return {"kernel": list(self.kernel), "stride": list(self.stride),
@@ -370,6 +389,11 @@ class GlobalAvgPool2d(Transform):
     @property
     def lipschitz(self):
         return 1.0 / math.sqrt(self.in_shape[1] * self.in_shape[2])
+
+    def sources(self, idx):
+        C, H, W = self.in_shape
+        channels = np.unique(np.asarray(idx, dtype=np.int64))
+        return (channels[:, None] * (H * W) + np.arange(H * W)[None, :]).ravel()
 
     def params(self):
         return {"keepdims": bool(self.keepdims)}
