@@ -149,3 +149,27 @@ def test_assumptions_report_flags_non_1_lipschitz_parts():
                  Flatten(), Dense(np.ones((1, 4)), np.zeros(1))]), [0, 1e-4, 1e-4])}
     assert relu["Def. 1: activations 1-Lipschitz"]["holds"] is True
     assert "Def. 1: pooling 1-Lipschitz (l2)" not in relu
+
+
+def test_channels_last_inputs_are_converted_once():
+    """A 3-channel NHWC network: data checked once and passed on (theory_report, certify,
+    simulate's quantization report) is not transposed a second time."""
+    import neurosim as ns
+    from neurosim.theory import theory_report
+
+    rng = np.random.default_rng(9)
+    net = Network([Conv2d.build(rng.normal(size=(4, 3, 3, 3)), None, (3, 5, 5), padding=1,
+                                activation="relu"),
+                   Flatten("hwc"), Dense(rng.normal(size=(3, 100)), np.zeros(3))], layout="NHWC")
+    X = rng.normal(size=(4, 5, 5, 3))
+    np.testing.assert_array_equal(net.forward(net.check_input(X)), net.forward(X))
+    out = np.sort(net.forward(X), axis=1)
+    report = theory_report(net, NeuronCrash(1e-3), X, metric="flip")
+    np.testing.assert_allclose(report.per_input["thresholds"], (out[:, -1] - out[:, -2]) / 2)
+    mapping = ns.map_network(net, "loihi2")
+    result = ns.simulate(mapping, NeuronCrash(1e-3), X, metric="linf", eps=0.5, n_samples=10)
+    assert result.quantization == mapping.quantization_report(X)
+    # The same network in channels-first order gives the same numbers.
+    X_chw = X.transpose(0, 3, 1, 2)
+    net_chw = Network(net.items, input_shape=(3, 5, 5), layout="NCHW")
+    np.testing.assert_array_equal(net_chw.forward(X_chw), net.forward(X))
