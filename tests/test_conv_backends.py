@@ -72,7 +72,7 @@ def _net(case: int, dtype=np.float64) -> Network:
 
 def _profile(**kw):
     data = {"name": "t", "description": "t", "architecture": "cores", "cores_per_chip": 256,
-            "neurons_per_core": 40, "max_fan_in": 128, "synapses_per_core": 4096,
+            "neurons_per_core": 40, "max_fan_in": 512, "synapses_per_core": 4096,
             "weight_bits": 6, "spare_cores_per_chip": 1,
             "fault_rates": {"neuron_crash": 0.01, "synapse_stuck_at_zero": 0.005,
                             "synapse_stuck_at_max": 0.005, "weight_bit_flip": 0.002,
