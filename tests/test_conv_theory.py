@@ -173,3 +173,15 @@ def test_channels_last_inputs_are_converted_once():
     X_chw = X.transpose(0, 3, 1, 2)
     net_chw = Network(net.items, input_shape=(3, 5, 5), layout="NCHW")
     np.testing.assert_array_equal(net_chw.forward(X_chw), net.forward(X))
+
+
+def test_width_advice_counts_channels_for_conv_layers():
+    import neurosim as ns
+
+    net = _net("relu", seed=11)
+    X = np.random.default_rng(12).normal(size=(20, 2, 7, 7))
+    cert = ns.certify(net, NeuronCrash(0.02), X, metric="linf", eps=0.05, delta=1e-3,
+                      n_samples=20, seed=0)
+    assert not cert.certified
+    advice = cert.to_dict()["advice"]["widths"]
+    assert advice.startswith("hidden widths (channels for conv layers) [4, 6, 5] -> ")
