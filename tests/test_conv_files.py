@@ -111,3 +111,25 @@ def test_mapping_version_1_file_reads(tmp_path):
         del f["core_counts"], f["core_blocks"]
         f.attrs["format_version"] = 1
     assert load_mapping(path).cores == mapping.cores
+
+
+def test_damaged_conv_settings_name_the_layer_and_the_field(tmp_path):
+    path = tmp_path / "net.h5"
+    neurosim.save_network(_net(), path)
+    cases = [({"stride": [1, 1]}, neurosim.errors.ShapeError, r"layer 0: .*must give its 'in_shape'"),
+             ({"in_shape": [2, 8, 8], "stride": [0, 1]}, neurosim.errors.ValidationError,
+              r"stride of layer 1 \(conv2d\) must be an int >= 1"),
+             ({"in_shape": [2, 8, 8], "groups": 3}, neurosim.errors.ShapeError,
+              r"groups of layer 1 \(conv2d\) must divide C_in = 2")]
+    for attrs, error, pattern in cases:
+        with h5py.File(path, "r+") as f:
+            f["layers/0"].attrs["layer_attrs"] = json.dumps(attrs)
+        with pytest.raises(error, match=pattern) as info:
+            neurosim.load_network(path)
+        assert str(path) in str(info.value)
+    with h5py.File(path, "r+") as f:
+        f["layers/0"].attrs["layer_attrs"] = json.dumps(_net().layers[0].attrs())
+        del f["layers/0/K"]
+        f["layers/0"].create_dataset("K", data=np.full((4, 2, 3, 3), np.nan))
+    with pytest.raises(neurosim.errors.ValidationError, match=r"kernel of layer 1 must be finite"):
+        neurosim.load_network(path)

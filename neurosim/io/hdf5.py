@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from neurosim.activations import make_activation
-from neurosim.errors import FileFormatError, UnsupportedLayerError
+from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
 from neurosim.io.atomic import atomic_path
 from neurosim.io.builder import NetworkBuilder, structure_of
 from neurosim.layers import LAYERS, layer_type
@@ -133,6 +133,8 @@ def read_network_group(group: h5py.Group, source: str) -> Network:
             layer = cls.from_arrays(arrays, attrs, activation)
         except KeyError as exc:
             raise FileFormatError(f"{where} has no dataset {exc.args[0]!r}.") from None
+        except NeurosimError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
         builder.add(layer, where)
     metadata = json.loads(group.attrs.get("metadata", "{}"))
     try:

@@ -209,7 +209,7 @@ class Layer:
             bad = ~np.isfinite(array)
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
-                what = {"W": "weights", "b": "bias"}.get(name, f"'{name}'")
+                what = {"W": "weights", "b": "bias", "K": "kernel"}.get(name, f"'{name}'")
                 raise ValidationError(
                     f"The {what} of layer {index} must be finite. Got {array[where]} at "
                     f"index {where} ({int(bad.sum())} non-finite values in all)."

@@ -419,6 +419,9 @@ class Conv2d(Layer):
 
     @classmethod
     def from_arrays(cls, arrays: dict, attrs: dict, activation: Activation) -> "Conv2d":
+        if not isinstance(attrs, dict) or "in_shape" not in attrs:
+            raise ShapeError(f"The settings of a conv2d layer must give its 'in_shape' "
+                             f"(C_in, H, W). Got {attrs!r} instead.")
         try:
             return cls(np.asarray(arrays["K"]), np.asarray(arrays["b"]),
                        tuple(int(v) for v in attrs["in_shape"]),
@@ -436,14 +439,15 @@ class Conv2d(Layer):
         if K.ndim != 4:
             raise ShapeError(f"The kernel of {where} must be 4-D (C_out, C_in/groups, kh, kw). "
                              f"Got shape {K.shape} instead.")
+        stride = _pair(self.stride, "stride", where)
+        dilation = _pair(self.dilation, "dilation", where)
         try:
             in_shape = tuple(int(v) for v in self.in_shape)
-            stride = _pair(self.stride, "stride", where)
-            dilation = _pair(self.dilation, "dilation", where)
             padding = tuple(int(v) for v in self.padding)
             groups = int(self.groups)
         except (TypeError, ValueError):
-            raise ShapeError(f"Malformed settings of {where}.") from None
+            raise ShapeError(f"Malformed settings of {where}: in_shape {self.in_shape!r}, "
+                             f"padding {self.padding!r}, groups {self.groups!r}.") from None
         if len(in_shape) != 3 or min(in_shape) < 1:
             raise ShapeError(f"The in_shape of {where} must be (C_in, H, W) of positive ints. "
                              f"Got {self.in_shape!r} instead.")
