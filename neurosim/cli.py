@@ -55,6 +55,19 @@ def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: loihi2)")
 
 
+def parse_input_shape(text: str) -> tuple:
+    """The ``--input-shape`` flag: ``C,H,W`` (or ``n``) of positive integers."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+        if len(shape) not in (1, 3) or min(shape) < 1:
+            raise ValueError
+    except ValueError:
+        raise ValidationError_(
+            "The '--input-shape' flag must be C,H,W (or n) of positive integers. Got "
+            f"{text!r} instead.") from None
+    return shape
+
+
 def load_model_arg(args):
     from neurosim.datasets import load_digits_conv_model, load_digits_model
     from neurosim.io import load_network
@@ -62,16 +75,7 @@ def load_model_arg(args):
     if args.model in BUNDLED_MODELS and not Path(args.model).exists():
         return load_digits_conv_model() if args.model == "digits-conv" else load_digits_model()
     activations = args.activations.split(",") if args.activations else None
-    shape = None
-    if getattr(args, "input_shape", None):
-        try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
-            if len(shape) not in (1, 3) or min(shape) < 1:
-                raise ValueError
-        except ValueError:
-            raise ValidationError_(
-                "The '--input-shape' flag must be C,H,W (or n) of positive integers. Got "
-                f"{args.input_shape!r} instead.") from None
+    shape = parse_input_shape(args.input_shape) if getattr(args, "input_shape", None) else None
     return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations,
                         input_shape=shape)
 
@@ -335,14 +339,7 @@ def cmd_train(args) -> int:
             "--input-shape gives the image shape for --arch or --init; the --hidden MLP takes "
             "flat rows.")
     if args.input_shape is not None:
-        try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
-            if len(shape) not in (1, 3) or min(shape) < 1:
-                raise ValueError
-        except ValueError:
-            raise ValidationError_(
-                "The '--input-shape' flag must be C,H,W (or n) of positive integers. Got "
-                f"{args.input_shape!r} instead.") from None
+        shape = parse_input_shape(args.input_shape)
     for flag, value in (("--lambda", args.lam), ("--mu", args.mu), ("--nu", args.nu)):
         _check_flag(flag, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
     _check_flag("--crash-p", args.crash_p, 0.0 <= args.crash_p < 1.0, "a probability in [0, 1)")

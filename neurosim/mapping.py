@@ -32,6 +32,7 @@ import numpy as np
 
 from neurosim.errors import MappingError, NeurosimFileNotFoundError, ValidationError
 from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
+from neurosim.layers.conv import split_evenly
 from neurosim.network import Network
 from neurosim.quantization import LayerQuantization, quantize_layer
 
@@ -419,16 +420,6 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
     return Mapping(network, profile, cores, quantization)
 
 
-def _split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
-    base, extra = divmod(n, parts)
-    bounds, start = [], 0
-    for k in range(parts):
-        stop = start + base + (1 if k < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
-
-
 def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -> Mapping:
     """Place ``network`` on ``profile``'s cores (or crossbar tiles) and quantize its weights.
 
@@ -461,8 +452,8 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
             continue
         if profile.architecture == "crossbar":
             rows, cols = profile.crossbar_rows, profile.crossbar_cols
-            for in_start, in_stop in _split_evenly(n_in, math.ceil(n_in / rows)):
-                for out_start, out_stop in _split_evenly(n_out, math.ceil(n_out / cols)):
+            for in_start, in_stop in split_evenly(n_in, math.ceil(n_in / rows)):
+                for out_start, out_stop in split_evenly(n_out, math.ceil(n_out / cols)):
                     used = layer.block_synapses(out_start, out_stop, in_start, in_stop)
                     if used == 0:  # no cell of this block holds a weight: no tile
                         continue
@@ -494,7 +485,7 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
         per_core = min(profile.neurons_per_core, profile.synapses_per_core // max(fan_in, 1))
         for n_cores in range(math.ceil(n_out / per_core), n_out + 1):
             blocks = []
-            for out_start, out_stop in _split_evenly(n_out, n_cores):
+            for out_start, out_stop in split_evenly(n_out, n_cores):
                 in_start, in_stop = layer.input_span(out_start, out_stop)
                 blocks.append((out_start, out_stop, in_start, in_stop,
                                layer.block_synapses(out_start, out_stop, in_start, in_stop)))

@@ -105,6 +105,7 @@ class Network:
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise param_error("Network", "dtype", "float32 or float64", str(dtype))
         self.dtype = dtype
+        first = None  # the first layer, cast once: it may give the input shape
         if input_shape is None:
             if isinstance(items[0], Transform):
                 raise ShapeError(f"A network that starts with {items[0].describe()} needs "
@@ -141,7 +142,7 @@ class Network:
                 shape = bound.out_shape
                 continue
             index += 1
-            layer = item.cast(dtype, index)
+            layer = first if (index == 1 and first is not None) else item.cast(dtype, index)
             in_shape = tuple(getattr(layer, "in_shape", None) or (layer.n_in,))
             size = int(np.prod(shape))
             ok = in_shape == tuple(shape)

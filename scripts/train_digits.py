@@ -96,18 +96,24 @@ def to_network(model, metadata: dict):
     return Network.from_arrays(weights, biases, activations, dtype=np.float32, metadata=metadata)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, doc: str, outputs: str, epochs: int):
+    """The bundle scripts' flags (``--out-dir``, ``--epochs``, ``--seed``), checked."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
-                        help="folder for digits_mlp.h5 and digits_test.npz "
-                             f"(default: {DEFAULT_OUT_DIR})")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
+                        help=f"folder for {outputs} (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help=f"training epochs (default: {epochs})")
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default: 0)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be a positive integer; got {args.epochs}")
     if not args.out_dir.is_dir():
         parser.error(f"--out-dir {str(args.out_dir)!r} is not an existing folder")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__, "digits_mlp.h5 and digits_test.npz", epochs=60)
 
     import torch
 

@@ -22,7 +22,6 @@ Needs torch and scikit-learn (the ``torch`` and ``dev`` extras).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from train_digits import BATCH_SIZE, DEFAULT_OUT_DIR, LR, SPLIT_SEED, load_split  # noqa: E402
+from train_digits import BATCH_SIZE, LR, SPLIT_SEED, load_split, parse_args  # noqa: E402
 
 INPUT_SHAPE = (1, 8, 8)
 
@@ -76,16 +75,7 @@ def train(X_train, y_train, epochs: int, seed: int):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
-                        help=f"folder for digits_cnn.h5 (default: {DEFAULT_OUT_DIR})")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-    parser.add_argument("--seed", type=int, default=0, help="torch seed (default: 0)")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"--epochs must be a positive integer; got {args.epochs}")
-    if not args.out_dir.is_dir():
-        parser.error(f"--out-dir {str(args.out_dir)!r} is not an existing folder")
+    args = parse_args(argv, __doc__, "digits_cnn.h5", epochs=40)
 
     import torch
 

@@ -25,7 +25,7 @@ from neurosim.activations import Activation, make_activation
 from neurosim.errors import ShapeError, ValidationError
 from neurosim.layers.base import Layer, register_layer
 
-__all__ = ["Conv2d", "conv_output_size", "same_padding"]
+__all__ = ["Conv2d", "conv_output_size", "same_padding", "split_evenly"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -478,7 +478,9 @@ class Conv2d(Layer):
 
 # --- mapping onto cores (NengoLoihi's BlockShape: channel x row x column blocks) ---------------
 
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
+def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` cut into ``parts`` consecutive ranges whose sizes differ by at most one
+    (the mapping's split of neurons, inputs and block axes)."""
     base, extra = divmod(n, parts)
     out, start = [], 0
     for k in range(parts):
@@ -495,7 +497,7 @@ def _axis_costs(taps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     size, inputs, taps_sum = (np.zeros(n, np.int64) for _ in range(3))
     valid = (taps >= 0).sum(1)
     for P in range(1, n + 1):
-        for a, b in _split(n, P):
+        for a, b in split_evenly(n, P):
             size[P - 1] = max(size[P - 1], b - a)
             t = taps[a:b]
             inputs[P - 1] = max(inputs[P - 1], np.unique(t[t >= 0]).size)
@@ -533,7 +535,7 @@ def conv_core_blocks(layer: Conv2d, neurons_per_core: int, max_fan_in: int,
     sc = np.zeros(C_out, np.int64)
     ic = np.zeros(C_out, np.int64)
     for P in range(1, C_out + 1):
-        for a, b in _split(C_out, P):
+        for a, b in split_evenly(C_out, P):
             sc[P - 1] = max(sc[P - 1], b - a)
             ic[P - 1] = max(ic[P - 1], ((b - 1) // cog - a // cog + 1) * cig)
     # One neuron alone: the limits that no split can meet.
@@ -568,13 +570,13 @@ def conv_core_blocks(layer: Conv2d, neurons_per_core: int, max_fan_in: int,
     blocks = []
     ho, wo = layer.out_hw
     C, H, W = layer.in_shape
-    for c0, c1 in _split(C_out, Pc):
+    for c0, c1 in split_evenly(C_out, Pc):
         n_ch = ((c1 - 1) // cog - c0 // cog + 1) * cig
-        for y0, y1 in _split(ho, PY):
+        for y0, y1 in split_evenly(ho, PY):
             t = ty[y0:y1]
             rows = np.unique(t[t >= 0]).size
             taps_y = int((t >= 0).sum())
-            for x0, x1 in _split(wo, PX):
+            for x0, x1 in split_evenly(wo, PX):
                 u = tx[x0:x1]
                 cols = np.unique(u[u >= 0]).size
                 taps_x = int((u >= 0).sum())
@@ -619,13 +621,13 @@ def conv_crossbar_tiles(layer: Conv2d, rows: int, cols: int):
     cig, cog = C_in // layer.groups, C_out // layer.groups
     per_tile = rows // taps
     if per_tile >= 1:
-        row_parts = [(a * taps, b * taps) for a, b in _split(C_in, math.ceil(C_in / per_tile))]
+        row_parts = [(a * taps, b * taps) for a, b in split_evenly(C_in, math.ceil(C_in / per_tile))]
     else:
         n_rows = C_in * taps
-        row_parts = _split(n_rows, math.ceil(n_rows / rows))
+        row_parts = split_evenly(n_rows, math.ceil(n_rows / rows))
     out = []
     for r0, r1 in row_parts:
-        for co0, co1 in _split(C_out, math.ceil(C_out / cols)):
+        for co0, co1 in split_evenly(C_out, math.ceil(C_out / cols)):
             used = 0
             for co in range(co0, co1):
                 g = co // cog

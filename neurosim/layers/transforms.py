@@ -227,24 +227,26 @@ class _Pool(Transform):
         pt, pb, pl, pr = self.padding
         return (C, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1)
 
-    def _padded(self, Y, fill):
+    def _pad(self, Y, fill):
+        """Flat rows ``Y`` as images ``(n, C, H + pads, W + pads)`` padded with ``fill``."""
         C, H, W = self.in_shape
         pt, pb, pl, pr = self.padding
         n = Y.shape[0]
         X = np.full((n, C, H + pt + pb, W + pl + pr), fill, dtype=Y.dtype)
         X[:, :, pt:pt + H, pl:pl + W] = Y.reshape(n, C, H, W)
+        return X
+
+    def _padded(self, Y, fill):
+        """The ``(n, C, Ho, Wo, kh, kw)`` windows of the padded rows (a strided view)."""
         ho, wo = self.out_shape[1:]
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        return _window_view(X, kh, kw, sh, sw)[:, :, :ho, :wo]
+        return _window_view(self._pad(Y, fill), kh, kw, sh, sw)[:, :, :ho, :wo]
 
     def _reduce(self, Y, fill, op):
         """``op`` (np.maximum or np.add) over the window taps: one strided slice per tap
         (fast; a sliding-window view reduced over its small trailing axes is not)."""
-        C, H, W = self.in_shape
-        pt, pb, pl, pr = self.padding
         n = Y.shape[0]
-        X = np.full((n, C, H + pt + pb, W + pl + pr), fill, dtype=Y.dtype)
-        X[:, :, pt:pt + H, pl:pl + W] = Y.reshape(n, C, H, W)
+        X = self._pad(Y, fill)
         ho, wo = self.out_shape[1:]
         (kh, kw), (sh, sw) = self.kernel, self.stride
         out = None
@@ -325,16 +327,20 @@ class AvgPool2d(_Pool):
     count_include_pad: bool = True
     kind = "avgpool2d"
 
+    def _divisor(self):
+        """Each window's divisor: its size, or (without ``count_include_pad``) its taps inside
+        the image, counted by the same reduction as the sums (no tap table on the hot path)."""
+        if self.count_include_pad:
+            return float(self.kernel[0] * self.kernel[1])
+        return self._reduce(np.ones((1, self.n_in)), 0.0, np.add)[0]
+
     def _matrix_parts(self):
         taps = self._window_inputs()
-        valid = taps >= 0
-        div = (np.full(self.n_out, taps.shape[1], np.float64) if self.count_include_pad
-               else valid.sum(1).astype(np.float64))
-        return taps, valid, div
+        return taps, taps >= 0, np.broadcast_to(self._divisor(), (self.n_out,))
 
     def apply(self, Y):
         s = self._reduce(Y, 0.0, np.add)
-        _, _, div = self._matrix_parts()
+        div = self._divisor()
         return np.ascontiguousarray((s / div).astype(Y.dtype, copy=False))
 
     def vjp(self, G, Y=None):
