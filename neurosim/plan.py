@@ -21,11 +21,48 @@ from neurosim.network import Network
 from neurosim.sampler import SITE_ORDER
 from neurosim.sites import synapse_sites
 
-#: The largest matrix (entries) a plan unfolds a conv layer into: the reference and numba
-#: backends multiply with each layer's matrix ``A`` (1 GiB in float64).
+#: The largest matrix (entries) a conv layer is unfolded into, on demand: the NumPy reference,
+#: Lava and the integer model multiply with each layer's matrix ``A`` (1 GiB in float64); the
+#: numba backend computes conv layers from their kernels and never unfolds them.
 MAX_MATRIX_ENTRIES = 1 << 27
 
-__all__ = ["Plan", "build_plan", "resolve_faults"]
+__all__ = ["Plan", "build_plan", "resolve_faults", "LayerMatrices"]
+
+
+class LayerMatrices:
+    """Each layer's matrix ``A_l`` as a list, a conv layer's unfolded when first asked for.
+
+    A dense layer's is its ``W``; a conv layer's unfolded kernel is built on first access and
+    kept, and one over :data:`MAX_MATRIX_ENTRIES` entries is an error that says so (the numba
+    backend, which does not need it, runs such layers).
+    """
+
+    def __init__(self, layers):
+        self._layers = list(layers)
+        self._cache = {}
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = range(len(self._layers))[i]
+        if i not in self._cache:
+            layer = self._layers[i]
+            if layer.n_out * layer.n_in > MAX_MATRIX_ENTRIES:
+                raise ValidationError(
+                    f"Layer {i + 1} ({layer.kind}) of the network is a {layer.n_out} x "
+                    f"{layer.n_in} matrix when unfolded ({layer.n_out * layer.n_in:,} entries); "
+                    f"this computation multiplies with unfolded matrices of at most "
+                    f"{MAX_MATRIX_ENTRIES:,} entries. The numba backend simulates and certifies "
+                    "it from its kernel (backend='numba').")
+            self._cache[i] = np.ascontiguousarray(layer.dense_matrix())
+        return self._cache[i]
+
+    def __getstate__(self):  # unfolded matrices are rebuilt where needed, not pickled
+        return {"_layers": self._layers, "_cache": {}}
 
 
 @dataclass
@@ -36,9 +73,11 @@ class Plan:
     ----------
     network : Network
         What the chip computes (the quantized network of a mapping, unless ``use_float``).
-    W, b : list of ndarray
-        Each layer's matrix ``A_l`` (dense, ``(n_l, n_in)``; a conv layer unfolded) and
-        per-neuron bias.
+    W : LayerMatrices
+        Each layer's matrix ``A_l`` (dense, ``(n_l, n_in)``; a conv layer unfolded on first
+        access).
+    b : list of ndarray
+        Each layer's per-neuron bias.
     pre : list of tuple
         The pooling / flattening steps before each layer (what its ``A`` multiplies is
         ``T(y_{l-1})``).
@@ -60,7 +99,7 @@ class Plan:
     faults: FaultModel
     dtype: np.dtype
     widths: list
-    W: list
+    W: LayerMatrices
     b: list
     act_codes: list
     alphas: list
@@ -126,17 +165,10 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate")
         max_neg = [q.scale * -q.q_min for q in mapping.quantization]
     else:
         max_pos = max_neg = [float(np.abs(layer.synapse_weights).max()) for layer in network.layers]
-    for l, layer in enumerate(network.layers, start=1):
-        if layer.n_out * layer.n_in > MAX_MATRIX_ENTRIES:
-            raise ValidationError(
-                f"Layer {l} ({layer.kind}) of the network is a {layer.n_out} x {layer.n_in} "
-                f"matrix ({layer.n_out * layer.n_in:,} entries); fault simulation multiplies "
-                f"with each layer's matrix and handles at most {MAX_MATRIX_ENTRIES:,} entries "
-                "per layer. Simulate a smaller input size or fewer channels.")
     plan = Plan(
         network=network, mapping=mapping, use_float=bool(use_float), faults=faults,
         dtype=network.dtype, widths=network.widths,
-        W=[np.ascontiguousarray(layer.dense_matrix()) for layer in network.layers],
+        W=LayerMatrices(network.layers),
         b=[np.ascontiguousarray(layer.bias) for layer in network.layers],
         act_codes=[ACTIVATION_CODES[a.name] for a in network.activations],
         alphas=[float(a.alpha) for a in network.activations],

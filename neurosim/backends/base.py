@@ -16,7 +16,7 @@ and for one seed the same fault draws (sampling is not the backend's business).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -43,6 +43,9 @@ class CleanCache:
     #: ``U[l - 1]``: what layer l's matrix multiplies, ``T_l(Y[l - 1])`` (``Y[l - 1]`` itself
     #: when the layer has no pooling or flattening before it).
     U: "list | None" = None
+    #: What a backend keeps beside (the numba backend's cone kernels: their layer view and the
+    #: clean output of every pooling step).
+    extra: dict = field(default_factory=dict)
 
     @property
     def n_inputs(self) -> int:

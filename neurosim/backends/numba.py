@@ -17,6 +17,7 @@ import threading
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from neurosim.backends import cone
 from neurosim.backends.base import Backend, CleanCache, apply_transforms, register_backend
 from neurosim.kernels import propagate as K
 
@@ -83,6 +84,11 @@ class NumbaBackend(Backend):
     def clean_cache(self, plan, X) -> CleanCache:
         """Run the inputs once without faults, with the kernels' own activation arithmetic."""
         X = np.ascontiguousarray(X, dtype=plan.dtype)
+        if cone.uses_cones(plan.network):
+            spec = cone.cone_spec(plan)
+            Z, Y, U, stages = cone.clean_pass(plan, X, spec)
+            return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z, U=U,
+                              extra={"cone": spec, "stages": stages})
         Z, Y, U = [X], [X], []
         for l, (W, b) in enumerate(zip(plan.W, plan.b), start=1):
             U.append(np.ascontiguousarray(apply_transforms(plan, l, Y[-1])))
@@ -94,6 +100,8 @@ class NumbaBackend(Backend):
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
         row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
         row_input = np.ascontiguousarray(row_input, dtype=np.int64)
+        if "cone" in cache.extra:
+            return cone.propagate(plan, cache, batch, row_draw, row_input)
         n_rows = row_draw.size
         L = plan.n_layers
         first_draw, last_draw = fault_layer_span(batch, L)

@@ -1,0 +1,484 @@
+"""Numba kernels of the faulty pass through conv layers and poolings: receptive cones.
+
+A fault in a conv layer changes only what lies downstream of it in its receptive cone. These
+kernels carry, for each (fault sample, input) row, only the activations that differ from the
+input's cached clean ones, as a sparse list ``(index, value)`` (``ptr[r]:ptr[r] + cnt[r]`` of
+``idx, val``; flat channels-first indices), and compute a layer's outputs only where that list
+reaches:
+
+* :func:`conv_sparse`: a conv layer for rows with a sparse input: each changed input is
+  scattered into the pre-activations it feeds (``z = z_clean + sum W[:, j] (y_j - y_j(clean))``
+  over the changed ``j``), the layer's own faults are added, and only the touched outputs go
+  through the activation and the crashes; those that differ from the clean outputs are listed;
+* :func:`conv_dense` and :func:`conv_finish_dense`: the dense fallback for rows whose changes
+  cover much of the map: a direct convolution of whole rows (its inner loop runs along an
+  output row, contiguous in memory), then the faults, the activation and the crashes;
+* :func:`pool_sparse`: max and average pooling (a global average pooling is an average over
+  the whole map) of a sparse list: only the windows that contain a changed input are
+  recomputed, in the same order of taps as :class:`neurosim.layers.MaxPool2d` and
+  :class:`~neurosim.layers.AvgPool2d` (so an untouched window is bit-identical to the clean one);
+* :func:`sparsify` and :func:`densify`: between the two representations.
+
+The records are the backend's (``kernels.propagate``): per draw in CSR form ``ptr[d]:ptr[d+1]``
+of ``kind, out_start, out_stop, in_start, in_stop, value, crash_mode``; a weight record
+addresses an entry ``A[i, j]`` of the unfolded layer, which these kernels read from the
+kernel (:func:`_kernel_index`) without unfolding it.
+
+Layer shapes travel as int64 arrays: a conv layer's ``geo`` is ``[C, H, W, Co, Ho, Wo, kh, kw,
+sh, sw, pt, pl, dh, dw, groups]``; a pooling's is ``[C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl,
+mode]`` (``mode`` one of POOL_MAX, POOL_AVG (divide by the window size), POOL_AVG_VALID (by
+the taps inside the image)). Every kernel parallelizes over independent rows only (per-thread
+scratch arrays are reset after each row), takes every threshold as an argument and keeps no
+global state, so the numbers do not depend on the thread count or on how rows are chunked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
+from neurosim.kernels.propagate import _act
+
+__all__ = ["POOL_MAX", "POOL_AVG", "POOL_AVG_VALID", "conv_sparse", "conv_dense",
+           "conv_finish_dense", "pool_sparse", "sparsify", "densify", "conv_fanout",
+           "pool_fanout"]
+
+POOL_MAX, POOL_AVG, POOL_AVG_VALID = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _kernel_index(i, j, geo):
+    """Flat index into the kernel ``K`` of entry ``A[i, j]`` of the unfolded conv, or -1."""
+    C, H, W, Co, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    kh, kw, sh, sw, pt, pl, dh, dw, g = (geo[6], geo[7], geo[8], geo[9], geo[10], geo[11],
+                                         geo[12], geo[13], geo[14])
+    cig, cog = C // g, Co // g
+    o = i // (Ho * Wo)
+    rest = i - o * Ho * Wo
+    oy = rest // Wo
+    ox = rest - oy * Wo
+    c = j // (H * W)
+    rest = j - c * H * W
+    iy = rest // W
+    ix = rest - iy * W
+    cl = c - (o // cog) * cig
+    if cl < 0 or cl >= cig:
+        return -1
+    ty = iy - oy * sh + pt
+    tx = ix - ox * sw + pl
+    if ty < 0 or tx < 0 or ty % dh != 0 or tx % dw != 0:
+        return -1
+    ky, kx = ty // dh, tx // dw
+    if ky >= kh or kx >= kw:
+        return -1
+    return ((o * cig + cl) * kh + ky) * kw + kx
+
+
+@njit(cache=True, inline="always")
+def _tile_sum(i, in_start, in_stop, Kf, geo, r, x, inpos, in_val, Yin, Yc, dense_in):
+    """``sum_{j in [in_start, in_stop)} A[i, j] y_j``: what a failed tile takes from z_i."""
+    C, H, W, Co, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    kh, kw, sh, sw, pt, pl, dh, dw, g = (geo[6], geo[7], geo[8], geo[9], geo[10], geo[11],
+                                         geo[12], geo[13], geo[14])
+    cig, cog = C // g, Co // g
+    o = i // (Ho * Wo)
+    rest = i - o * Ho * Wo
+    oy = rest // Wo
+    ox = rest - oy * Wo
+    s = Kf[0] * 0
+    for cl in range(cig):
+        c = (o // cog) * cig + cl
+        for ky in range(kh):
+            iy = oy * sh - pt + ky * dh
+            if iy < 0 or iy >= H:
+                continue
+            for kx in range(kw):
+                ix = ox * sw - pl + kx * dw
+                if ix < 0 or ix >= W:
+                    continue
+                j = (c * H + iy) * W + ix
+                if j < in_start or j >= in_stop:
+                    continue
+                if dense_in:
+                    yj = Yin[r, j]
+                elif inpos[j] >= 0:
+                    yj = in_val[inpos[j]]
+                else:
+                    yj = Yc[x, j]
+                s += Kf[((o * cig + cl) * kh + ky) * kw + kx] * yj
+    return s
+
+
+def conv_fanout(geo) -> int:
+    """The most outputs one input of a conv layer feeds (a bound for the sparse lists)."""
+    C, H, W, Co, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, g = (int(v) for v in geo)
+    per_axis_y = min(Ho, -(-kh // sh) if dh == 1 else kh)
+    per_axis_x = min(Wo, -(-kw // sw) if dw == 1 else kw)
+    return (Co // g) * per_axis_y * per_axis_x
+
+
+def pool_fanout(geo) -> int:
+    """The most outputs one input of a pooling feeds."""
+    C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, mode = (int(v) for v in geo)
+    return min(Ho, -(-kh // sh)) * min(Wo, -(-kw // sw))
+
+
+@njit(cache=True, parallel=True)
+def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, bias, geo, act_code,
+                alpha, beta, row_draw, row_input, ptr, kind, out_start, out_stop, in_start,
+                in_stop, value, crash_mode, out_ptr, out_idx, out_val, out_cnt, n_chunks):
+    """One conv layer for ``rows`` whose input is a sparse list (possibly empty).
+
+    Parameters
+    ----------
+    rows : rows to compute; row r's input changes are ``in_idx/in_val[in_ptr[r]:in_ptr[r] +
+        in_cnt[r]]`` (faulty values at distinct flat indices).
+    Yc, Zc, Yc_out : clean input activations, pre-activations and output activations, by input.
+    Kf, bias, geo : the flattened kernel, the per-channel bias and the layer's shape array.
+    row_draw, row_input : each row's fault sample and input.
+    ptr, kind, ... crash_mode : this layer's records (CSR by draw).
+    out_ptr : (n_rows,) where row r's output list starts in ``out_idx/out_val``; the caller
+        reserves room for every output row r can touch.
+    out_cnt : (n_rows,) written: how many outputs of row r differ from the clean ones.
+    n_chunks : the rows are processed in this many contiguous chunks (one scratch each).
+    """
+    C, H, W, Co, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    kh, kw, sh, sw, pt, pl, dh, dw, g = (geo[6], geo[7], geo[8], geo[9], geo[10], geo[11],
+                                         geo[12], geo[13], geo[14])
+    cig, cog = C // g, Co // g
+    n_in, n_out = C * H * W, Co * Ho * Wo
+    n_rows = rows.size
+    per = (n_rows + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        dz = np.zeros(n_out, dtype=Zc.dtype)
+        yv = np.empty(n_out, dtype=Zc.dtype)
+        pos = np.full(n_out, -1, dtype=np.int64)     # output i -> its slot in ``touched``
+        touched = np.empty(n_out, dtype=np.int64)
+        inpos = np.full(n_in, -1, dtype=np.int64)    # input j -> its entry in the input list
+        dummy = np.empty((1, 1), dtype=Yc.dtype)
+        for k in range(ch * per, min(n_rows, (ch + 1) * per)):
+            r = rows[k]
+            x = row_input[r]
+            d = row_draw[r]
+            nt = 0
+            e0, e1 = in_ptr[r], in_ptr[r] + in_cnt[r]
+            for e in range(e0, e1):
+                inpos[in_idx[e]] = e
+            # The cone: every changed input into the outputs it feeds.
+            for e in range(e0, e1):
+                j = in_idx[e]
+                delta = in_val[e] - Yc[x, j]
+                c = j // (H * W)
+                rest = j - c * H * W
+                iy = rest // W
+                ix = rest - iy * W
+                grp = c // cig
+                cl = c - grp * cig
+                for ky in range(kh):
+                    ty = iy + pt - ky * dh
+                    if ty < 0 or ty % sh != 0:
+                        continue
+                    oy = ty // sh
+                    if oy >= Ho:
+                        continue
+                    for kx in range(kw):
+                        tx = ix + pl - kx * dw
+                        if tx < 0 or tx % sw != 0:
+                            continue
+                        ox = tx // sw
+                        if ox >= Wo:
+                            continue
+                        base = oy * Wo + ox
+                        for o in range(grp * cog, (grp + 1) * cog):
+                            i = o * Ho * Wo + base
+                            if pos[i] < 0:
+                                pos[i] = nt
+                                touched[nt] = i
+                                nt += 1
+                            dz[i] += Kf[((o * cig + cl) * kh + ky) * kw + kx] * delta
+            # This layer's synapse and tile faults.
+            for f in range(ptr[d], ptr[d + 1]):
+                if kind[f] == REC_WEIGHT:
+                    i = out_start[f]
+                    j = in_start[f]
+                    q = _kernel_index(i, j, geo)
+                    w = Kf[q] if q >= 0 else Kf[0] * 0
+                    yj = in_val[inpos[j]] if inpos[j] >= 0 else Yc[x, j]
+                    if pos[i] < 0:
+                        pos[i] = nt
+                        touched[nt] = i
+                        nt += 1
+                    dz[i] += (value[f] - w) * yj
+                elif kind[f] == REC_TILE:
+                    for i in range(out_start[f], out_stop[f]):
+                        s = _tile_sum(i, in_start[f], in_stop[f], Kf, geo, r, x, inpos, in_val,
+                                      dummy, Yc, False)
+                        if pos[i] < 0:
+                            pos[i] = nt
+                            touched[nt] = i
+                            nt += 1
+                        dz[i] -= s
+                elif kind[f] == REC_CRASH:
+                    i = out_start[f]
+                    if pos[i] < 0:
+                        pos[i] = nt
+                        touched[nt] = i
+                        nt += 1
+            for t in range(nt):
+                i = touched[t]
+                yv[t] = _act(Zc[x, i] + dz[i], act_code, alpha, beta)
+            # Crashes override the neuron's output.
+            for f in range(ptr[d], ptr[d + 1]):
+                if kind[f] == REC_CRASH:
+                    i = out_start[f]
+                    o = i // (Ho * Wo)
+                    if crash_mode[f] == CRASH_SILENT:
+                        yv[pos[i]] = 0.0
+                    elif crash_mode[f] == CRASH_PAPER:
+                        yv[pos[i]] = _act(bias[o], act_code, alpha, beta)
+                    else:
+                        yv[pos[i]] = value[f]
+            base = out_ptr[r]
+            cnt = 0
+            for t in range(nt):
+                i = touched[t]
+                if yv[t] != Yc_out[x, i]:
+                    out_idx[base + cnt] = i
+                    out_val[base + cnt] = yv[t]
+                    cnt += 1
+                dz[i] = 0.0
+                pos[i] = -1
+            out_cnt[r] = cnt
+            for e in range(e0, e1):
+                inpos[in_idx[e]] = -1
+
+
+@njit(cache=True, parallel=True)
+def conv_dense(Y, Kf, bias, geo):
+    """Pre-activations of whole rows: ``Z = conv(Y) + b`` (direct convolution, by row).
+
+    Each output accumulates its bias, then input channel by channel and tap by tap (ky, kx):
+    one fixed order, whatever the number of rows or threads. The innermost loop runs along
+    an output row (contiguous in memory, vectorized for stride 1).
+    """
+    C, H, W, Co, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    kh, kw, sh, sw, pt, pl, dh, dw, g = (geo[6], geo[7], geo[8], geo[9], geo[10], geo[11],
+                                         geo[12], geo[13], geo[14])
+    cig, cog = C // g, Co // g
+    n_rows = Y.shape[0]
+    Z = np.empty((n_rows, Co * Ho * Wo), dtype=Y.dtype)
+    # The output columns each kernel column kx reads inside the image.
+    lo = np.empty(kw, dtype=np.int64)
+    hi = np.empty(kw, dtype=np.int64)
+    for kx in range(kw):
+        a = pl - kx * dw  # ix = ox * sw - a >= 0  <=>  ox >= ceil(a / sw)
+        lo[kx] = max(0, -((-a) // sw))
+        hi[kx] = min(Wo, (W - 1 + a) // sw + 1)
+    for r in prange(n_rows):
+        for o in range(Co):
+            zb = o * Ho * Wo
+            for t in range(Ho * Wo):
+                Z[r, zb + t] = bias[o]
+            grp = o // cog
+            for cl in range(cig):
+                c = grp * cig + cl
+                yb = c * H * W
+                for ky in range(kh):
+                    for kx in range(kw):
+                        w = Kf[((o * cig + cl) * kh + ky) * kw + kx]
+                        off = kx * dw - pl
+                        for oy in range(Ho):
+                            iy = oy * sh - pt + ky * dh
+                            if iy < 0 or iy >= H:
+                                continue
+                            zrow = zb + oy * Wo
+                            yrow = yb + iy * W + off
+                            for ox in range(lo[kx], hi[kx]):
+                                Z[r, zrow + ox] += w * Y[r, yrow + ox * sw]
+    return Z
+
+
+@njit(cache=True, parallel=True)
+def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw, ptr, kind,
+                      out_start, out_stop, in_start, in_stop, value, crash_mode):
+    """Faults, activation and crashes of whole rows: ``Y[k] = phi(Z[k] + faults)`` (in place
+    on ``Z``) for compact rows k whose inputs ``Yin[k]`` are whole too; ``row_draw[k]`` is the
+    row's fault sample."""
+    n_rows, n_out = Z.shape
+    Ho, Wo = geo[4], geo[5]
+    inpos = np.empty(0, dtype=np.int64)
+    empty_val = np.empty(0, dtype=Yin.dtype)
+    for k in prange(n_rows):
+        d = row_draw[k]
+        for f in range(ptr[d], ptr[d + 1]):
+            if kind[f] == REC_WEIGHT:
+                i = out_start[f]
+                j = in_start[f]
+                q = _kernel_index(i, j, geo)
+                w = Kf[q] if q >= 0 else Kf[0] * 0
+                Z[k, i] += (value[f] - w) * Yin[k, j]
+            elif kind[f] == REC_TILE:
+                for i in range(out_start[f], out_stop[f]):
+                    Z[k, i] -= _tile_sum(i, in_start[f], in_stop[f], Kf, geo, k, 0, inpos,
+                                         empty_val, Yin, Yin, True)
+        for i in range(n_out):
+            Y[k, i] = _act(Z[k, i], act_code, alpha, beta)
+        for f in range(ptr[d], ptr[d + 1]):
+            if kind[f] == REC_CRASH:
+                i = out_start[f]
+                if crash_mode[f] == CRASH_SILENT:
+                    Y[k, i] = 0.0
+                elif crash_mode[f] == CRASH_PAPER:
+                    Y[k, i] = _act(bias[i // (Ho * Wo)], act_code, alpha, beta)
+                else:
+                    Y[k, i] = value[f]
+
+
+@njit(cache=True, inline="always")
+def _pool_value(i, geo, div, count, src, r, x, inpos, in_val, sparse):
+    """Output ``i`` of a pooling of row ``r``, with the arithmetic of
+    :meth:`neurosim.layers.transforms._Pool._reduce`: the taps in the order (ky, kx) in the
+    array's dtype, the padding left out (it is -inf for a max and adds 0 to a sum: the same
+    value), then the division (by ``div[0]`` in the dtype, or by the window's ``count[i]``
+    taps in float64). ``src`` holds the whole input rows (``sparse`` False) or the clean ones
+    by input, with the changed entries at ``in_val[inpos[j]]`` (``sparse`` True)."""
+    C, H, W, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4]
+    kh, kw, sh, sw, pt, pl, mode = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+    c = i // (Ho * Wo)
+    rest = i - c * Ho * Wo
+    oy = rest // Wo
+    ox = rest - oy * Wo
+    acc = div[0] * 0
+    first = True
+    for ky in range(kh):
+        iy = oy * sh - pt + ky
+        if iy < 0 or iy >= H:
+            continue
+        for kx in range(kw):
+            ix = ox * sw - pl + kx
+            if ix < 0 or ix >= W:
+                continue
+            j = (c * H + iy) * W + ix
+            if sparse:
+                v = in_val[inpos[j]] if inpos[j] >= 0 else src[x, j]
+            else:
+                v = src[r, j]
+            if first:
+                acc = v
+                first = False
+            elif mode == POOL_MAX:
+                if v > acc:
+                    acc = v
+            else:
+                acc = acc + v
+    if mode == POOL_AVG:
+        return acc / div[0]
+    if mode == POOL_AVG_VALID:
+        return np.float64(acc) / count[i]
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def pool_dense(Y, geo, div, count):
+    """A max or average pooling of whole rows (the numba backend's clean and dense path)."""
+    C, Ho, Wo = geo[0], geo[3], geo[4]
+    n_rows = Y.shape[0]
+    n_out = C * Ho * Wo
+    U = np.empty((n_rows, n_out), dtype=Y.dtype)
+    inpos = np.empty(0, dtype=np.int64)
+    for r in prange(n_rows):
+        for i in range(n_out):
+            U[r, i] = _pool_value(i, geo, div, count, Y, r, 0, inpos, Y[0], False)
+    return U
+
+
+@njit(cache=True, parallel=True)
+def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, row_input,
+                out_ptr, out_idx, out_val, out_cnt, n_chunks):
+    """A max or average pooling of sparse rows: the windows that hold a changed input are
+    recomputed (:func:`_pool_value`, as :func:`pool_dense` computes them, so a window whose
+    value did not change is bit-identical to the clean one); the outputs that differ from the
+    clean pooled ``Uc`` are listed (as :func:`conv_sparse` lists its outputs)."""
+    C, H, W, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4]
+    kh, kw, sh, sw, pt, pl = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10]
+    n_in, n_out = C * H * W, C * Ho * Wo
+    n_rows = rows.size
+    per = (n_rows + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        pos = np.full(n_out, -1, dtype=np.int64)
+        touched = np.empty(n_out, dtype=np.int64)
+        inpos = np.full(n_in, -1, dtype=np.int64)
+        for k in range(ch * per, min(n_rows, (ch + 1) * per)):
+            r = rows[k]
+            x = row_input[r]
+            nt = 0
+            e0, e1 = in_ptr[r], in_ptr[r] + in_cnt[r]
+            for e in range(e0, e1):
+                inpos[in_idx[e]] = e
+            for e in range(e0, e1):
+                j = in_idx[e]
+                c = j // (H * W)
+                rest = j - c * H * W
+                iy = rest // W
+                ix = rest - iy * W
+                # The windows with oy * sh - pt <= iy < oy * sh - pt + kh (and so for x).
+                oy0 = max(0, -((kh - 1 - iy - pt) // sh))
+                oy1 = min(Ho - 1, (iy + pt) // sh)
+                ox0 = max(0, -((kw - 1 - ix - pl) // sw))
+                ox1 = min(Wo - 1, (ix + pl) // sw)
+                for oy in range(oy0, oy1 + 1):
+                    for ox in range(ox0, ox1 + 1):
+                        i = (c * Ho + oy) * Wo + ox
+                        if pos[i] < 0:
+                            pos[i] = nt
+                            touched[nt] = i
+                            nt += 1
+            base = out_ptr[r]
+            cnt = 0
+            for t in range(nt):
+                i = touched[t]
+                v = _pool_value(i, geo, div, count, Yc, r, x, inpos, in_val, True)
+                out_val[base + cnt] = v
+                if out_val[base + cnt] != Uc[x, i]:
+                    out_idx[base + cnt] = i
+                    cnt += 1
+                pos[i] = -1
+            out_cnt[r] = cnt
+            for e in range(e0, e1):
+                inpos[in_idx[e]] = -1
+
+
+@njit(cache=True, parallel=True)
+def sparsify(rows, Y, Yc, row_input, limit, out_ptr, out_idx, out_val, out_cnt):
+    """The entries of whole rows ``Y[k]`` (of rows ``rows[k]``) that differ from their clean
+    ones, as sparse lists (room for ``limit`` each at ``out_ptr``); a row with more than
+    ``limit`` changes gets ``out_cnt = -1`` (it stays whole)."""
+    n = Y.shape[1]
+    for k in prange(rows.size):
+        r = rows[k]
+        x = row_input[r]
+        base = out_ptr[r]
+        cnt = 0
+        for j in range(n):
+            if Y[k, j] != Yc[x, j]:
+                if cnt >= limit:
+                    cnt = -1
+                    break
+                out_idx[base + cnt] = j
+                out_val[base + cnt] = Y[k, j]
+                cnt += 1
+        out_cnt[r] = cnt
+
+
+@njit(cache=True, parallel=True)
+def densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y):
+    """Whole rows ``Y[k]`` of sparse rows ``rows[k]``: the clean row with the changes."""
+    n = Y.shape[1]
+    for k in prange(rows.size):
+        r = rows[k]
+        x = row_input[r]
+        for j in range(n):
+            Y[k, j] = Yc[x, j]
+        for e in range(in_ptr[r], in_ptr[r] + in_cnt[r]):
+            Y[k, in_idx[e]] = in_val[e]
