@@ -66,8 +66,10 @@ class ConeSpec:
     kinds: list            # "conv" or "dense" per layer
     geo: list              # conv shape arrays (None for dense)
     kernel: list           # flattened conv kernels (None for dense)
+    kernel_t: list         # the same as (C_in/g, kh, kw, C_out), flattened
     channel_bias: list     # conv per-channel bias (None for dense)
     fanout: list           # conv: the most outputs one input feeds
+    taps: list             # conv: (tap_y, ny, tap_x, nx), see kernels.cone.axis_taps
     stages: list           # per layer: list of _Stage
 
 
@@ -101,7 +103,7 @@ def cone_spec(plan) -> ConeSpec:
     """The kernels' view of ``plan``'s layers and transforms."""
     from neurosim.layers import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d
 
-    kinds, geos, kernels, biases, fanouts, stages = [], [], [], [], [], []
+    kinds, geos, kernels, kernels_t, biases, fanouts, taps, stages = [], [], [], [], [], [], [], []
     for l, layer in enumerate(plan.network.layers, start=1):
         if layer.kind == "conv2d":
             Cin, H, W = layer.in_shape
@@ -113,14 +115,20 @@ def cone_spec(plan) -> ConeSpec:
             kinds.append("conv")
             geos.append(geo)
             kernels.append(np.ascontiguousarray(layer.K, dtype=plan.dtype).ravel())
+            kernels_t.append(np.ascontiguousarray(
+                np.transpose(layer.K, (1, 2, 3, 0)), dtype=plan.dtype).ravel())
             biases.append(np.ascontiguousarray(plan.b[l - 1].reshape(Co, ho * wo)[:, 0]))
-            fanouts.append(C.conv_fanout(geo))
+            taps.append(C.axis_taps(H, ho, kh, sh, pt, dh) + C.axis_taps(W, wo, kw, sw, pl, dw))
+            fanouts.append((Co // layer.groups) * int(taps[-1][1].max(initial=0))
+                           * int(taps[-1][3].max(initial=0)))
         else:
             kinds.append("dense")
             geos.append(None)
             kernels.append(None)
+            kernels_t.append(None)
             biases.append(None)
             fanouts.append(None)
+            taps.append(None)
         steps = []
         for t in plan.pre[l - 1]:
             if isinstance(t, (MaxPool2d, AvgPool2d, GlobalAvgPool2d)):
@@ -136,7 +144,7 @@ def cone_spec(plan) -> ConeSpec:
             else:
                 steps.append(_Stage("generic", t))
         stages.append(steps)
-    return ConeSpec(kinds, geos, kernels, biases, fanouts, stages)
+    return ConeSpec(kinds, geos, kernels, kernels_t, biases, fanouts, taps, stages)
 
 
 def _apply_stage(stage: _Stage, Y: np.ndarray) -> np.ndarray:
@@ -205,20 +213,12 @@ def _n_chunks(n_rows: int) -> int:
 
 def _from_lists(rows: np.ndarray, st: _Rows, width: int, limit: int, out_ptr, out_idx, out_val,
                 out_cnt, Yc, row_input, dense_rows=None, dense_Y=None) -> _Rows:
-    """The split state after a step: sparse lists for ``rows`` (longer than ``limit``: made
-    whole), and whole rows ``dense_rows`` / ``dense_Y`` (made sparse when few changed)."""
+    """The split state after a step: the sparse lists of ``rows`` (each at most ``limit``
+    long; empty: the row is clean again), and whole rows ``dense_rows`` / ``dense_Y`` (made
+    sparse when at most ``limit`` entries differ from the clean ``Yc``)."""
     new = _Rows(st.n, width, st.dtype)
-    parts_rows, parts_D = [], []
     if rows.size:
-        cnt = out_cnt[rows]
-        big = rows[cnt > limit]
-        small = rows[(cnt > 0) & (cnt <= limit)]
-        if big.size:
-            D = np.empty((big.size, width), dtype=st.dtype)
-            C.densify(big, out_ptr, out_cnt, out_idx, out_val, Yc, row_input, D)
-            parts_rows.append(big)
-            parts_D.append(D)
-        _set_lists(new, small, out_ptr, out_cnt, out_idx, out_val)
+        _set_lists(new, rows[out_cnt[rows] > 0], out_ptr, out_cnt, out_idx, out_val)
     if dense_rows is not None and dense_rows.size:
         ptr = np.zeros(st.n, dtype=np.int64)
         ptr[dense_rows] = np.arange(dense_rows.size, dtype=np.int64) * limit
@@ -229,17 +229,27 @@ def _from_lists(rows: np.ndarray, st: _Rows, width: int, limit: int, out_ptr, ou
         c = cnt[dense_rows]
         stay = c < 0
         if stay.any():
-            parts_rows.append(dense_rows[stay])
-            parts_D.append(dense_Y[stay])
+            drows = dense_rows[stay]
+            new.D = np.ascontiguousarray(dense_Y[stay])
+            new.slot[drows] = np.arange(drows.size, dtype=np.int64)
+            new.status[drows] = DENSE_
         small = dense_rows[c > 0]
         if small.size:
             _append_lists(new, small, ptr, cnt, idx, val)
-    if parts_rows:
-        drows = np.concatenate(parts_rows)
-        new.D = np.concatenate(parts_D) if len(parts_D) > 1 else parts_D[0]
-        new.slot[drows] = np.arange(drows.size, dtype=np.int64)
-        new.status[drows] = DENSE_
     return new
+
+
+def _whole_inputs(st: _Rows, rows: np.ndarray, Yc, row_input) -> np.ndarray:
+    """Whole input rows for ``rows`` (dense ones copied, sparse and clean ones filled in)."""
+    out = np.empty((rows.size, st.width), dtype=st.dtype)
+    dense = st.status[rows] == DENSE_
+    if dense.any():
+        out[dense] = st.D[st.slot[rows[dense]]]
+    if (~dense).any():
+        tmp = np.empty((int((~dense).sum()), st.width), dtype=st.dtype)
+        C.densify(rows[~dense], st.ptr, st.cnt, st.idx, st.val, Yc, row_input, tmp)
+        out[~dense] = tmp
+    return out
 
 
 def _gather(rows, ptr, cnt, idx, val):
@@ -345,19 +355,20 @@ def _stage_step(stage: _Stage, st: _Rows, Yc, Uc, row_input) -> _Rows:
     width = Uc.shape[1]
     limit = _limit(width)
     sparse = np.flatnonzero(st.status == SPARSE_)
-    bound = np.minimum(st.cnt * stage.fanout, width)
-    out_ptr, total = _reserve(sparse, bound)
+    room = np.minimum(np.minimum(st.cnt * stage.fanout, width), limit)
+    out_ptr, total = _reserve(sparse, room)
     out_idx = np.empty(total, dtype=np.int64)
     out_val = np.empty(total, dtype=st.dtype)
     out_cnt = np.zeros(st.n, dtype=np.int64)
     if sparse.size:
         C.pool_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Yc, Uc, stage.geo, stage.div,
-                      stage.count, row_input, out_ptr, out_idx, out_val, out_cnt,
+                      stage.count, row_input, out_ptr, room, out_idx, out_val, out_cnt,
                       _n_chunks(sparse.size))
-    dense = np.flatnonzero(st.status == DENSE_)
-    dense_Y = _apply_stage(stage, st.D[st.slot[dense]]) if dense.size else None
-    return _from_lists(sparse, st, width, limit, out_ptr, out_idx, out_val, out_cnt, Uc,
-                       row_input, dense, dense_Y)
+    # Rows already whole, and rows whose changes outgrew a list: the dense path.
+    redo = np.concatenate([np.flatnonzero(st.status == DENSE_), sparse[out_cnt[sparse] < 0]])
+    dense_Y = _apply_stage(stage, _whole_inputs(st, redo, Yc, row_input)) if redo.size else None
+    return _from_lists(sparse[out_cnt[sparse] >= 0], st, width, limit, out_ptr, out_idx,
+                       out_val, out_cnt, Uc, row_input, redo, dense_Y)
 
 
 def _full_status(U, U_clean) -> np.ndarray:
@@ -371,31 +382,33 @@ def _conv_step(plan, spec, cache, batch, l, st: _Rows, row_draw, row_input, has_
     Uc, Zc, Yc_out = cache.U[l - 1], cache.Z[l], cache.Y[l]
     width = plan.widths[l]
     limit = _limit(width)
-    geo, Kf, bc = spec.geo[l - 1], spec.kernel[l - 1], spec.channel_bias[l - 1]
+    geo, Kf, KT = spec.geo[l - 1], spec.kernel[l - 1], spec.kernel_t[l - 1]
+    bc = spec.channel_bias[l - 1]
     act = (plan.act_codes[l - 1], plan.alphas[l - 1], plan.betas[l - 1])
     p = batch.ptr[l]
     cols = (batch.kind, batch.out_start, batch.out_stop, batch.in_start, batch.in_stop,
             batch.value, batch.crash_mode)
-    rd = has_l[row_draw]
-    sparse = np.flatnonzero((st.status == SPARSE_) | ((st.status == CLEAN_) & rd))
-    bound = np.minimum(st.cnt * spec.fanout[l - 1] + touches_l[row_draw], width)
-    out_ptr, total = _reserve(sparse, bound)
+    sparse = np.flatnonzero((st.status == SPARSE_) | ((st.status == CLEAN_) & has_l[row_draw]))
+    room = np.minimum(np.minimum(st.cnt * spec.fanout[l - 1] + touches_l[row_draw], width),
+                      limit)
+    out_ptr, total = _reserve(sparse, room)
     out_idx = np.empty(total, dtype=np.int64)
     out_val = np.empty(total, dtype=plan.dtype)
     out_cnt = np.zeros(st.n, dtype=np.int64)
     if sparse.size:
-        C.conv_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Uc, Zc, Yc_out, Kf, bc, geo,
-                      *act, row_draw, row_input, p, *cols, out_ptr, out_idx, out_val, out_cnt,
-                      _n_chunks(sparse.size))
-    dense = np.flatnonzero(st.status == DENSE_)
+        C.conv_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Uc, Zc, Yc_out, Kf, KT, bc, geo,
+                      *spec.taps[l - 1], *act, row_draw, row_input, p, *cols, out_ptr, room,
+                      out_idx, out_val, out_cnt, _n_chunks(sparse.size))
+    # Rows already whole, and rows whose changes outgrew a list: the dense path.
+    redo = np.concatenate([np.flatnonzero(st.status == DENSE_), sparse[out_cnt[sparse] < 0]])
     dense_Y = None
-    if dense.size:
-        Yin = st.D[st.slot[dense]]
+    if redo.size:
+        Yin = _whole_inputs(st, redo, Uc, row_input)
         Z = C.conv_dense(Yin, Kf, bc, geo)
         dense_Y = np.empty_like(Z)
-        C.conv_finish_dense(Z, dense_Y, Yin, Kf, bc, geo, *act, row_draw[dense], p, *cols)
-    return _from_lists(sparse, st, width, limit, out_ptr, out_idx, out_val, out_cnt, Yc_out,
-                       row_input, dense, dense_Y)
+        C.conv_finish_dense(Z, dense_Y, Yin, Kf, bc, geo, *act, row_draw[redo], p, *cols)
+    return _from_lists(sparse[out_cnt[sparse] >= 0], st, width, limit, out_ptr, out_idx,
+                       out_val, out_cnt, Yc_out, row_input, redo, dense_Y)
 
 
 def _dense_step(plan, cache, batch, l, st: _Rows, row_draw, row_input, has_l) -> _Rows:
