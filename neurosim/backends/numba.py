@@ -86,7 +86,8 @@ class NumbaBackend(Backend):
         X = np.ascontiguousarray(X, dtype=plan.dtype)
         if cone.uses_cones(plan.network):
             spec = cone.cone_spec(plan)
-            Z, Y, U, stages = cone.clean_pass(plan, X, spec)
+            with one_blas_thread():  # BLAS inside the parallel rows: one thread each
+                Z, Y, U, stages = cone.clean_pass(plan, X, spec)
             return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z, U=U,
                               extra={"cone": spec, "stages": stages})
         Z, Y, U = [X], [X], []
@@ -101,7 +102,8 @@ class NumbaBackend(Backend):
         row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
         row_input = np.ascontiguousarray(row_input, dtype=np.int64)
         if "cone" in cache.extra:
-            return cone.propagate(plan, cache, batch, row_draw, row_input)
+            with one_blas_thread():  # the conv rows call BLAS in parallel (see cone)
+                return cone.propagate(plan, cache, batch, row_draw, row_input)
         n_rows = row_draw.size
         L = plan.n_layers
         first_draw, last_draw = fault_layer_span(batch, L)
