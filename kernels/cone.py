@@ -42,7 +42,8 @@ from neurosim.kernels.propagate import _act
 
 __all__ = ["POOL_MAX", "POOL_AVG", "POOL_AVG_VALID", "conv_sparse", "conv_dense",
            "conv_dense_serial", "conv_kernel_hwc",
-           "conv_finish_dense", "pool_sparse", "sparsify", "densify", "axis_taps",
+           "conv_finish_dense", "pool_sparse", "sparsify", "densify", "axis_taps", "coords",
+           "pool_windows",
            "pool_fanout"]
 
 POOL_MAX, POOL_AVG, POOL_AVG_VALID = 0, 1, 2
@@ -126,6 +127,22 @@ def axis_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation:
     return taps, n
 
 
+def coords(shape) -> np.ndarray:
+    """``(C * H * W, 3)``: the (channel, row, column) of each flat channels-first index."""
+    C, H, W = (int(v) for v in shape)
+    c, y, x = np.meshgrid(np.arange(C), np.arange(H), np.arange(W), indexing="ij")
+    return np.ascontiguousarray(np.stack([c.ravel(), y.ravel(), x.ravel()], axis=1),
+                                dtype=np.int64)
+
+
+def pool_windows(size: int, out: int, kernel: int, stride: int, pad: int) -> np.ndarray:
+    """``(size, 2)``: the first and last window (output row) that holds each input row."""
+    i = np.arange(size)
+    lo = np.maximum(0, -((kernel - 1 - i - pad) // stride))
+    hi = np.minimum(out - 1, (i + pad) // stride)
+    return np.ascontiguousarray(np.stack([lo, hi], axis=1), dtype=np.int64)
+
+
 def pool_fanout(geo) -> int:
     """The most outputs one input of a pooling feeds."""
     C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, mode = (int(v) for v in geo)
@@ -144,7 +161,7 @@ def _touch(m, ppos, tlist, nt):
 
 @njit(cache=True, parallel=True)
 def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bias, geo,
-                tap_y, ny, tap_x, nx, act_code, alpha, beta, row_draw, row_input, ptr, kind,
+                cin, tap_y, ny, tap_x, nx, act_code, alpha, beta, row_draw, row_input, ptr, kind,
                 out_start, out_stop, in_start, in_stop, value, crash_mode, out_ptr, out_room,
                 out_idx, out_val, out_cnt, n_chunks):
     """One conv layer for ``rows`` whose input is a sparse list (possibly empty).
@@ -157,6 +174,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
     Kf, KT, bias, geo : the flattened kernel ``(C_out, C_in/g, kh, kw)``, the same as
         ``(C_in/g, kh, kw, C_out)`` (contiguous over output channels), the per-channel bias
         and the layer's shape array.
+    cin : (n_in, 3) the channel, row and column of each input (:func:`coords`).
     tap_y, ny, tap_x, nx : the taps of each input row (column): ``tap_y[iy, a] = (ky, oy)``
         for ``a < ny[iy]``, the kernel rows that read input row ``iy`` and the output rows they
         give (:func:`axis_taps`); the same for columns.
@@ -200,11 +218,8 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
             for e in range(e0, e1):
                 j = in_idx[e]
                 delta = in_val[e] - Yc[x, j]
-                c = j // (H * W)
-                rest = j - c * H * W
-                iy = rest // W
-                ix = rest - iy * W
-                grp = c // cig
+                c, iy, ix = cin[j, 0], cin[j, 1], cin[j, 2]
+                grp = 0 if g == 1 else c // cig
                 cl = c - grp * cig
                 o0 = grp * cog
                 for a in range(ny[iy]):
@@ -248,7 +263,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
                     nt = _touch((o // cog) * P + (i - o * P), ppos, tlist, nt)
             for t in range(nt):
                 m = tlist[t]
-                grp = m // P
+                grp = 0 if g == 1 else m // P
                 p = m - grp * P
                 for o in range(grp * cog, (grp + 1) * cog):
                     yv[p * Co + o] = _act(Zc[x, o * P + p] + dz[p * Co + o], act_code, alpha,
@@ -270,7 +285,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
             cnt = 0
             for t in range(nt):
                 m = tlist[t]
-                grp = m // P
+                grp = 0 if g == 1 else m // P
                 p = m - grp * P
                 for o in range(grp * cog, (grp + 1) * cog):
                     q = p * Co + o
@@ -481,19 +496,15 @@ def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw,
 
 
 @njit(cache=True, inline="always")
-def _pool_value(i, geo, div, count, src, r, x, inpos, in_val, sparse):
+def _pool_value(i, c, oy, ox, geo, div, count, src, r, x, inpos, in_val, sparse):
     """Output ``i`` of a pooling of row ``r``, with the arithmetic of
     :meth:`neurosim.layers.transforms._Pool._reduce`: the taps in the order (ky, kx) in the
     array's dtype, the padding left out (it is -inf for a max and adds 0 to a sum: the same
     value), then the division (by ``div[0]`` in the dtype, or by the window's ``count[i]``
     taps in float64). ``src`` holds the whole input rows (``sparse`` False) or the clean ones
     by input, with the changed entries at ``in_val[inpos[j]]`` (``sparse`` True)."""
-    C, H, W, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4]
+    H, W = geo[1], geo[2]
     kh, kw, sh, sw, pt, pl, mode = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
-    c = i // (Ho * Wo)
-    rest = i - c * Ho * Wo
-    oy = rest // Wo
-    ox = rest - oy * Wo
     acc = div[0] * 0
     first = True
     for ky in range(kh):
@@ -534,18 +545,22 @@ def pool_dense(Y, geo, div, count):
     inpos = np.empty(0, dtype=np.int64)
     for r in prange(n_rows):
         for i in range(n_out):
-            U[r, i] = _pool_value(i, geo, div, count, Y, r, 0, inpos, Y[0], False)
+            U[r, i] = _pool_value(i, i // (Ho * Wo), (i // Wo) % Ho, i % Wo, geo, div, count,
+                                  Y, r, 0, inpos, Y[0], False)
     return U
 
 
 @njit(cache=True, parallel=True)
-def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, row_input,
-                out_ptr, out_room, out_idx, out_val, out_cnt, n_chunks):
+def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, cin, cout, wy,
+                wx, row_input, out_ptr, out_room, out_idx, out_val, out_cnt, n_chunks):
     """A max or average pooling of sparse rows: the windows that hold a changed input are
     recomputed (:func:`_pool_value`, as :func:`pool_dense` computes them, so a window whose
     value did not change is bit-identical to the clean one); the outputs that differ from the
     clean pooled ``Uc`` are listed, at most ``out_room[r]`` (-1: more; as
-    :func:`conv_sparse` lists its outputs)."""
+    :func:`conv_sparse` lists its outputs). ``cin`` and ``cout`` are the (channel, row,
+    column) of each input and output (:func:`coords`), ``wy[iy]`` / ``wx[ix]`` the first and
+    last window row / column holding input row ``iy`` / column ``ix`` (:func:`pool_windows`):
+    tables instead of integer divisions, which cost more than the rest here."""
     C, H, W, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4]
     kh, kw, sh, sw, pt, pl = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10]
     n_in, n_out = C * H * W, C * Ho * Wo
@@ -565,17 +580,9 @@ def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, r
                 inpos[in_idx[e]] = e
             for e in range(e0, e1):
                 j = in_idx[e]
-                c = j // (H * W)
-                rest = j - c * H * W
-                iy = rest // W
-                ix = rest - iy * W
-                # The windows with oy * sh - pt <= iy < oy * sh - pt + kh (and so for x).
-                oy0 = max(0, -((kh - 1 - iy - pt) // sh))
-                oy1 = min(Ho - 1, (iy + pt) // sh)
-                ox0 = max(0, -((kw - 1 - ix - pl) // sw))
-                ox1 = min(Wo - 1, (ix + pl) // sw)
-                for oy in range(oy0, oy1 + 1):
-                    for ox in range(ox0, ox1 + 1):
+                c, iy, ix = cin[j, 0], cin[j, 1], cin[j, 2]
+                for oy in range(wy[iy, 0], wy[iy, 1] + 1):
+                    for ox in range(wx[ix, 0], wx[ix, 1] + 1):
                         i = (c * Ho + oy) * Wo + ox
                         if pos[i] < 0:
                             pos[i] = nt
@@ -588,7 +595,8 @@ def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, r
             for t in range(nt):
                 i = touched[t]
                 if not over:
-                    tmp[0] = _pool_value(i, geo, div, count, Yc, r, x, inpos, in_val, True)
+                    tmp[0] = _pool_value(i, cout[i, 0], cout[i, 1], cout[i, 2], geo, div, count,
+                                         Yc, r, x, inpos, in_val, True)
                     if tmp[0] != Uc[x, i]:
                         if cnt < room:
                             out_idx[base + cnt] = i

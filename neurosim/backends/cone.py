@@ -73,6 +73,7 @@ class _Stage:
     count: "np.ndarray | None" = None
     inverse: "np.ndarray | None" = None
     fanout: int = 1
+    tables: tuple = ()     # pooling: (cin, cout, wy, wx), see kernels.cone.pool_sparse
 
 
 @dataclass
@@ -87,7 +88,7 @@ class ConeSpec:
     hwc: list              # whether whole rows go through channels-last patches
     channel_bias: list     # conv per-channel bias (None for dense)
     fanout: list           # conv: the most outputs one input feeds
-    taps: list             # conv: (tap_y, ny, tap_x, nx), see kernels.cone.axis_taps
+    taps: list             # conv: (cin, tap_y, ny, tap_x, nx), see kernels.cone.conv_sparse
     stages: list           # per layer: list of _Stage
 
 
@@ -114,7 +115,11 @@ def _pool_stage(t, dtype) -> _Stage:
             raise TypeError(t)
         geo = [C_, H, W, ho, wo, kh, kw, sh, sw, pt, pl, mode]
     geo = np.asarray(geo, dtype=np.int64)
-    return _Stage("pool", t, geo, div, np.ascontiguousarray(count), fanout=C.pool_fanout(geo))
+    _, _, _, ho, wo, kh, kw, sh, sw, pt, pl, _ = (int(v) for v in geo)
+    tables = (C.coords((C_, H, W)), C.coords((C_, ho, wo)), C.pool_windows(H, ho, kh, sh, pt),
+              C.pool_windows(W, wo, kw, sw, pl))
+    return _Stage("pool", t, geo, div, np.ascontiguousarray(count), fanout=C.pool_fanout(geo),
+                  tables=tables)
 
 
 def cone_spec(plan) -> ConeSpec:
@@ -139,9 +144,10 @@ def cone_spec(plan) -> ConeSpec:
             kernels_hwc.append(C.conv_kernel_hwc(layer.K.astype(plan.dtype), layer.groups))
             hwc.append(Cin // layer.groups >= HWC_CHANNELS)
             biases.append(np.ascontiguousarray(plan.b[l - 1].reshape(Co, ho * wo)[:, 0]))
-            taps.append(C.axis_taps(H, ho, kh, sh, pt, dh) + C.axis_taps(W, wo, kw, sw, pl, dw))
-            fanouts.append((Co // layer.groups) * int(taps[-1][1].max(initial=0))
-                           * int(taps[-1][3].max(initial=0)))
+            taps.append((C.coords(layer.in_shape),) + C.axis_taps(H, ho, kh, sh, pt, dh)
+                        + C.axis_taps(W, wo, kw, sw, pl, dw))
+            fanouts.append((Co // layer.groups) * int(taps[-1][2].max(initial=0))
+                           * int(taps[-1][4].max(initial=0)))
         else:
             kinds.append("dense")
             geos.append(None)
@@ -389,7 +395,8 @@ def _stage_step(stage: _Stage, st: _Rows, Yc, Uc, row_input) -> _Rows:
     out_cnt = np.zeros(st.n, dtype=np.int64)
     if sparse.size:
         C.pool_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Yc, Uc, stage.geo, stage.div,
-                      stage.count, row_input, out_ptr, room, out_idx, out_val, out_cnt,
+                      stage.count, *stage.tables, row_input, out_ptr, room, out_idx, out_val,
+                      out_cnt,
                       _n_chunks(sparse.size))
     # Rows already whole, and rows whose changes outgrew a list: the dense path.
     redo = np.sort(np.concatenate([np.flatnonzero(st.status == DENSE_),
