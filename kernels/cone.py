@@ -41,7 +41,7 @@ from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, REC_CRASH, REC_TIL
 from neurosim.kernels.propagate import _act
 
 __all__ = ["POOL_MAX", "POOL_AVG", "POOL_AVG_VALID", "conv_sparse", "conv_dense",
-           "conv_dense_serial", "conv_kernel_hwc",
+           "dense_rows", "conv_kernel_hwc",
            "conv_finish_dense", "pool_sparse", "sparsify", "densify", "axis_taps", "coords",
            "pool_windows",
            "pool_fanout"]
@@ -434,7 +434,7 @@ def conv_dense(Y, Kf, K2, bias, geo, hwc):
     than a direct convolution here, channels-last patches another 1.3x from 8 channels up.
 
     BLAS is called from the parallel rows, so it must run single-threaded (the numba
-    backend's session sees to it; elsewhere use :func:`conv_dense_serial`, the same numbers).
+    backend's session, ``one_blas_thread``, sees to it).
     """
     Z, Km, lo, hi, KK = _conv_setup(Y, Kf, geo)
     n_rows = Y.shape[0]
@@ -449,13 +449,21 @@ def conv_dense(Y, Kf, K2, bias, geo, hwc):
     return Z
 
 
-@njit(cache=True)
-def conv_dense_serial(Y, Kf, K2, bias, geo, hwc):
-    """:func:`conv_dense` without parallel rows (BLAS may use its own threads): for calls
-    outside the numba backend's session."""
-    Z, Km, lo, hi, KK = _conv_setup(Y, Kf, geo)
-    cols, zg, Yh = _conv_buffers(Y, geo, KK, hwc)
-    _conv_rows(Y, Z, Km, K2, bias, geo, lo, hi, 0, Y.shape[0], cols, zg, Yh, hwc)
+@njit(cache=True, parallel=True)
+def dense_rows(Y, W, b):
+    """``Z[r] = W Y[r] + b`` row by row (a matrix-vector product each, in parallel over rows):
+    each row's numbers depend on that row alone, unlike a matrix product over all rows,
+    whose rounding moves with the number of rows (BLAS blocks them). Call it with BLAS on one
+    thread, as :func:`conv_dense`."""
+    Z = np.empty((Y.shape[0], W.shape[0]), dtype=Y.dtype)
+    n_chunks = max(1, min(Y.shape[0], 64))
+    per = (Y.shape[0] + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        z = np.empty(W.shape[0], dtype=Y.dtype)
+        for r in range(ch * per, min(Y.shape[0], (ch + 1) * per)):
+            np.dot(W, Y[r], z)
+            for i in range(W.shape[0]):
+                Z[r, i] = z[i] + b[i]
     return Z
 
 
@@ -505,7 +513,7 @@ def _pool_value(i, c, oy, ox, geo, div, count, src, r, x, inpos, in_val, sparse)
     by input, with the changed entries at ``in_val[inpos[j]]`` (``sparse`` True)."""
     H, W = geo[1], geo[2]
     kh, kw, sh, sw, pt, pl, mode = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
-    acc = div[0] * 0
+    acc = div[0] - div[0]  # zero in the dtype (an int literal would make it float64)
     first = True
     for ky in range(kh):
         iy = oy * sh - pt + ky

@@ -20,7 +20,6 @@ count, the chunk size or the other rows of a batch.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numba
@@ -46,15 +45,10 @@ SPARSE_, DENSE_, CLEAN_ = K.SPARSE, K.DENSE, K.CLEAN
 
 
 def _conv_dense(Y, spec, l):
-    """Whole rows through a conv layer. On the main thread, which the numba backend runs
-    inside its one-BLAS-thread session, the rows run in parallel (each calls BLAS); from
-    other threads (where that limit is not set) BLAS keeps its own threads and the rows run
-    one after another: the same numbers either way (each row is its own product)."""
-    args = (np.ascontiguousarray(Y), spec.kernel[l - 1], spec.kernel_hwc[l - 1],
-            spec.channel_bias[l - 1], spec.geo[l - 1], spec.hwc[l - 1])
-    if threading.current_thread() is threading.main_thread():
-        return C.conv_dense(*args)
-    return C.conv_dense_serial(*args)
+    """Whole rows through conv layer ``l`` (rows in parallel, each calling BLAS: the numba
+    backend runs this inside its one-BLAS-thread session)."""
+    return C.conv_dense(np.ascontiguousarray(Y), spec.kernel[l - 1], spec.kernel_hwc[l - 1],
+                        spec.channel_bias[l - 1], spec.geo[l - 1], spec.hwc[l - 1])
 
 
 def uses_cones(network) -> bool:
@@ -188,7 +182,7 @@ def _layer_forward(plan, spec: ConeSpec, l: int, U: np.ndarray) -> np.ndarray:
     """Pre-activations of layer l for whole rows ``U`` (after its transforms)."""
     if spec.kinds[l - 1] == "conv":
         return _conv_dense(U, spec, l)
-    return K.dense_forward(np.ascontiguousarray(U), plan.W[l - 1], plan.b[l - 1])
+    return C.dense_rows(np.ascontiguousarray(U), plan.W[l - 1], plan.b[l - 1])
 
 
 def clean_pass(plan, X, spec: ConeSpec):
@@ -460,7 +454,7 @@ def _dense_step(plan, cache, batch, l, st: _Rows, row_draw, row_input, has_l) ->
     Z = np.empty((st.n, plan.widths[l]), dtype=plan.dtype)
     dense = rows[st.status[rows] == DENSE_]
     if dense.size:
-        Z[dense] = K.dense_forward(st.Y[dense], W, b)
+        Z[dense] = C.dense_rows(st.Y[dense], W, b)
     Yprev = st.Y if st.Y is not None else np.empty((st.n, U_clean.shape[1]), plan.dtype)
     K.z_from_clean(Z, rows, st.status, Yprev, U_clean, cache.Z[l], W, row_input)
     K.finish_layer(Z, out.Y, rows, st.status, Yprev, U_clean, W, b, row_draw, row_input,

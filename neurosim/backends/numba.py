@@ -42,37 +42,38 @@ def _status(U: np.ndarray, U_clean: np.ndarray, sparse_limit: int) -> np.ndarray
 
 _CONTROLLER = []
 _SESSION = {"depth": 0, "limiter": None}
+_SESSION_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def one_blas_thread():
     """Context manager: BLAS on one thread while the Numba kernels run.
 
-    The kernels parallelize over rows with Numba's threads; OpenBLAS threads that spin after
-    each small matrix product would compete with them for the cores (3x slower here). Only a
-    process's main thread changes the limit (the first session sets it, the last to end
-    restores it; nested sessions cost nothing): OpenBLAS's thread count set from worker
-    threads whose calls overlap does not reliably come back, so blocks run by a thread pool
-    leave BLAS alone (the numbers do not depend on BLAS's thread count: tested). The library
-    scan is done once (it reads the process's memory map).
+    The kernels parallelize over rows with Numba's threads, and the conv kernels call BLAS
+    from those threads; OpenBLAS threads that spin after each small matrix product would
+    compete with them for the cores (3x slower here), and OpenBLAS's own threads inside a
+    parallel region may hang. The limit is process-wide: the first session to start (on any
+    thread) sets it and the last to end restores it, counted under a lock, so sessions that
+    overlap on several threads (a thread-pool runner) nest as on one; nested sessions cost
+    nothing. One thread also makes every matrix product's rounding independent of the
+    thread count. The library scan is done once (it reads the process's memory map).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if _SESSION["depth"] == 0:
-        if not _CONTROLLER:
-            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
+    with _SESSION_LOCK:
+        if _SESSION["depth"] == 0:
+            if not _CONTROLLER:
+                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls)
 
-            _CONTROLLER.append(ThreadpoolController())
-        _SESSION["limiter"] = _CONTROLLER[0].limit(limits=1, user_api="blas")
-    _SESSION["depth"] += 1
+                _CONTROLLER.append(ThreadpoolController())
+            _SESSION["limiter"] = _CONTROLLER[0].limit(limits=1, user_api="blas")
+        _SESSION["depth"] += 1
     try:
         yield
     finally:
-        _SESSION["depth"] -= 1
-        if _SESSION["depth"] == 0:
-            _SESSION["limiter"].restore_original_limits()
-            _SESSION["limiter"] = None
+        with _SESSION_LOCK:
+            _SESSION["depth"] -= 1
+            if _SESSION["depth"] == 0:
+                _SESSION["limiter"].restore_original_limits()
+                _SESSION["limiter"] = None
 
 
 @register_backend
