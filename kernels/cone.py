@@ -11,8 +11,9 @@ reaches:
   over the changed ``j``), the layer's own faults are added, and only the touched outputs go
   through the activation and the crashes; those that differ from the clean outputs are listed;
 * :func:`conv_dense` and :func:`conv_finish_dense`: the dense fallback for rows whose changes
-  cover much of the map: a direct convolution of whole rows (its inner loop runs along an
-  output row, contiguous in memory), then the faults, the activation and the crashes;
+  cover much of the map: im2col of whole rows and a matrix product (BLAS) per row, then the
+  faults, the activation and the crashes; :func:`dense_rows` is a fully connected layer row
+  by row;
 * :func:`pool_sparse`: max and average pooling (a global average pooling is an average over
   the whole map) of a sparse list: only the windows that contain a changed input are
   recomputed, in the same order of taps as :class:`neurosim.layers.MaxPool2d` and
@@ -29,7 +30,9 @@ sh, sw, pt, pl, dh, dw, groups]``; a pooling's is ``[C, H, W, Ho, Wo, kh, kw, sh
 mode]`` (``mode`` one of POOL_MAX, POOL_AVG (divide by the window size), POOL_AVG_VALID (by
 the taps inside the image)). Every kernel parallelizes over independent rows only (per-thread
 scratch arrays are reset after each row), takes every threshold as an argument and keeps no
-global state, so the numbers do not depend on the thread count or on how rows are chunked.
+global state, and computes each row on its own (BLAS, called per row from the parallel rows,
+must run on one thread: the numba backend's session sees to it), so a row's numbers do not
+depend on the thread count, on how rows are chunked or on the other rows.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
-from neurosim.kernels.propagate import _act
+from neurosim.kernels.activation import act as _act
 
 __all__ = ["POOL_MAX", "POOL_AVG", "POOL_AVG_VALID", "conv_sparse", "conv_dense",
            "dense_rows", "conv_kernel_hwc",
@@ -570,7 +573,6 @@ def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, c
     last window row / column holding input row ``iy`` / column ``ix`` (:func:`pool_windows`):
     tables instead of integer divisions, which cost more than the rest here."""
     C, H, W, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4]
-    kh, kw, sh, sw, pt, pl = geo[5], geo[6], geo[7], geo[8], geo[9], geo[10]
     n_in, n_out = C * H * W, C * Ho * Wo
     n_rows = rows.size
     per = (n_rows + n_chunks - 1) // n_chunks

@@ -26,54 +26,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-import math
 
+from neurosim.kernels.activation import act as _act
 from neurosim.kernels.codes import (
-    ACT_ELU, ACT_GELU, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_HARDTANH, ACT_IDENTITY,
-    ACT_LEAKY, ACT_RELU, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_TANH, CLEAN, CRASH_PAPER,
-    CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT, SPARSE,
+    ACT_IDENTITY, CLEAN, CRASH_PAPER, CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT,
+    SPARSE,
 )
 
 __all__ = ["CLEAN", "SPARSE", "DENSE", "ACT_IDENTITY", "z_from_clean", "finish_layer",
            "input_layer", "dense_forward", "activate"]
-
-
-@njit(cache=True, inline="always")
-def _sig(x):
-    if x >= 0:
-        return 1.0 / (1.0 + np.exp(-x))
-    e = np.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, inline="always")
-def _act(x, code, alpha, beta):
-    """phi(x) for activation ``code`` with parameters ``alpha, beta`` (see neurosim.activations)."""
-    if code == ACT_RELU:
-        return x if x > 0 else 0.0
-    if code == ACT_LEAKY:
-        return x if x >= 0 else alpha * x
-    if code == ACT_TANH:
-        return np.tanh(x)
-    if code == ACT_SIGMOID:
-        return _sig(x)
-    if code == ACT_SOFTPLUS:
-        return np.logaddexp(0.0, x)
-    if code == ACT_ELU:
-        return x if x > 0 else alpha * math.expm1(x)
-    if code == ACT_HARDTANH:
-        return min(max(x, alpha), beta)
-    if code == ACT_GELU:
-        return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
-    if code == ACT_GELU_TANH:
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
-    if code == ACT_SILU:
-        return x * _sig(x)
-    if code == ACT_HARDSWISH:
-        return x * min(max(x + 3.0, 0.0), 6.0) / 6.0
-    if code == ACT_HARDSIGMOID:
-        return min(max(alpha * x + beta, 0.0), 1.0)
-    return x
 
 
 @njit(cache=True, inline="always")

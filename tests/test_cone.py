@@ -25,7 +25,7 @@ from neurosim.faults import FaultModel, NeuronCrash, SynapseStuck
 from neurosim.kernels import cone as C
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, CRASH_STUCK
 from neurosim.layers import AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d
-from neurosim.network import Network, make_activation
+from neurosim.network import Network
 from neurosim.plan import build_plan
 from neurosim.sampler import RecordBuilder, sample_faults
 

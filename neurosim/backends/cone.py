@@ -6,16 +6,19 @@ input's cached clean ones: a *sparse* row is a list of ``(index, value)`` (the r
 reach, exactly), a *dense* row (its changes cover more than :data:`DENSE_FRACTION` of the map)
 is a whole activation vector, and a *clean* row is nothing at all. A conv layer scatters each
 changed input of a sparse row into the outputs it feeds (``kernels.cone.conv_sparse``); dense
-rows go through a direct convolution (``conv_dense``); poolings recompute only the windows
-that hold a change (``pool_sparse``); ``Flatten("chw")`` is free and ``Flatten("hwc")`` renames
-the indices. A row whose changes all vanish (under a ReLU, a max pooling) is clean again, and
-when no fault lies ahead it stops: its output is the clean one, exactly. Dense (fully connected)
-layers run as in the rest of the numba backend (whole rows, sparse column updates, BLAS).
+rows (and rows whose list outgrows the limit) go through im2col and BLAS (``conv_dense``);
+poolings recompute only the windows that hold a change (``pool_sparse``); ``Flatten("chw")``
+is free and ``Flatten("hwc")`` renames the indices; any other transform runs on whole rows. A
+row whose changes all vanish (under a ReLU, a max pooling) is clean again, and when no fault
+lies ahead it stops: its output is the clean one, exactly. Dense (fully connected) layers run
+as in the rest of the numba backend (whole rows, sparse column updates), with the whole rows'
+products row by row (``dense_rows``).
 
 Memory is bounded by the chunk of rows (:data:`CHUNK_BYTES`), never by a per-row copy of
-every layer's map: a sparse row holds its region only. Every row's numbers depend on that row
-alone (its own path through sparse and dense steps), so they do not depend on the thread
-count, the chunk size or the other rows of a batch.
+every layer's map: a sparse row holds its region only (at most :data:`DENSE_FRACTION` of the
+map). Every row's numbers depend on that row alone (its own path through sparse and dense
+steps, each row its own matrix product with BLAS on one thread), so they do not depend on the
+thread count, the chunk size, the calling thread or the other rows of a batch (tested).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ __all__ = ["DENSE_FRACTION", "CHUNK_BYTES", "ConeSpec", "cone_spec", "clean_pass
            "uses_cones"]
 
 #: A row whose changed activations exceed this fraction of a map goes whole (dense) into the
-#: next layer: the sparse scatter costs about this much more per multiply-add than the direct
-#: convolution (measured by ``benchmarks/bench_conv.py --calibrate`` on this project's machine).
+#: next layer (im2col + BLAS) instead of through the cone's scatter: chosen by measuring
+#: 0.05 - 1 on the benchmark models (``benchmarks/bench_conv.py --parts 4``).
 DENSE_FRACTION = 0.25
 #: Whole rows of a conv layer with at least this many input channels per group are gathered
 #: into patches channels-last (1.3x faster from 8 channels up; slower for 1-3 channels).
