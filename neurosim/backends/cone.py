@@ -36,9 +36,11 @@ __all__ = ["DENSE_FRACTION", "CHUNK_BYTES", "ConeSpec", "cone_spec", "clean_pass
            "uses_cones"]
 
 #: A row whose changed activations exceed this fraction of a map goes whole (dense) into the
-#: next layer (im2col + BLAS) instead of through the cone's scatter: chosen by measuring
-#: 0.05 - 1 on the benchmark models (``benchmarks/bench_conv.py --parts 4``).
-DENSE_FRACTION = 0.25
+#: next layer (im2col + BLAS) instead of through the cone's scatter. Measured on the benchmark
+#: models (``benchmarks/bench_conv.py --parts 4``): small maps do best with the scatter all the
+#: way (1.0), 32 x 32 maps at p = 1e-3 with 0.05 (15 % faster than 0.5); 0.5 is within 8 % of
+#: the best everywhere else.
+DENSE_FRACTION = 0.5
 #: Whole rows of a conv layer with at least this many input channels per group are gathered
 #: into patches channels-last (1.3x faster from 8 channels up; slower for 1-3 channels).
 HWC_CHANNELS = 8

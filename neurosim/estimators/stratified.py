@@ -42,12 +42,21 @@ from neurosim.sampler import FaultGroup, records_from_positions, sample_faults
 from neurosim.stats import cp_lower, cp_upper
 
 __all__ = ["StratifiedEstimator", "StrataCounts", "count_distribution", "composition_weights",
-           "n_patterns", "sample_counts_given_k", "SEED_TAG"]
+           "n_patterns", "sample_counts_given_k", "SEED_TAG", "ROW_MACS", "row_cost"]
 
 #: Tag in the seed of the conditional draws (so they never share a stream with simulate's blocks).
 SEED_TAG = 0x5EED
 #: Rows (pattern, input) per task.
 TASK_ROWS = 1 << 16
+#: A row of a network with at most this many multiply-adds counts once in ``work_budget``
+#: (the bundled dense and conv digits models are below it); larger ones count in proportion.
+ROW_MACS = 100_000
+
+
+def row_cost(network) -> float:
+    """How many budget rows one row of ``network`` counts (:data:`ROW_MACS`)."""
+    macs = sum(int(layer.n_connections) for layer in network.layers)
+    return max(1.0, macs / ROW_MACS)
 
 
 # --- exact K distribution -------------------------------------------------------------------------
@@ -356,6 +365,10 @@ class StratifiedEstimator:
         Conditional fault draws per input in each sampled stratum (first round).
     work_budget : int
         Most (pattern, input) rows evaluated exactly per stratum; larger strata are sampled.
+        A row of a network with more than :data:`ROW_MACS` multiply-adds per forward pass
+        counts as that many times more rows (a 3 x 32 x 32 VGG-style row as about 90): the
+        budget is work, the same for every network, and its choice depends on nothing but
+        the network (never on timings), so results stay reproducible.
     tail_target : float, optional
         ``k_max`` is the smallest k with ``P(K > k) <= tail_fraction * tail_target``; by default
         the target is the exactly computed part of the estimate (the k = 1 stratum).
@@ -409,6 +422,7 @@ class StratifiedEstimator:
             k_cap = int(math.ceil(mean_k + 12 * math.sqrt(mean_k) + 12))
         k_cap = min(k_cap, n_sites)
         pmf, _ = count_distribution(groups, max(k_cap, 1))
+        cost = row_cost(plan.network)
         strata: list[Stratum] = []
         sampled: list[tuple[Stratum, dict]] = []
         counts = StrataCounts.empty()
@@ -429,7 +443,7 @@ class StratifiedEstimator:
                 prob = float(pmf[1] * w)
                 n_pat = group.n * group.n_outcomes
                 label = f"{group.kind} {group.key[1]}"
-                if n_pat * m <= self.work_budget:
+                if n_pat * m * cost <= self.work_budget:
                     st = Stratum(1, label, prob, "exact", 0.0, 0.0, 0.0, rows=n_pat * m,
                                  patterns=n_pat)
                     singles.append((st, gi))
@@ -461,7 +475,7 @@ class StratifiedEstimator:
                 pmf, _ = count_distribution(groups, k)
             prob = float(pmf[k])
             n_pat = n_patterns(groups, k)
-            if n_pat * m <= self.work_budget:
+            if n_pat * m * cost <= self.work_budget:
                 patterns, weights = _enumerate_patterns(groups, k)
                 positions, outcomes = _positions_for_patterns(groups, patterns)
                 tasks.exact[k] = (records_from_positions(plan, positions, len(patterns),
