@@ -466,3 +466,34 @@ def test_stratified_estimate_on_conv_agrees_across_backends_and_skips_soundly():
                 assert sum(m.sum() for m in est.tasks.skip.values()) > 0
     assert fails["numba", True] == fails["numba", False] == fails["numpy", True]
     assert max(fails["numba", True]) > 0
+
+
+def test_sampled_single_crash_strata_skip_only_rows_that_cannot_fail(monkeypatch):
+    """With the single faults sampled (a work budget of 1 row), rows whose crash the Prop. 2
+    mask says cannot fail are not propagated: the counts are those of propagating them all,
+    and fewer rows are evaluated."""
+    from neurosim.estimators import stratified
+    from neurosim.estimators.stratified import StratifiedEstimator
+    from neurosim.runners import SerialRunner
+
+    net = _vgg(np.float64)
+    X = np.random.default_rng(6).random((5, 2 * 12 * 12))
+    plan = build_plan(net, NeuronCrash(3e-4))
+    backend = get_backend("numba")
+    cache = backend.clean_cache(plan, X)
+    out = {}
+    for skip in (True, False):
+        if not skip:
+            monkeypatch.setattr(stratified._Tasks, "_provably_harmless",
+                                lambda self, spec, batch, row_input:
+                                np.zeros(batch.n_draws, dtype=bool))
+        est = StratifiedEstimator(plan, backend, cache, None, metric="flip", eps=0.5,
+                                  n_samples=40, seed=2, work_budget=1)
+        with backend.session():
+            res = est.run(SerialRunner())
+        singles = [s for s in res.strata if s.k == 1]
+        assert singles and all(s.method == "sampled" for s in singles)
+        out[skip] = ([(s.fail_fraction, s.lower, s.upper) for s in singles], res.rows)
+    assert out[True][0] == out[False][0]
+    assert max(f for f, _, _ in out[True][0]) > 0
+    assert out[True][1] < out[False][1]

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln
 
+from neurosim.kernels.codes import REC_CRASH
 from neurosim.metrics import flip_margin, is_classification
 from neurosim.metrics import metric as metric_values
 from neurosim.results import StratifiedResult, Stratum
@@ -115,16 +116,20 @@ def _log_comb(n, k):
 def n_patterns(groups: list[FaultGroup], k: int) -> float:
     """Number of fault patterns with exactly k faulty sites (stuck sites count twice: 0 / max).
 
-    The coefficient of ``t^k`` in ``prod_g (1 + w_g t)^{n_g}`` (``w_g`` = 2 for stuck sites).
+    The coefficient of ``t^k`` in ``prod_g (1 + w_g t)^{n_g}`` (``w_g`` = 2 for stuck sites);
+    ``inf`` when it is beyond the float range (such a stratum is sampled, never enumerated).
     """
     poly = np.zeros(k + 1)
     poly[0] = 1.0
-    for g in groups:
-        j = np.arange(min(g.n, k) + 1)
-        w = float(g.n_outcomes)
-        coef = np.exp(_log_comb(g.n, j) + j * math.log(w))
-        poly = np.convolve(poly, coef)[: k + 1]
-    return float(poly[k]) if k < poly.size else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # inf is the right answer there
+        for g in groups:
+            j = np.arange(min(g.n, k) + 1)
+            w = float(g.n_outcomes)
+            coef = np.exp(_log_comb(g.n, j) + j * math.log(w))
+            poly = np.convolve(poly, coef)[: k + 1]
+    if k >= poly.size:
+        return 0.0
+    return float(poly[k]) if np.isfinite(poly[k]) else math.inf
 
 
 def sample_counts_given_k(groups: list[FaultGroup], ks: np.ndarray, rng) -> np.ndarray:
@@ -301,6 +306,25 @@ class _Tasks:
         counts = np.bincount(row_draw[fail], minlength=n_pat).astype(np.int64)
         return StrataCounts(frozenset((task,)), {("exact", k): counts}, {}, int(has.sum()))
 
+    def _provably_harmless(self, spec, batch, row_input) -> np.ndarray:
+        """Draws of a sampled single-crash stratum whose crash the Prop. 2 skip mask says
+        cannot fail (as the exact stratum skips them): no need to propagate them. With
+        ``eps <= 0`` every row fails, so none is skipped."""
+        out = np.zeros(batch.n_draws, dtype=bool)
+        fixed = spec.get("fixed")
+        if fixed is None or self.eps <= 0:
+            return out
+        nz = np.flatnonzero(fixed)
+        if nz.size != 1 or fixed[nz[0]] != 1 or int(nz[0]) not in self.skip:
+            return out
+        group = self.groups[int(nz[0])]
+        sel = (batch.kind == REC_CRASH) & (batch.layer == group.layer)
+        site = np.full(batch.n_draws, -1, dtype=np.int64)
+        site[batch.draw[sel]] = batch.out_start[sel]
+        ok = site >= 0
+        out[ok] = self.skip[int(nz[0])][row_input[ok], site[ok]]
+        return out
+
     def rounds_per_chunk(self) -> int:
         return max(1, TASK_ROWS // self.m)  # bounded memory however many draws are asked for
 
@@ -322,13 +346,14 @@ class _Tasks:
         row_draw = np.arange(n_draws, dtype=np.int64)
         row_input = row_draw % m
         has = batch.draw_has_fault
+        run = has & ~self._provably_harmless(spec, batch, row_input)
         fails = 0
-        if has.any():
-            fails = int(self._fail(batch, row_draw[has], row_input[has]).sum())
+        if run.any():
+            fails = int(self._fail(batch, row_draw[run], row_input[run]).sum())
         if self.eps <= 0:
             fails += int((~has).sum())
         return StrataCounts(frozenset((task,)), {("sampled", s): fails}, {("sampled", s): n_draws},
-                            int(has.sum()))
+                            int(run.sum()))
 
 
 def _enumerate_patterns(groups, k):
