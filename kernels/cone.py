@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from neurosim.errors import ValidationError
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
 from neurosim.kernels.activation import act as _act
 
@@ -163,7 +164,7 @@ def _touch(m, ppos, tlist, nt):
 
 
 @njit(cache=True, parallel=True)
-def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bias, geo,
+def _conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bias, geo,
                 cin, tap_y, ny, tap_x, nx, act_code, alpha, beta, row_draw, row_input, ptr, kind,
                 out_start, out_stop, in_start, in_stop, value, crash_mode, out_ptr, out_room,
                 out_idx, out_val, out_cnt, n_chunks):
@@ -425,7 +426,7 @@ def conv_kernel_hwc(K: np.ndarray, groups: int) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def conv_dense(Y, Kf, K2, bias, geo, hwc):
+def _conv_dense(Y, Kf, K2, bias, geo, hwc):
     """Pre-activations of whole rows: ``Z = conv(Y) + b``, by im2col and a matrix product.
 
     Row by row (in parallel over chunks of rows): the row's patches are gathered (``hwc``:
@@ -453,7 +454,7 @@ def conv_dense(Y, Kf, K2, bias, geo, hwc):
 
 
 @njit(cache=True, parallel=True)
-def dense_rows(Y, W, b):
+def _dense_rows(Y, W, b):
     """``Z[r] = W Y[r] + b`` row by row (a matrix-vector product each, in parallel over rows):
     each row's numbers depend on that row alone, unlike a matrix product over all rows,
     whose rounding moves with the number of rows (BLAS blocks them). Call it with BLAS on one
@@ -471,7 +472,7 @@ def dense_rows(Y, W, b):
 
 
 @njit(cache=True, parallel=True)
-def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw, ptr, kind,
+def _conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw, ptr, kind,
                       out_start, out_stop, in_start, in_stop, value, crash_mode):
     """Faults, activation and crashes of whole rows: ``Y[k] = phi(Z[k] + faults)`` (in place
     on ``Z``) for compact rows k whose inputs ``Yin[k]`` are whole too; ``row_draw[k]`` is the
@@ -547,7 +548,7 @@ def _pool_value(i, c, oy, ox, geo, div, count, src, r, x, inpos, in_val, sparse)
 
 
 @njit(cache=True, parallel=True)
-def pool_dense(Y, geo, div, count):
+def _pool_dense(Y, geo, div, count):
     """A max or average pooling of whole rows (the numba backend's clean and dense path)."""
     C, Ho, Wo = geo[0], geo[3], geo[4]
     n_rows = Y.shape[0]
@@ -562,7 +563,7 @@ def pool_dense(Y, geo, div, count):
 
 
 @njit(cache=True, parallel=True)
-def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, cin, cout, wy,
+def _pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, cin, cout, wy,
                 wx, row_input, out_ptr, out_room, out_idx, out_val, out_cnt, n_chunks):
     """A max or average pooling of sparse rows: the windows that hold a changed input are
     recomputed (:func:`_pool_value`, as :func:`pool_dense` computes them, so a window whose
@@ -621,7 +622,7 @@ def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, c
 
 
 @njit(cache=True, parallel=True)
-def sparsify(rows, Y, Yc, row_input, limit, out_ptr, out_idx, out_val, out_cnt):
+def _sparsify(rows, Y, Yc, row_input, limit, out_ptr, out_idx, out_val, out_cnt):
     """The entries of whole rows ``Y[k]`` (of rows ``rows[k]``) that differ from their clean
     ones, as sparse lists (room for ``limit`` each at ``out_ptr``); a row with more than
     ``limit`` changes gets ``out_cnt = -1`` (it stays whole)."""
@@ -643,7 +644,7 @@ def sparsify(rows, Y, Yc, row_input, limit, out_ptr, out_idx, out_val, out_cnt):
 
 
 @njit(cache=True, parallel=True)
-def densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y):
+def _densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y):
     """Whole rows ``Y[k]`` of sparse rows ``rows[k]``: the clean row with the changes."""
     n = Y.shape[1]
     for k in prange(rows.size):
@@ -653,3 +654,267 @@ def densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y):
             Y[k, j] = Yc[x, j]
         for e in range(in_ptr[r], in_ptr[r] + in_cnt[r]):
             Y[k, in_idx[e]] = in_val[e]
+
+
+# --- the public wrappers: check the arrays, allocate the outputs, call the kernels ------------
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check(owner: str, name: str, a, dtype=None, ndim=None, shape=None) -> None:
+    """Raise ValidationError unless ``a`` is a C-contiguous array as described."""
+    want = []
+    if dtype is not None:
+        want.append(str(np.dtype(dtype)))
+    if ndim is not None:
+        want.append(f"{ndim}-d")
+    if shape is not None:
+        want.append("of shape (" + ", ".join("n" if v is None else str(v) for v in shape) + ")")
+    ok = isinstance(a, np.ndarray) and a.flags.c_contiguous
+    if ok and dtype is not None:
+        ok = a.dtype == np.dtype(dtype)
+    if ok and ndim is not None:
+        ok = a.ndim == ndim
+    if ok and shape is not None:
+        ok = a.ndim == len(shape) and all(v is None or v == d for v, d in zip(shape, a.shape))
+    if not ok:
+        got = (f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
+               else type(a).__name__)
+        if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+            got += " (not C-contiguous)"
+        raise ValidationError(f"The '{name}' parameter of {owner} must be a C-contiguous "
+                              f"{' '.join(want) or 'array'}. Got {got} instead.")
+
+
+def _float_of(owner: str, name: str, a) -> np.dtype:
+    if not isinstance(a, np.ndarray) or a.dtype not in _FLOATS:
+        raise ValidationError(f"The '{name}' parameter of {owner} must be a float32 or float64 "
+                              f"array. Got {getattr(a, 'dtype', type(a).__name__)} instead.")
+    return a.dtype
+
+
+def _check_rows(owner, rows, n_rows):
+    _check(owner, "rows", rows, np.int64, 1)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValidationError(f"The 'rows' parameter of {owner} must hold row indices in "
+                              f"[0, {n_rows - 1}]. Got values in [{rows.min()}, {rows.max()}].")
+
+
+def _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in):
+    n_rows = in_ptr.shape[0] if isinstance(in_ptr, np.ndarray) else 0
+    _check(owner, "in_ptr", in_ptr, np.int64, 1)
+    _check(owner, "in_cnt", in_cnt, np.int64, 1, (n_rows,))
+    _check_rows(owner, rows, n_rows)
+    _check(owner, "in_idx", in_idx, np.int64, 1)
+    _check(owner, "in_val", in_val, dtype, 1, (in_idx.shape[0],))
+    if rows.size:
+        lo, hi = in_ptr[rows], in_ptr[rows] + in_cnt[rows]
+        if (lo < 0).any() or (in_cnt[rows] < 0).any() or (hi > in_idx.size).any():
+            raise ValidationError(f"The lists of {owner} (in_ptr, in_cnt) run outside in_idx "
+                                  f"({in_idx.size} entries).")
+        c = in_cnt[rows]
+        used = np.repeat(lo - (np.cumsum(c) - c), c) + np.arange(int(c.sum()))
+        if used.size and (in_idx[used].min() < 0 or in_idx[used].max() >= n_in):
+            raise ValidationError(f"The 'in_idx' parameter of {owner} must hold indices in "
+                                  f"[0, {n_in - 1}] in the rows' lists.")
+    return n_rows
+
+
+def _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
+             row_draw):
+    _check(owner, "ptr", ptr, np.int64, 1)
+    n = kind.shape[0] if isinstance(kind, np.ndarray) else 0
+    for name, a in (("kind", kind), ("out_start", out_start), ("out_stop", out_stop),
+                    ("in_start", in_start), ("in_stop", in_stop), ("crash_mode", crash_mode)):
+        _check(owner, name, a, np.int64, 1, (n,))
+    _check(owner, "value", value, None, 1, (n,))
+    _check(owner, "row_draw", row_draw, np.int64, 1)
+    if row_draw.size and (row_draw.min() < 0 or row_draw.max() >= ptr.size - 1):
+        raise ValidationError(f"The 'row_draw' parameter of {owner} must hold draws in "
+                              f"[0, {ptr.size - 2}].")
+
+
+def _reserve(rows, room, n_rows):
+    out_ptr = np.zeros(n_rows, dtype=np.int64)
+    r = room[rows]
+    out_ptr[rows] = np.cumsum(r) - r
+    total = int(r.sum())
+    return out_ptr, total
+
+
+def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bias, geo, cin,
+                tap_y, ny, tap_x, nx, act_code, alpha, beta, row_draw, row_input, ptr, kind,
+                out_start, out_stop, in_start, in_stop, value, crash_mode, out_room,
+                n_chunks):
+    """Checks the arrays, allocates each row's room (``out_room[r]`` entries) and runs
+    :func:`_conv_sparse` (see there). Returns ``(out_ptr, out_idx, out_val, out_cnt)``."""
+    owner = "conv_sparse"
+    dtype = _float_of(owner, "Yc", Yc)
+    _check(owner, "geo", geo, np.int64, 1, (15,))
+    C_, H, W, Co, Ho, Wo, kh, kw = (int(v) for v in geo[:8])
+    g = int(geo[14])
+    n_in, n_out = C_ * H * W, Co * Ho * Wo
+    n_rows = _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in)
+    _check(owner, "Yc", Yc, dtype, 2, (None, n_in))
+    m = Yc.shape[0]
+    _check(owner, "Zc", Zc, dtype, 2, (m, n_out))
+    _check(owner, "Yc_out", Yc_out, dtype, 2, (m, n_out))
+    _check(owner, "Kf", Kf, dtype, 1, (Co * (C_ // g) * kh * kw,))
+    _check(owner, "KT", KT, dtype, 1, (Kf.size,))
+    _check(owner, "bias", bias, dtype, 1, (Co,))
+    _check(owner, "cin", cin, np.int64, 2, (n_in, 3))
+    _check(owner, "tap_y", tap_y, np.int64, 3, (H, kh, 2))
+    _check(owner, "ny", ny, np.int64, 1, (H,))
+    _check(owner, "tap_x", tap_x, np.int64, 3, (W, kw, 2))
+    _check(owner, "nx", nx, np.int64, 1, (W,))
+    _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
+             row_draw)
+    _check(owner, "row_draw", row_draw, np.int64, 1, (n_rows,))
+    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    if row_input.size and (row_input.min() < 0 or row_input.max() >= m):
+        raise ValidationError(f"The 'row_input' parameter of {owner} must hold inputs in "
+                              f"[0, {m - 1}].")
+    _check(owner, "out_room", out_room, np.int64, 1, (n_rows,))
+    out_ptr, total = _reserve(rows, out_room, n_rows)
+    out_idx = np.empty(total, dtype=np.int64)
+    out_val = np.empty(total, dtype=dtype)
+    out_cnt = np.zeros(n_rows, dtype=np.int64)
+    if rows.size:
+        _conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bias, geo,
+                     cin, tap_y, ny, tap_x, nx, act_code, float(alpha), float(beta), row_draw,
+                     row_input, ptr, kind, out_start, out_stop, in_start, in_stop, value,
+                     crash_mode, out_ptr, out_room, out_idx, out_val, out_cnt,
+                     max(1, int(n_chunks)))
+    return out_ptr, out_idx, out_val, out_cnt
+
+
+def _check_conv(owner, Y, Kf, K2, bias, geo):
+    dtype = _float_of(owner, "Y", Y)
+    _check(owner, "geo", geo, np.int64, 1, (15,))
+    C_, H, W, Co, Ho, Wo, kh, kw = (int(v) for v in geo[:8])
+    g = int(geo[14])
+    _check(owner, "Y", Y, dtype, 2, (None, C_ * H * W))
+    _check(owner, "Kf", Kf, dtype, 1, (Co * (C_ // g) * kh * kw,))
+    _check(owner, "K2", K2, dtype, 3, (g, kh * kw * (C_ // g), Co // g))
+    _check(owner, "bias", bias, dtype, 1, (Co,))
+    return dtype, Co * Ho * Wo
+
+
+def conv_dense(Y, Kf, K2, bias, geo, hwc):
+    """Checks the arrays and runs :func:`_conv_dense` (see there): ``Z = conv(Y) + b``."""
+    _check_conv("conv_dense", Y, Kf, K2, bias, geo)
+    return _conv_dense(Y, Kf, K2, bias, geo, bool(hwc))
+
+
+def dense_rows(Y, W, b):
+    """Checks the arrays and runs :func:`_dense_rows`: ``Z[r] = W Y[r] + b`` row by row."""
+    dtype = _float_of("dense_rows", "Y", Y)
+    _check("dense_rows", "Y", Y, dtype, 2)
+    _check("dense_rows", "W", W, dtype, 2, (None, Y.shape[1]))
+    _check("dense_rows", "b", b, dtype, 1, (W.shape[0],))
+    return _dense_rows(Y, W, b)
+
+
+def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw, ptr, kind,
+                      out_start, out_stop, in_start, in_stop, value, crash_mode):
+    """Checks the arrays and runs :func:`_conv_finish_dense` (writes ``Z`` and ``Y``)."""
+    owner = "conv_finish_dense"
+    dtype = _float_of(owner, "Z", Z)
+    _check(owner, "geo", geo, np.int64, 1, (15,))
+    C_, H, W, Co, Ho, Wo = (int(v) for v in geo[:6])
+    n = Z.shape[0]
+    _check(owner, "Z", Z, dtype, 2, (n, Co * Ho * Wo))
+    _check(owner, "Y", Y, dtype, 2, (n, Co * Ho * Wo))
+    _check(owner, "Yin", Yin, dtype, 2, (n, C_ * H * W))
+    _check(owner, "bias", bias, dtype, 1, (Co,))
+    _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
+             row_draw)
+    _check(owner, "row_draw", row_draw, np.int64, 1, (n,))
+    _conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, float(alpha), float(beta), row_draw,
+                       ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode)
+
+
+def _check_pool(owner, name, Y, geo, div, count):
+    dtype = _float_of(owner, name, Y)
+    _check(owner, "geo", geo, np.int64, 1, (12,))
+    C_, H, W, Ho, Wo = (int(v) for v in geo[:5])
+    _check(owner, name, Y, dtype, 2, (None, C_ * H * W))
+    _check(owner, "div", div, dtype, 1, (1,))
+    _check(owner, "count", count, np.float64, 1)
+    if int(geo[11]) == POOL_AVG_VALID and count.size != C_ * Ho * Wo:
+        raise ValidationError(f"The 'count' parameter of {owner} must hold one divisor per "
+                              f"output ({C_ * Ho * Wo}). Got {count.size}.")
+    return dtype, C_ * H * W, C_ * Ho * Wo
+
+
+def pool_dense(Y, geo, div, count):
+    """Checks the arrays and runs :func:`_pool_dense`: the pooling of whole rows."""
+    _check_pool("pool_dense", "Y", Y, geo, div, count)
+    return _pool_dense(Y, geo, div, count)
+
+
+def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, cin, cout, wy,
+                wx, row_input, out_room, n_chunks):
+    """Checks the arrays, allocates each row's room and runs :func:`_pool_sparse` (see
+    there). Returns ``(out_ptr, out_idx, out_val, out_cnt)``."""
+    owner = "pool_sparse"
+    dtype, n_in, n_out = _check_pool(owner, "Yc", Yc, geo, div, count)
+    n_rows = _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in)
+    _check(owner, "Uc", Uc, dtype, 2, (Yc.shape[0], n_out))
+    H, W = int(geo[1]), int(geo[2])
+    _check(owner, "cin", cin, np.int64, 2, (n_in, 3))
+    _check(owner, "cout", cout, np.int64, 2, (n_out, 3))
+    _check(owner, "wy", wy, np.int64, 2, (H, 2))
+    _check(owner, "wx", wx, np.int64, 2, (W, 2))
+    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    if row_input.size and (row_input.min() < 0 or row_input.max() >= Yc.shape[0]):
+        raise ValidationError(f"The 'row_input' parameter of {owner} must hold inputs in "
+                              f"[0, {Yc.shape[0] - 1}].")
+    _check(owner, "out_room", out_room, np.int64, 1, (n_rows,))
+    out_ptr, total = _reserve(rows, out_room, n_rows)
+    out_idx = np.empty(total, dtype=np.int64)
+    out_val = np.empty(total, dtype=dtype)
+    out_cnt = np.zeros(n_rows, dtype=np.int64)
+    if rows.size:
+        _pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, cin, cout,
+                     wy, wx, row_input, out_ptr, out_room, out_idx, out_val, out_cnt,
+                     max(1, int(n_chunks)))
+    return out_ptr, out_idx, out_val, out_cnt
+
+
+def sparsify(rows, Y, Yc, row_input, limit):
+    """Checks the arrays and runs :func:`_sparsify` on whole rows ``Y[k]`` (of rows
+    ``rows[k]``): returns ``(out_ptr, out_idx, out_val, out_cnt)`` with room ``limit`` per
+    row (``out_cnt`` -1: more changes than that)."""
+    owner = "sparsify"
+    dtype = _float_of(owner, "Y", Y)
+    n = Yc.shape[1] if isinstance(Yc, np.ndarray) and Yc.ndim == 2 else -1
+    _check(owner, "Y", Y, dtype, 2, (None, n))
+    _check(owner, "Yc", Yc, dtype, 2, (None, n))
+    _check(owner, "row_input", row_input, np.int64, 1)
+    _check_rows(owner, rows, row_input.size)
+    if rows.size != Y.shape[0]:
+        raise ValidationError(f"The 'Y' parameter of {owner} must have one row per entry of "
+                              f"'rows' ({rows.size}). Got {Y.shape[0]}.")
+    limit = int(limit)
+    out_ptr = np.zeros(row_input.size, dtype=np.int64)
+    out_ptr[rows] = np.arange(rows.size, dtype=np.int64) * limit
+    out_idx = np.empty(rows.size * limit, dtype=np.int64)
+    out_val = np.empty(rows.size * limit, dtype=dtype)
+    out_cnt = np.zeros(row_input.size, dtype=np.int64)
+    if rows.size:
+        _sparsify(rows, Y, Yc, row_input, limit, out_ptr, out_idx, out_val, out_cnt)
+    return out_ptr, out_idx, out_val, out_cnt
+
+
+def densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input):
+    """Checks the arrays and runs :func:`_densify`: whole rows of the sparse rows ``rows``."""
+    owner = "densify"
+    dtype = _float_of(owner, "Yc", Yc)
+    _check(owner, "Yc", Yc, dtype, 2)
+    n_rows = _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, Yc.shape[1])
+    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    Y = np.empty((rows.size, Yc.shape[1]), dtype=dtype)
+    if rows.size:
+        _densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y)
+    return Y

@@ -169,17 +169,15 @@ def test_conv_sparse_matches_full_recomputation(case, dtype):
     for r in range(n_rows):
         Yin[r, idx[ptr[r]:ptr[r] + counts[r]]] = val[ptr[r]:ptr[r] + counts[r]]
     room = np.full(n_rows, layer.n_out, dtype=np.int64)
-    out_ptr = np.arange(n_rows, dtype=np.int64) * layer.n_out
-    out_idx = np.full(n_rows * layer.n_out, -1, dtype=np.int64)
-    out_val = np.zeros(n_rows * layer.n_out, dtype=dtype)
-    out_cnt = np.zeros(n_rows, dtype=np.int64)
     rows = np.arange(n_rows, dtype=np.int64)
     cols = (batch.kind, batch.out_start, batch.out_stop, batch.in_start, batch.in_stop,
             batch.value, batch.crash_mode)
-    C.conv_sparse(rows, ptr, counts, idx, val, Yc, Zc, Yc_out, spec.kernel[0],
-                  spec.kernel_t[0], spec.channel_bias[0], spec.geo[0], *spec.taps[0], code, a,
-                  bta, row_draw, row_input, batch.ptr[1], *cols, out_ptr, room, out_idx,
-                  out_val, out_cnt, 3)
+    layer_args = (Yc, Zc, Yc_out, spec.kernel[0], spec.kernel_t[0], spec.channel_bias[0],
+                  spec.geo[0], *spec.taps[0], code, a, bta)
+    out_ptr, out_idx, out_val, out_cnt = C.conv_sparse(
+        rows, ptr, counts, idx, val, *layer_args, row_draw, row_input, batch.ptr[1], *cols,
+        room, 3)
+    assert np.array_equal(out_ptr, rows * layer.n_out)
     ref = _reference(layer, Yin, batch, row_draw, dtype)
     tol = 1e-9 if dtype == np.float64 else 3e-5
     for r in range(n_rows):
@@ -194,17 +192,17 @@ def test_conv_sparse_matches_full_recomputation(case, dtype):
         moved = np.flatnonzero(np.abs(ref[r] - Yc_out[row_input[r]]) > 10 * tol)
         assert set(moved.tolist()) <= set(out_idx[sl].tolist())
     assert out_cnt.max() > 0 and (out_cnt == 0).any()  # both cases happened
-    # With too little room a row says so (-1) instead of writing past it.
+    # With too little room a row says so (-1) instead of writing past it: the rows that fit
+    # get the same lists.
     small = np.full(n_rows, 2, dtype=np.int64)
-    cnt2 = np.zeros(n_rows, dtype=np.int64)
-    buf_i = np.full(n_rows * layer.n_out, -7, dtype=np.int64)
-    C.conv_sparse(rows, ptr, counts, idx, val, Yc, Zc, Yc_out, spec.kernel[0],
-                  spec.kernel_t[0], spec.channel_bias[0], spec.geo[0], *spec.taps[0], code, a,
-                  bta, row_draw, row_input, batch.ptr[1], *cols, out_ptr, small, buf_i,
-                  out_val.copy(), cnt2, 2)
+    ptr2, idx2, val2, cnt2 = C.conv_sparse(
+        rows, ptr, counts, idx, val, *layer_args, row_draw, row_input, batch.ptr[1], *cols,
+        small, 2)
+    assert idx2.size == 2 * n_rows and np.array_equal(ptr2, rows * 2)
     assert np.array_equal(cnt2 == -1, out_cnt > 2)
-    for r in range(n_rows):  # nothing written beyond the room
-        assert np.all(buf_i[out_ptr[r] + 2:out_ptr[r] + layer.n_out] == -7)
+    for r in np.flatnonzero(cnt2 >= 0):
+        np.testing.assert_array_equal(idx2[ptr2[r]:ptr2[r] + cnt2[r]],
+                                      out_idx[out_ptr[r]:out_ptr[r] + out_cnt[r]])
 
 
 POOLS = [lambda: MaxPool2d(2), lambda: MaxPool2d(3, 2, 1), lambda: MaxPool2d((3, 2), (1, 2)),
@@ -235,14 +233,10 @@ def test_pooling_kernels_match_the_transforms(k, dtype):
     for r in range(n_rows):
         Yin[r, idx[ptr[r]:ptr[r] + counts[r]]] = val[ptr[r]:ptr[r] + counts[r]]
     whole = C.pool_dense(Yin, stage.geo, stage.div, stage.count)
-    out_ptr = np.arange(n_rows, dtype=np.int64) * t.n_out
     room = np.full(n_rows, t.n_out, dtype=np.int64)
-    out_idx = np.empty(n_rows * t.n_out, dtype=np.int64)
-    out_val = np.empty(n_rows * t.n_out, dtype=dtype)
-    out_cnt = np.zeros(n_rows, dtype=np.int64)
-    C.pool_sparse(np.arange(n_rows, dtype=np.int64), ptr, counts, idx, val, Yc, Uc, stage.geo,
-                  stage.div, stage.count, *stage.tables, row_input, out_ptr, room, out_idx,
-                  out_val, out_cnt, 3)
+    out_ptr, out_idx, out_val, out_cnt = C.pool_sparse(
+        np.arange(n_rows, dtype=np.int64), ptr, counts, idx, val, Yc, Uc, stage.geo, stage.div,
+        stage.count, *stage.tables, row_input, room, 3)
     for r in range(n_rows):
         got = Uc[row_input[r]].copy()
         sl = slice(out_ptr[r], out_ptr[r] + out_cnt[r])
@@ -264,15 +258,34 @@ def test_sparsify_and_densify_round_trip():
     Y[1, :] += 1.0  # every entry changed
     Y[3, 39] = -2.0  # row 2 unchanged
     rows = np.arange(4, dtype=np.int64)
-    ptr = rows * 10
-    idx, val = np.empty(40, np.int64), np.empty(40)
-    cnt = np.zeros(4, np.int64)
-    C.sparsify(rows, Y, Yc, row_input, 10, ptr, idx, val, cnt)
+    ptr, idx, val, cnt = C.sparsify(rows, Y, Yc, row_input, 10)
     assert cnt.tolist() == [2, -1, 0, 1]
-    back = np.empty((3, 40))
     keep = np.array([0, 2, 3], dtype=np.int64)
-    C.densify(keep, ptr, cnt, idx, val, Yc, row_input, back)
-    np.testing.assert_array_equal(back, Y[keep])
+    np.testing.assert_array_equal(C.densify(keep, ptr, cnt, idx, val, Yc, row_input), Y[keep])
+
+
+def test_the_kernel_wrappers_refuse_bad_arrays():
+    """Each public wrapper names the parameter and says what it expected (the private
+    kernels would read out of bounds)."""
+    layer = _layer(1)
+    plan, spec = _spec(layer, np.float64)
+    args = (spec.kernel[0], spec.kernel_hwc[0], spec.channel_bias[0], spec.geo[0], False)
+    X = np.zeros((2, layer.n_in))
+    with pytest.raises(ValidationError, match="'Y' parameter of conv_dense .* shape \\(n, 288\\)"):
+        C.conv_dense(X[:, :-1].copy(), *args)
+    with pytest.raises(ValidationError, match="'Kf' parameter of conv_dense .* float64"):
+        C.conv_dense(X, spec.kernel[0].astype(np.float32), *args[1:])
+    with pytest.raises(ValidationError, match="C-contiguous"):
+        C.conv_dense(np.asfortranarray(np.zeros((3, layer.n_in))), *args)
+    Yc = np.zeros((2, 40))
+    with pytest.raises(ValidationError, match="'rows' parameter of sparsify .* \\[0, 1\\]"):
+        C.sparsify(np.array([0, 5]), Yc, Yc, np.zeros(2, np.int64), 4)
+    with pytest.raises(ValidationError, match="in_idx"):
+        C.densify(np.array([0]), np.zeros(1, np.int64), np.array([1]), np.array([40]),
+                  np.zeros(1), Yc, np.zeros(1, np.int64))
+    with pytest.raises(ValidationError, match="run outside in_idx"):
+        C.densify(np.array([0]), np.zeros(1, np.int64), np.array([3]), np.array([1]),
+                  np.zeros(1), Yc, np.zeros(1, np.int64))
 
 
 @pytest.mark.parametrize("size,out,kernel,stride,pad,dil", [

@@ -248,12 +248,7 @@ def _from_lists(rows: np.ndarray, st: _Rows, width: int, limit: int, out_ptr, ou
     if rows.size:
         _set_lists(new, rows[out_cnt[rows] > 0], out_ptr, out_cnt, out_idx, out_val)
     if dense_rows is not None and dense_rows.size:
-        ptr = np.zeros(st.n, dtype=np.int64)
-        ptr[dense_rows] = np.arange(dense_rows.size, dtype=np.int64) * limit
-        cnt = np.zeros(st.n, dtype=np.int64)
-        idx = np.empty(dense_rows.size * limit, dtype=np.int64)
-        val = np.empty(dense_rows.size * limit, dtype=st.dtype)
-        C.sparsify(dense_rows, dense_Y, Yc, row_input, limit, ptr, idx, val, cnt)
+        ptr, idx, val, cnt = C.sparsify(dense_rows, dense_Y, Yc, row_input, limit)
         c = cnt[dense_rows]
         stay = c < 0
         if stay.any():
@@ -278,9 +273,7 @@ def _whole_inputs(st: _Rows, rows: np.ndarray, Yc, row_input) -> np.ndarray:
     if dense.any():
         out[dense] = st.D[st.slot[rows[dense]]]
     if (~dense).any():
-        tmp = np.empty((int((~dense).sum()), st.width), dtype=st.dtype)
-        C.densify(rows[~dense], st.ptr, st.cnt, st.idx, st.val, Yc, row_input, tmp)
-        out[~dense] = tmp
+        out[~dense] = C.densify(rows[~dense], st.ptr, st.cnt, st.idx, st.val, Yc, row_input)
     return out
 
 
@@ -311,14 +304,6 @@ def _append_lists(new: _Rows, rows, ptr, cnt, idx, val) -> None:
     new.status[rows] = SPARSE_
 
 
-def _reserve(rows, bound):
-    """Output room for each row: ``out_ptr`` and the total."""
-    out_ptr = np.zeros(bound.shape[0], dtype=np.int64)
-    b = bound[rows]
-    out_ptr[rows] = np.cumsum(b) - b
-    return out_ptr, int(b.sum())
-
-
 def _touches(batch, l: int) -> np.ndarray:
     """Per draw: how many outputs layer l's records address (a tile record its rows)."""
     sl = slice(int(batch.ptr[l][0]), int(batch.ptr[l][-1]))
@@ -335,9 +320,7 @@ def _to_full(st: _Rows, Yc, row_input) -> _Rows:
     Y = np.empty((st.n, st.width), dtype=st.dtype)
     sparse = np.flatnonzero(st.status == SPARSE_)
     if sparse.size:
-        tmp = np.empty((sparse.size, st.width), dtype=st.dtype)
-        C.densify(sparse, st.ptr, st.cnt, st.idx, st.val, Yc, row_input, tmp)
-        Y[sparse] = tmp
+        Y[sparse] = C.densify(sparse, st.ptr, st.cnt, st.idx, st.val, Yc, row_input)
     dense = np.flatnonzero(st.status == DENSE_)
     if dense.size:
         Y[dense] = st.D[st.slot[dense]]
@@ -388,15 +371,9 @@ def _stage_step(stage: _Stage, st: _Rows, Yc, Uc, row_input) -> _Rows:
     limit = _limit(width)
     sparse = np.flatnonzero(st.status == SPARSE_)
     room = np.minimum(np.minimum(st.cnt * stage.fanout, width), limit)
-    out_ptr, total = _reserve(sparse, room)
-    out_idx = np.empty(total, dtype=np.int64)
-    out_val = np.empty(total, dtype=st.dtype)
-    out_cnt = np.zeros(st.n, dtype=np.int64)
-    if sparse.size:
-        C.pool_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Yc, Uc, stage.geo, stage.div,
-                      stage.count, *stage.tables, row_input, out_ptr, room, out_idx, out_val,
-                      out_cnt,
-                      _n_chunks(sparse.size))
+    out_ptr, out_idx, out_val, out_cnt = C.pool_sparse(
+        sparse, st.ptr, st.cnt, st.idx, st.val, Yc, Uc, stage.geo, stage.div, stage.count,
+        *stage.tables, row_input, room, _n_chunks(sparse.size))
     # Rows already whole, and rows whose changes outgrew a list: the dense path.
     redo = np.sort(np.concatenate([np.flatnonzero(st.status == DENSE_),
                                    sparse[out_cnt[sparse] < 0]]))
@@ -425,14 +402,9 @@ def _conv_step(plan, spec, cache, batch, l, st: _Rows, row_draw, row_input, has_
     sparse = np.flatnonzero((st.status == SPARSE_) | ((st.status == CLEAN_) & has_l[row_draw]))
     room = np.minimum(np.minimum(st.cnt * spec.fanout[l - 1] + touches_l[row_draw], width),
                       limit)
-    out_ptr, total = _reserve(sparse, room)
-    out_idx = np.empty(total, dtype=np.int64)
-    out_val = np.empty(total, dtype=plan.dtype)
-    out_cnt = np.zeros(st.n, dtype=np.int64)
-    if sparse.size:
-        C.conv_sparse(sparse, st.ptr, st.cnt, st.idx, st.val, Uc, Zc, Yc_out, Kf, KT, bc, geo,
-                      *spec.taps[l - 1], *act, row_draw, row_input, p, *cols, out_ptr, room,
-                      out_idx, out_val, out_cnt, _n_chunks(sparse.size))
+    out_ptr, out_idx, out_val, out_cnt = C.conv_sparse(
+        sparse, st.ptr, st.cnt, st.idx, st.val, Uc, Zc, Yc_out, Kf, KT, bc, geo,
+        *spec.taps[l - 1], *act, row_draw, row_input, p, *cols, room, _n_chunks(sparse.size))
     # Rows already whole, and rows whose changes outgrew a list: the dense path.
     redo = np.sort(np.concatenate([np.flatnonzero(st.status == DENSE_),
                                    sparse[out_cnt[sparse] < 0]]))
@@ -530,9 +502,7 @@ def _chunk(plan, spec, cache, batch, row_draw, row_input, has, touches):
     dense = rows[st.status[rows] == DENSE_]
     pos = np.searchsorted(rows, sparse)
     if sparse.size:
-        tmp = np.empty((sparse.size, plan.widths[-1]), dtype=plan.dtype)
-        C.densify(sparse, st.ptr, st.cnt, st.idx, st.val, cache.Y[L], row_input, tmp)
-        values[pos] = tmp
+        values[pos] = C.densify(sparse, st.ptr, st.cnt, st.idx, st.val, cache.Y[L], row_input)
     if dense.size:
         values[np.searchsorted(rows, dense)] = st.D[st.slot[dense]]
     return rows, values
