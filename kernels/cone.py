@@ -659,10 +659,21 @@ def _densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y):
 # --- the public wrappers: check the arrays, allocate the outputs, call the kernels ------------
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_I64 = np.dtype(np.int64)
 
 
 def _check(owner: str, name: str, a, dtype=None, ndim=None, shape=None) -> None:
-    """Raise ValidationError unless ``a`` is a C-contiguous array as described."""
+    """Raise ValidationError unless ``a`` is a C-contiguous array as described (the message
+    is built only on failure: this runs on every kernel call)."""
+    ok = isinstance(a, np.ndarray) and a.flags.c_contiguous
+    if ok and dtype is not None:
+        ok = a.dtype == dtype
+    if ok and ndim is not None:
+        ok = a.ndim == ndim
+    if ok and shape is not None:
+        ok = a.ndim == len(shape) and all(v is None or v == d for v, d in zip(shape, a.shape))
+    if ok:
+        return
     want = []
     if dtype is not None:
         want.append(str(np.dtype(dtype)))
@@ -670,20 +681,44 @@ def _check(owner: str, name: str, a, dtype=None, ndim=None, shape=None) -> None:
         want.append(f"{ndim}-d")
     if shape is not None:
         want.append("of shape (" + ", ".join("n" if v is None else str(v) for v in shape) + ")")
-    ok = isinstance(a, np.ndarray) and a.flags.c_contiguous
-    if ok and dtype is not None:
-        ok = a.dtype == np.dtype(dtype)
-    if ok and ndim is not None:
-        ok = a.ndim == ndim
-    if ok and shape is not None:
-        ok = a.ndim == len(shape) and all(v is None or v == d for v, d in zip(shape, a.shape))
-    if not ok:
-        got = (f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
-               else type(a).__name__)
-        if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
-            got += " (not C-contiguous)"
-        raise ValidationError(f"The '{name}' parameter of {owner} must be a C-contiguous "
-                              f"{' '.join(want) or 'array'}. Got {got} instead.")
+    got = (f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
+           else type(a).__name__)
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        got += " (not C-contiguous)"
+    raise ValidationError(f"The '{name}' parameter of {owner} must be a C-contiguous "
+                          f"{' '.join(want) or 'array'}. Got {got} instead.")
+
+
+@njit(cache=True)
+def _list_bounds(rows, in_ptr, in_cnt, n_idx):
+    """-1 if a row's list runs outside ``[0, n_idx)``, else the smallest and largest index
+    position used (0, -1 when the lists are empty)."""
+    lo, hi = n_idx, -1
+    for k in range(rows.size):
+        r = rows[k]
+        a, c = in_ptr[r], in_cnt[r]
+        if a < 0 or c < 0 or a + c > n_idx:
+            return -1, -1
+        if c:
+            lo = min(lo, a)
+            hi = max(hi, a + c - 1)
+    return lo, hi
+
+
+@njit(cache=True)
+def _index_range(rows, in_ptr, in_cnt, in_idx):
+    """The smallest and largest index in the rows' lists (0, -1 when empty)."""
+    lo, hi = 0, -1
+    first = True
+    for k in range(rows.size):
+        r = rows[k]
+        for e in range(in_ptr[r], in_ptr[r] + in_cnt[r]):
+            v = in_idx[e]
+            if first:
+                lo, hi, first = v, v, False
+            else:
+                lo, hi = min(lo, v), max(hi, v)
+    return lo, hi
 
 
 def _float_of(owner: str, name: str, a) -> np.dtype:
@@ -694,7 +729,7 @@ def _float_of(owner: str, name: str, a) -> np.dtype:
 
 
 def _check_rows(owner, rows, n_rows):
-    _check(owner, "rows", rows, np.int64, 1)
+    _check(owner, "rows", rows, _I64, 1)
     if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
         raise ValidationError(f"The 'rows' parameter of {owner} must hold row indices in "
                               f"[0, {n_rows - 1}]. Got values in [{rows.min()}, {rows.max()}].")
@@ -702,33 +737,32 @@ def _check_rows(owner, rows, n_rows):
 
 def _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in):
     n_rows = in_ptr.shape[0] if isinstance(in_ptr, np.ndarray) else 0
-    _check(owner, "in_ptr", in_ptr, np.int64, 1)
-    _check(owner, "in_cnt", in_cnt, np.int64, 1, (n_rows,))
+    _check(owner, "in_ptr", in_ptr, _I64, 1)
+    _check(owner, "in_cnt", in_cnt, _I64, 1, (n_rows,))
     _check_rows(owner, rows, n_rows)
-    _check(owner, "in_idx", in_idx, np.int64, 1)
+    _check(owner, "in_idx", in_idx, _I64, 1)
     _check(owner, "in_val", in_val, dtype, 1, (in_idx.shape[0],))
     if rows.size:
-        lo, hi = in_ptr[rows], in_ptr[rows] + in_cnt[rows]
-        if (lo < 0).any() or (in_cnt[rows] < 0).any() or (hi > in_idx.size).any():
+        lo, _ = _list_bounds(rows, in_ptr, in_cnt, in_idx.size)
+        if lo < 0:
             raise ValidationError(f"The lists of {owner} (in_ptr, in_cnt) run outside in_idx "
                                   f"({in_idx.size} entries).")
-        c = in_cnt[rows]
-        used = np.repeat(lo - (np.cumsum(c) - c), c) + np.arange(int(c.sum()))
-        if used.size and (in_idx[used].min() < 0 or in_idx[used].max() >= n_in):
+        a, b = _index_range(rows, in_ptr, in_cnt, in_idx)
+        if a < 0 or b >= n_in:
             raise ValidationError(f"The 'in_idx' parameter of {owner} must hold indices in "
-                                  f"[0, {n_in - 1}] in the rows' lists.")
+                                  f"[0, {n_in - 1}] in the rows' lists. Got [{a}, {b}].")
     return n_rows
 
 
 def _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
              row_draw):
-    _check(owner, "ptr", ptr, np.int64, 1)
+    _check(owner, "ptr", ptr, _I64, 1)
     n = kind.shape[0] if isinstance(kind, np.ndarray) else 0
     for name, a in (("kind", kind), ("out_start", out_start), ("out_stop", out_stop),
                     ("in_start", in_start), ("in_stop", in_stop), ("crash_mode", crash_mode)):
-        _check(owner, name, a, np.int64, 1, (n,))
+        _check(owner, name, a, _I64, 1, (n,))
     _check(owner, "value", value, None, 1, (n,))
-    _check(owner, "row_draw", row_draw, np.int64, 1)
+    _check(owner, "row_draw", row_draw, _I64, 1)
     if row_draw.size and (row_draw.min() < 0 or row_draw.max() >= ptr.size - 1):
         raise ValidationError(f"The 'row_draw' parameter of {owner} must hold draws in "
                               f"[0, {ptr.size - 2}].")
@@ -750,7 +784,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
     :func:`_conv_sparse` (see there). Returns ``(out_ptr, out_idx, out_val, out_cnt)``."""
     owner = "conv_sparse"
     dtype = _float_of(owner, "Yc", Yc)
-    _check(owner, "geo", geo, np.int64, 1, (15,))
+    _check(owner, "geo", geo, _I64, 1, (15,))
     C_, H, W, Co, Ho, Wo, kh, kw = (int(v) for v in geo[:8])
     g = int(geo[14])
     n_in, n_out = C_ * H * W, Co * Ho * Wo
@@ -762,19 +796,19 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
     _check(owner, "Kf", Kf, dtype, 1, (Co * (C_ // g) * kh * kw,))
     _check(owner, "KT", KT, dtype, 1, (Kf.size,))
     _check(owner, "bias", bias, dtype, 1, (Co,))
-    _check(owner, "cin", cin, np.int64, 2, (n_in, 3))
-    _check(owner, "tap_y", tap_y, np.int64, 3, (H, kh, 2))
-    _check(owner, "ny", ny, np.int64, 1, (H,))
-    _check(owner, "tap_x", tap_x, np.int64, 3, (W, kw, 2))
-    _check(owner, "nx", nx, np.int64, 1, (W,))
+    _check(owner, "cin", cin, _I64, 2, (n_in, 3))
+    _check(owner, "tap_y", tap_y, _I64, 3, (H, kh, 2))
+    _check(owner, "ny", ny, _I64, 1, (H,))
+    _check(owner, "tap_x", tap_x, _I64, 3, (W, kw, 2))
+    _check(owner, "nx", nx, _I64, 1, (W,))
     _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
              row_draw)
-    _check(owner, "row_draw", row_draw, np.int64, 1, (n_rows,))
-    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    _check(owner, "row_draw", row_draw, _I64, 1, (n_rows,))
+    _check(owner, "row_input", row_input, _I64, 1, (n_rows,))
     if row_input.size and (row_input.min() < 0 or row_input.max() >= m):
         raise ValidationError(f"The 'row_input' parameter of {owner} must hold inputs in "
                               f"[0, {m - 1}].")
-    _check(owner, "out_room", out_room, np.int64, 1, (n_rows,))
+    _check(owner, "out_room", out_room, _I64, 1, (n_rows,))
     out_ptr, total = _reserve(rows, out_room, n_rows)
     out_idx = np.empty(total, dtype=np.int64)
     out_val = np.empty(total, dtype=dtype)
@@ -790,7 +824,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
 
 def _check_conv(owner, Y, Kf, K2, bias, geo):
     dtype = _float_of(owner, "Y", Y)
-    _check(owner, "geo", geo, np.int64, 1, (15,))
+    _check(owner, "geo", geo, _I64, 1, (15,))
     C_, H, W, Co, Ho, Wo, kh, kw = (int(v) for v in geo[:8])
     g = int(geo[14])
     _check(owner, "Y", Y, dtype, 2, (None, C_ * H * W))
@@ -820,7 +854,7 @@ def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw,
     """Checks the arrays and runs :func:`_conv_finish_dense` (writes ``Z`` and ``Y``)."""
     owner = "conv_finish_dense"
     dtype = _float_of(owner, "Z", Z)
-    _check(owner, "geo", geo, np.int64, 1, (15,))
+    _check(owner, "geo", geo, _I64, 1, (15,))
     C_, H, W, Co, Ho, Wo = (int(v) for v in geo[:6])
     n = Z.shape[0]
     _check(owner, "Z", Z, dtype, 2, (n, Co * Ho * Wo))
@@ -829,14 +863,14 @@ def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw,
     _check(owner, "bias", bias, dtype, 1, (Co,))
     _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
              row_draw)
-    _check(owner, "row_draw", row_draw, np.int64, 1, (n,))
+    _check(owner, "row_draw", row_draw, _I64, 1, (n,))
     _conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, float(alpha), float(beta), row_draw,
                        ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode)
 
 
 def _check_pool(owner, name, Y, geo, div, count):
     dtype = _float_of(owner, name, Y)
-    _check(owner, "geo", geo, np.int64, 1, (12,))
+    _check(owner, "geo", geo, _I64, 1, (12,))
     C_, H, W, Ho, Wo = (int(v) for v in geo[:5])
     _check(owner, name, Y, dtype, 2, (None, C_ * H * W))
     _check(owner, "div", div, dtype, 1, (1,))
@@ -862,15 +896,15 @@ def pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, c
     n_rows = _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in)
     _check(owner, "Uc", Uc, dtype, 2, (Yc.shape[0], n_out))
     H, W = int(geo[1]), int(geo[2])
-    _check(owner, "cin", cin, np.int64, 2, (n_in, 3))
-    _check(owner, "cout", cout, np.int64, 2, (n_out, 3))
-    _check(owner, "wy", wy, np.int64, 2, (H, 2))
-    _check(owner, "wx", wx, np.int64, 2, (W, 2))
-    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    _check(owner, "cin", cin, _I64, 2, (n_in, 3))
+    _check(owner, "cout", cout, _I64, 2, (n_out, 3))
+    _check(owner, "wy", wy, _I64, 2, (H, 2))
+    _check(owner, "wx", wx, _I64, 2, (W, 2))
+    _check(owner, "row_input", row_input, _I64, 1, (n_rows,))
     if row_input.size and (row_input.min() < 0 or row_input.max() >= Yc.shape[0]):
         raise ValidationError(f"The 'row_input' parameter of {owner} must hold inputs in "
                               f"[0, {Yc.shape[0] - 1}].")
-    _check(owner, "out_room", out_room, np.int64, 1, (n_rows,))
+    _check(owner, "out_room", out_room, _I64, 1, (n_rows,))
     out_ptr, total = _reserve(rows, out_room, n_rows)
     out_idx = np.empty(total, dtype=np.int64)
     out_val = np.empty(total, dtype=dtype)
@@ -891,7 +925,7 @@ def sparsify(rows, Y, Yc, row_input, limit):
     n = Yc.shape[1] if isinstance(Yc, np.ndarray) and Yc.ndim == 2 else -1
     _check(owner, "Y", Y, dtype, 2, (None, n))
     _check(owner, "Yc", Yc, dtype, 2, (None, n))
-    _check(owner, "row_input", row_input, np.int64, 1)
+    _check(owner, "row_input", row_input, _I64, 1)
     _check_rows(owner, rows, row_input.size)
     if rows.size != Y.shape[0]:
         raise ValidationError(f"The 'Y' parameter of {owner} must have one row per entry of "
@@ -913,7 +947,7 @@ def densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input):
     dtype = _float_of(owner, "Yc", Yc)
     _check(owner, "Yc", Yc, dtype, 2)
     n_rows = _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, Yc.shape[1])
-    _check(owner, "row_input", row_input, np.int64, 1, (n_rows,))
+    _check(owner, "row_input", row_input, _I64, 1, (n_rows,))
     Y = np.empty((rows.size, Yc.shape[1]), dtype=dtype)
     if rows.size:
         _densify(rows, in_ptr, in_cnt, in_idx, in_val, Yc, row_input, Y)

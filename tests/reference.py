@@ -152,3 +152,30 @@ def reference_word_flip(Q, mask, bits: int, step: int, magnitude_sign: int) -> n
         else:
             out[idx] = step * _unword(s, signed=True)
     return out
+
+
+def reference_layer_rows(layer, Yin, batch, l: int, rows_draw) -> np.ndarray:
+    """Layer ``l`` of each row in full, from its whole input ``Yin[r]``, in float64:
+    ``phi(A_d y + b)`` with draw d's records written into the unfolded matrix ``A``, then the
+    crashes (the reference of the cone kernels, ``kernels/cone.py``)."""
+    A = layer.dense_matrix().astype(np.float64)
+    b = layer.bias.astype(np.float64)
+    act = layer.activation
+    out = np.empty((Yin.shape[0], layer.n_out))
+    for r, d in enumerate(rows_draw):
+        sl = batch.records(l, int(d))
+        Ad = A.copy()
+        for f in range(sl.start, sl.stop):
+            if batch.kind[f] == 1:
+                Ad[batch.out_start[f], batch.in_start[f]] = batch.value[f]
+            elif batch.kind[f] == 2:
+                Ad[batch.out_start[f]:batch.out_stop[f], batch.in_start[f]:batch.in_stop[f]] = 0
+        y = act(Ad @ Yin[r].astype(np.float64) + b)
+        for f in range(sl.start, sl.stop):
+            if batch.kind[f] == 0:
+                i = batch.out_start[f]
+                mode = batch.crash_mode[f]
+                y[i] = 0.0 if mode == CRASH_SILENT else (
+                    act(np.array([b[i]]))[0] if mode == CRASH_PAPER else batch.value[f])
+        out[r] = y
+    return out

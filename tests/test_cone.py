@@ -29,6 +29,7 @@ from neurosim.network import Network
 from neurosim.plan import build_plan
 from neurosim.sampler import RecordBuilder, sample_faults
 
+from reference import reference_layer_rows
 from test_conv_backends import CONV_SETTINGS
 
 ACTS = ["relu", "tanh", "leaky_relu", "gelu", "hardswish", "elu"]
@@ -77,32 +78,6 @@ def _records(layer: Conv2d, n_draws: int, rng) -> "object":
             rec.add_tile(1, [d], [a], [a + 7], [b], [b + 15])
         # kind 3: no records (only the input changes)
     return rec.build(n_draws, 1)
-
-
-def _reference(layer, Yin, batch, rows_draw, dtype):
-    """Each row in full: ``phi(A_d y + b)`` with the records written into ``A``, then the
-    crashes (what the NumPy backend does)."""
-    A = layer.dense_matrix().astype(np.float64)
-    b = layer.bias.astype(np.float64)
-    act = layer.activation
-    out = np.empty((Yin.shape[0], layer.n_out))
-    for r, d in enumerate(rows_draw):
-        sl = batch.records(1, int(d))
-        Ad = A.copy()
-        for f in range(sl.start, sl.stop):
-            if batch.kind[f] == 1:
-                Ad[batch.out_start[f], batch.in_start[f]] = batch.value[f]
-            elif batch.kind[f] == 2:
-                Ad[batch.out_start[f]:batch.out_stop[f], batch.in_start[f]:batch.in_stop[f]] = 0
-        y = act(Ad @ Yin[r].astype(np.float64) + b)
-        for f in range(sl.start, sl.stop):
-            if batch.kind[f] == 0:
-                i = batch.out_start[f]
-                mode = batch.crash_mode[f]
-                y[i] = 0.0 if mode == CRASH_SILENT else (
-                    act(np.array([b[i]]))[0] if mode == CRASH_PAPER else batch.value[f])
-        out[r] = y
-    return out
 
 
 @pytest.mark.parametrize("case", range(len(CONV_SETTINGS)))
@@ -178,7 +153,7 @@ def test_conv_sparse_matches_full_recomputation(case, dtype):
         rows, ptr, counts, idx, val, *layer_args, row_draw, row_input, batch.ptr[1], *cols,
         room, 3)
     assert np.array_equal(out_ptr, rows * layer.n_out)
-    ref = _reference(layer, Yin, batch, row_draw, dtype)
+    ref = reference_layer_rows(layer, Yin, batch, 1, row_draw)
     tol = 1e-9 if dtype == np.float64 else 3e-5
     for r in range(n_rows):
         got = Yc_out[row_input[r]].astype(np.float64).copy()
