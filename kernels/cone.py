@@ -755,7 +755,7 @@ def _check_lists(owner, rows, in_ptr, in_cnt, in_idx, in_val, dtype, n_in):
 
 
 def _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
-             row_draw):
+             row_draw, n_out, n_in):
     _check(owner, "ptr", ptr, _I64, 1)
     n = kind.shape[0] if isinstance(kind, np.ndarray) else 0
     for name, a in (("kind", kind), ("out_start", out_start), ("out_stop", out_stop),
@@ -766,6 +766,17 @@ def _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, cr
     if row_draw.size and (row_draw.min() < 0 or row_draw.max() >= ptr.size - 1):
         raise ValidationError(f"The 'row_draw' parameter of {owner} must hold draws in "
                               f"[0, {ptr.size - 2}].")
+    if ptr.size and (ptr[0] < 0 or ptr[-1] > n or (np.diff(ptr) < 0).any()):
+        raise ValidationError(f"The 'ptr' parameter of {owner} must be non-decreasing offsets "
+                              f"into the {n} records.")
+    sl = slice(int(ptr[0]), int(ptr[-1])) if ptr.size else slice(0, 0)
+    for name, a, hi in (("out_start", out_start, n_out - 1), ("out_stop", out_stop, n_out),
+                        ("in_start", in_start, n_in - 1), ("in_stop", in_stop, n_in)):
+        part = a[sl]
+        if part.size and (part.min() < 0 or part.max() > hi):
+            raise ValidationError(f"The '{name}' parameter of {owner} must hold values in "
+                                  f"[0, {hi}] for this layer's records. Got values in "
+                                  f"[{part.min()}, {part.max()}].")
 
 
 def _reserve(rows, room, n_rows):
@@ -802,7 +813,7 @@ def conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, bi
     _check(owner, "tap_x", tap_x, _I64, 3, (W, kw, 2))
     _check(owner, "nx", nx, _I64, 1, (W,))
     _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
-             row_draw)
+             row_draw, n_out, n_in)
     _check(owner, "row_draw", row_draw, _I64, 1, (n_rows,))
     _check(owner, "row_input", row_input, _I64, 1, (n_rows,))
     if row_input.size and (row_input.min() < 0 or row_input.max() >= m):
@@ -860,9 +871,10 @@ def conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw,
     _check(owner, "Z", Z, dtype, 2, (n, Co * Ho * Wo))
     _check(owner, "Y", Y, dtype, 2, (n, Co * Ho * Wo))
     _check(owner, "Yin", Yin, dtype, 2, (n, C_ * H * W))
+    _check(owner, "Kf", Kf, dtype, 1, (Co * (C_ // int(geo[14])) * int(geo[6]) * int(geo[7]),))
     _check(owner, "bias", bias, dtype, 1, (Co,))
     _records(owner, ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode,
-             row_draw)
+             row_draw, Co * Ho * Wo, C_ * H * W)
     _check(owner, "row_draw", row_draw, _I64, 1, (n,))
     _conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, float(alpha), float(beta), row_draw,
                        ptr, kind, out_start, out_stop, in_start, in_stop, value, crash_mode)

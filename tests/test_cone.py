@@ -258,6 +258,16 @@ def test_the_kernel_wrappers_refuse_bad_arrays():
     with pytest.raises(ValidationError, match="in_idx"):
         C.densify(np.array([0]), np.zeros(1, np.int64), np.array([1]), np.array([40]),
                   np.zeros(1), Yc, np.zeros(1, np.int64))
+    # A record that addresses an output the layer does not have.
+    batch = _records(layer, 4, np.random.default_rng(0))
+    bad = batch.out_start.copy()
+    bad[batch.ptr[1][0]] = layer.n_out + 5
+    Z = C.conv_dense(X, *args)
+    with pytest.raises(ValidationError, match="'out_start' parameter of conv_finish_dense"):
+        C.conv_finish_dense(Z, np.empty_like(Z), X, spec.kernel[0], spec.channel_bias[0],
+                            spec.geo[0], 0, 0.0, 0.0, np.zeros(2, np.int64), batch.ptr[1],
+                            batch.kind, bad, batch.out_stop, batch.in_start, batch.in_stop,
+                            batch.value, batch.crash_mode)
     with pytest.raises(ValidationError, match="run outside in_idx"):
         C.densify(np.array([0]), np.zeros(1, np.int64), np.array([3]), np.array([1]),
                   np.zeros(1), Yc, np.zeros(1, np.int64))
