@@ -1,5 +1,6 @@
 """The element-wise activations as the kernels compute them (scalar, inlined into each
-kernel): the same arithmetic for the clean cache, the faulty rows and every kernel module."""
+kernel): the same arithmetic for the clean cache, the faulty rows and every kernel module;
+and what a crashed neuron outputs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from numba import njit
 
 from neurosim.kernels.codes import (
     ACT_ELU, ACT_GELU, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_HARDTANH, ACT_LEAKY,
-    ACT_RELU, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_TANH,
+    ACT_RELU, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_TANH, CRASH_PAPER, CRASH_SILENT,
 )
 
-__all__ = ["act", "sigmoid"]
+__all__ = ["act", "sigmoid", "crashed_output"]
 
 
 @njit(cache=True, inline="always")
@@ -52,3 +53,14 @@ def act(x, code, alpha, beta):
     if code == ACT_HARDSIGMOID:
         return min(max(alpha * x + beta, 0.0), 1.0)
     return x
+
+
+@njit(cache=True, inline="always")
+def crashed_output(mode, value, bias, code, alpha, beta):
+    """A crashed neuron's output: 0 (``CRASH_SILENT``), ``phi(b)`` (``CRASH_PAPER``: z := b)
+    or ``value`` (``CRASH_STUCK``)."""
+    if mode == CRASH_SILENT:
+        return 0.0
+    if mode == CRASH_PAPER:
+        return act(bias, code, alpha, beta)
+    return value

@@ -41,8 +41,9 @@ import numpy as np
 from numba import njit, prange
 
 from neurosim.errors import ValidationError
-from neurosim.kernels.codes import CRASH_PAPER, CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
+from neurosim.kernels.codes import REC_CRASH, REC_TILE, REC_WEIGHT
 from neurosim.kernels.activation import act as _act
+from neurosim.kernels.activation import crashed_output
 
 __all__ = ["POOL_MAX", "POOL_AVG", "POOL_AVG_VALID", "conv_sparse", "conv_dense",
            "dense_rows", "conv_kernel_hwc",
@@ -155,7 +156,8 @@ def pool_fanout(geo) -> int:
 
 @njit(cache=True, inline="always")
 def _touch(m, ppos, tlist, nt):
-    """Mark (group, position) ``m`` touched; return the new count of touched ones."""
+    """Mark ``m`` (a conv's (group, position), a pooling's output) touched: its slot in
+    ``tlist`` goes to ``ppos[m]``; return the new count of touched ones."""
     if ppos[m] < 0:
         ppos[m] = nt
         tlist[nt] = m
@@ -277,13 +279,8 @@ def _conv_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Zc, Yc_out, Kf, KT, b
                 if kind[f] == REC_CRASH:
                     i = out_start[f]
                     o = i // P
-                    q = (i - o * P) * Co + o
-                    if crash_mode[f] == CRASH_SILENT:
-                        yv[q] = 0.0
-                    elif crash_mode[f] == CRASH_PAPER:
-                        yv[q] = _act(bias[o], act_code, alpha, beta)
-                    else:
-                        yv[q] = value[f]
+                    yv[(i - o * P) * Co + o] = crashed_output(crash_mode[f], value[f], bias[o],
+                                                              act_code, alpha, beta)
             base = out_ptr[r]
             room = out_room[r]
             cnt = 0
@@ -499,12 +496,8 @@ def _conv_finish_dense(Z, Y, Yin, Kf, bias, geo, act_code, alpha, beta, row_draw
         for f in range(ptr[d], ptr[d + 1]):
             if kind[f] == REC_CRASH:
                 i = out_start[f]
-                if crash_mode[f] == CRASH_SILENT:
-                    Y[k, i] = 0.0
-                elif crash_mode[f] == CRASH_PAPER:
-                    Y[k, i] = _act(bias[i // (Ho * Wo)], act_code, alpha, beta)
-                else:
-                    Y[k, i] = value[f]
+                Y[k, i] = crashed_output(crash_mode[f], value[f], bias[i // (Ho * Wo)],
+                                         act_code, alpha, beta)
 
 
 @njit(cache=True, inline="always")
@@ -594,11 +587,7 @@ def _pool_sparse(rows, in_ptr, in_cnt, in_idx, in_val, Yc, Uc, geo, div, count, 
                 c, iy, ix = cin[j, 0], cin[j, 1], cin[j, 2]
                 for oy in range(wy[iy, 0], wy[iy, 1] + 1):
                     for ox in range(wx[ix, 0], wx[ix, 1] + 1):
-                        i = (c * Ho + oy) * Wo + ox
-                        if pos[i] < 0:
-                            pos[i] = nt
-                            touched[nt] = i
-                            nt += 1
+                        nt = _touch((c * Ho + oy) * Wo + ox, pos, touched, nt)
             base = out_ptr[r]
             room = out_room[r]
             cnt = 0

@@ -28,6 +28,7 @@ from numba import njit, prange
 
 
 from neurosim.kernels.activation import act as _act
+from neurosim.kernels.activation import crashed_output
 from neurosim.kernels.codes import (
     ACT_IDENTITY, CLEAN, CRASH_PAPER, CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT,
     SPARSE,
@@ -122,13 +123,9 @@ def finish_layer(Z, Y, rows, status_prev, Yprev, Yprev_clean, W, bias, row_draw,
         for f in range(ptr[d], ptr[d + 1]):
             if kind[f] == REC_CRASH:
                 i = out_start[f]
-                if crash_mode[f] == CRASH_SILENT:
-                    Y[r, i] = 0.0
-                elif crash_mode[f] == CRASH_PAPER:
+                if crash_mode[f] == CRASH_PAPER:
                     Z[r, i] = bias[i]
-                    Y[r, i] = _act(bias[i], act_code, alpha, beta)
-                else:
-                    Y[r, i] = value[f]
+                Y[r, i] = crashed_output(crash_mode[f], value[f], bias[i], act_code, alpha, beta)
         status_out[r] = _row_status(Y, r, Y_clean, x, sparse_limit)
 
 

@@ -60,10 +60,17 @@ def train(X_train, y_train, epochs: int, seed: int):
             layers.append(nn.ReLU())
     model = nn.Sequential(*layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    loss_fn = nn.CrossEntropyLoss()
+    return fit(model, optimizer, torch.from_numpy(X_train), torch.from_numpy(y_train), epochs,
+               seed)
 
-    X = torch.from_numpy(X_train)
-    y = torch.from_numpy(y_train)
+
+def fit(model, optimizer, X, y, epochs: int, seed: int):
+    """Minibatch training with cross-entropy, the batches shuffled by a generator seeded with
+    ``seed`` (the loop both bundled models are trained with); returns the model in eval mode."""
+    import torch
+    from torch import nn
+
+    loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     n = X.shape[0]
     for epoch in range(epochs):

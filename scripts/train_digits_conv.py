@@ -30,7 +30,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from train_digits import BATCH_SIZE, LR, SPLIT_SEED, load_split, parse_args  # noqa: E402
+from train_digits import BATCH_SIZE, LR, SPLIT_SEED, fit, load_split, parse_args  # noqa: E402
 
 INPUT_SHAPE = (1, 8, 8)
 
@@ -48,30 +48,11 @@ def build(seed: int):
 
 def train(X_train, y_train, epochs: int, seed: int):
     import torch
-    from torch import nn
 
     model = build(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = nn.CrossEntropyLoss()
-    X = torch.from_numpy(X_train.reshape(-1, *INPUT_SHAPE))
-    y = torch.from_numpy(y_train)
-    generator = torch.Generator().manual_seed(seed)
-    n = X.shape[0]
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for start in range(0, n, BATCH_SIZE):
-            idx = order[start:start + BATCH_SIZE]
-            optimizer.zero_grad()
-            loss = loss_fn(model(X[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        if (epoch + 1) % 10 == 0 or epoch == epochs - 1:
-            print(f"epoch {epoch + 1:3d}/{epochs}: loss {total / n:.4f}")
-    model.eval()
-    return model
+    return fit(model, optimizer, torch.from_numpy(X_train.reshape(-1, *INPUT_SHAPE)),
+               torch.from_numpy(y_train), epochs, seed)
 
 
 def main(argv=None) -> int:

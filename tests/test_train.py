@@ -21,25 +21,7 @@ from neurosim.train import (  # noqa: E402
     regularizer_terms,
     train,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These nets are tiny: one thread is much faster than several, and fully deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_training_data("digits")
-
-
-@pytest.fixture(scope="module")
-def diabetes():
-    return load_training_data("diabetes")
+from training_fixtures import diabetes, digits, one_thread  # noqa: E402,F401 (fixtures)
 
 
 def _small_model(task="classification", activation="tanh", seed=0):

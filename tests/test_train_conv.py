@@ -28,34 +28,15 @@ from neurosim.train import (  # noqa: E402
     _forward,
     _weighted_layers,
     build_arch_model,
-    load_training_data,
     network_to_torch,
     parse_arch,
     regularizer_terms,
     train,
 )
+from training_fixtures import diabetes, digits, one_thread  # noqa: E402,F401 (fixtures)
 
 CNN = "conv8,bn,relu,maxpool2,conv16,bn,relu,maxpool2,fc32,relu"
 SMALL = "conv4,bn,relu,maxpool2,fc16,relu"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny nets: one thread is much faster than several, and fully deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_training_data("digits")
-
-
-@pytest.fixture(scope="module")
-def diabetes():
-    return load_training_data("diabetes")
 
 
 def _capture_models(monkeypatch):

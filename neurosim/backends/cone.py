@@ -33,7 +33,7 @@ from neurosim.kernels import propagate as K
 from neurosim.kernels.codes import REC_TILE
 
 __all__ = ["DENSE_FRACTION", "CHUNK_BYTES", "ConeSpec", "cone_spec", "clean_pass", "propagate",
-           "uses_cones"]
+           "uses_cones", "row_status", "sparse_limit"]
 
 #: A row whose changed activations exceed this fraction of a map goes whole (dense) into the
 #: next layer (im2col + BLAS) instead of through the cone's scatter. Measured on the benchmark
@@ -231,6 +231,20 @@ class _Rows:
         self.Y = None
 
 
+def sparse_limit(width: int) -> int:
+    """The most changed entries of a whole row that the dense layers' kernels still update
+    column by column (SPARSE); more go through a matrix product (DENSE)."""
+    return max(1, width // 8)
+
+
+def row_status(U: np.ndarray, U_clean: np.ndarray, limit: int) -> np.ndarray:
+    """CLEAN, SPARSE or DENSE for whole rows ``U`` against their clean values (as the
+    kernels' ``_row_status`` decides)."""
+    changed = (U != U_clean).sum(axis=1)
+    return np.where(changed == 0, CLEAN_,
+                    np.where(changed <= limit, SPARSE_, DENSE_)).astype(np.int8)
+
+
 def _limit(width: int) -> int:
     return max(1, int(DENSE_FRACTION * width))
 
@@ -325,8 +339,7 @@ def _to_full(st: _Rows, Yc, row_input) -> _Rows:
     if dense.size:
         Y[dense] = st.D[st.slot[dense]]
     status = st.status.copy()
-    few = max(1, st.width // 8)
-    status[sparse[st.cnt[sparse] > few]] = DENSE_
+    status[sparse[st.cnt[sparse] > sparse_limit(st.width)]] = DENSE_
     out = _Rows(st.n, st.width, st.dtype)
     out.full, out.Y, out.status = True, Y, status
     return out
@@ -364,7 +377,8 @@ def _stage_step(stage: _Stage, st: _Rows, Yc, Uc, row_input) -> _Rows:
         out.status = full.status.copy()
         if rows.size:
             out.Y[rows] = _apply_stage(stage, full.Y[rows])
-            out.status[rows] = _full_status(out.Y[rows], Uc[row_input[rows]])
+            out.status[rows] = row_status(out.Y[rows], Uc[row_input[rows]],
+                                          sparse_limit(Uc.shape[1]))
         return out
     # A pooling of split rows.
     width = Uc.shape[1]
@@ -380,12 +394,6 @@ def _stage_step(stage: _Stage, st: _Rows, Yc, Uc, row_input) -> _Rows:
     dense_Y = _apply_stage(stage, _whole_inputs(st, redo, Yc, row_input)) if redo.size else None
     return _from_lists(sparse[out_cnt[sparse] >= 0], st, width, limit, out_ptr, out_idx,
                        out_val, out_cnt, Uc, row_input, redo, dense_Y)
-
-
-def _full_status(U, U_clean) -> np.ndarray:
-    changed = (U != U_clean).sum(axis=1)
-    few = max(1, U.shape[1] // 8)
-    return np.where(changed == 0, CLEAN_, np.where(changed <= few, SPARSE_, DENSE_)).astype(np.int8)
 
 
 def _conv_step(plan, spec, cache, batch, l, st: _Rows, row_draw, row_input, has_l, touches_l):
@@ -438,7 +446,7 @@ def _dense_step(plan, cache, batch, l, st: _Rows, row_draw, row_input, has_l) ->
                    batch.ptr[l], batch.kind, batch.out_start, batch.out_stop, batch.in_start,
                    batch.in_stop, batch.value, batch.crash_mode, plan.act_codes[l - 1],
                    plan.alphas[l - 1], plan.betas[l - 1], cache.Y[l],
-                   max(1, plan.widths[l] // 8), out.status)
+                   sparse_limit(plan.widths[l]), out.status)
     return out
 
 
@@ -475,7 +483,7 @@ def _chunk(plan, spec, cache, batch, row_draw, row_input, has, touches):
         status = np.zeros(n, dtype=np.int8)
         K.input_layer(Y0, first, cache.Y[0], row_draw, row_input, batch.ptr[0], batch.kind,
                       batch.out_start, batch.value, batch.crash_mode,
-                      max(1, plan.widths[0] // 8), status)
+                      sparse_limit(plan.widths[0]), status)
         st.full, st.Y, st.status = True, Y0, status
     for l in range(1, L + 1):
         stage_clean = [cache.Y[l - 1]] + cache.extra["stages"][l - 1]

@@ -33,13 +33,6 @@ def fault_layer_span(batch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _status(U: np.ndarray, U_clean: np.ndarray, sparse_limit: int) -> np.ndarray:
-    """CLEAN, SPARSE or DENSE for rows ``U`` against their clean values (as the kernels do)."""
-    changed = (U != U_clean).sum(axis=1)
-    return np.where(changed == 0, K.CLEAN,
-                    np.where(changed <= sparse_limit, K.SPARSE, K.DENSE)).astype(np.int8)
-
-
 _CONTROLLER = []
 _SESSION = {"depth": 0, "limiter": None}
 _SESSION_LOCK = threading.Lock()
@@ -116,7 +109,7 @@ class NumbaBackend(Backend):
         if rows.size:
             K.input_layer(Y, rows, cache.Y[0], row_draw, row_input, batch.ptr[0], batch.kind,
                           batch.out_start, batch.value, batch.crash_mode,
-                          max(1, plan.widths[0] // 8), status)
+                          cone.sparse_limit(plan.widths[0]), status)
         for l in range(1, L + 1):
             W, b = plan.W[l - 1], plan.b[l - 1]
             rows = np.flatnonzero(alive & (first <= l))
@@ -132,8 +125,8 @@ class NumbaBackend(Backend):
                 if changed.size:
                     U[changed] = apply_transforms(plan, l, Y[changed])
                     status = status.copy()
-                    status[changed] = _status(U[changed], U_clean[row_input[changed]],
-                                              max(1, U.shape[1] // 8))
+                    status[changed] = cone.row_status(U[changed], U_clean[row_input[changed]],
+                                                      cone.sparse_limit(U.shape[1]))
                 Y = U
             Z = np.empty((n_rows, plan.widths[l]), dtype=plan.dtype)
             dense = rows[status[rows] == K.DENSE]
@@ -147,7 +140,7 @@ class NumbaBackend(Backend):
                            batch.in_start, batch.in_stop, batch.value, batch.crash_mode,
                            plan.act_codes[l - 1], plan.alphas[l - 1], plan.betas[l - 1],
                            cache.Y[l],
-                           max(1, plan.widths[l] // 8), status_next)
+                           cone.sparse_limit(plan.widths[l]), status_next)
             finished = rows[(status_next[rows] == K.CLEAN) & (last[rows] <= l)]
             alive[finished] = False
             Y, status = Y_next, status_next
