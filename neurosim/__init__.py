@@ -17,6 +17,7 @@ from neurosim.errors import (
     NeurosimError,
     NeurosimWarning,
     ProfileError,
+    ReadLimitError,
     ShapeError,
     UnsupportedLayerError,
     UntrustedPickleError,
@@ -26,6 +27,7 @@ from neurosim.activations import ACTIVATIONS, Activation
 from neurosim.layers import LAYERS, Dense, Layer, register_layer
 from neurosim.network import Network
 from neurosim.io import load_network, save_network
+from neurosim.io.guard import read_limit, set_read_limit
 from neurosim.faults import (CoreFailure, FaultModel, FaultType, NeuronCrash, SynapseStuck,
                              WeightBitFlip, parse_fault_model, parse_fault_spec, register_fault)
 from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
@@ -41,7 +43,8 @@ from neurosim.backends.numba import warmup
 __all__ = [
     "__version__", "NeurosimError", "ValidationError", "ShapeError", "FileFormatError",
     "UnsupportedLayerError", "ProfileError", "MappingError", "MissingExtraError",
-    "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning",
+    "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning", "ReadLimitError",
+    "read_limit", "set_read_limit",
     "Activation", "ACTIVATIONS", "Layer", "Dense", "LAYERS", "register_layer", "Network",
     "load_network", "save_network", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
     "WeightBitFlip", "CoreFailure", "register_fault", "parse_fault_spec", "parse_fault_model",

@@ -27,6 +27,11 @@ class FileFormatError(NeurosimError, ValueError):
     """A file exists but is malformed, of an unknown format, or holds something unsupported."""
 
 
+class ReadLimitError(FileFormatError):
+    """A file declares an array larger than neurosim reads (the limit of
+    :func:`neurosim.io.guard.read_limit`; the message says how to raise it)."""
+
+
 class UnsupportedLayerError(FileFormatError):
     """A model file holds a layer or activation neurosim cannot represent."""
 
