@@ -18,6 +18,7 @@ from neurosim.errors import (
     NeurosimWarning,
     ProfileError,
     ReadLimitError,
+    ResultNotSavedError,
     ShapeError,
     UnsupportedLayerError,
     UntrustedPickleError,
@@ -43,7 +44,7 @@ from neurosim.backends.numba import warmup
 __all__ = [
     "__version__", "NeurosimError", "ValidationError", "ShapeError", "FileFormatError",
     "UnsupportedLayerError", "ProfileError", "MappingError", "MissingExtraError",
-    "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning", "ReadLimitError",
+    "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning", "ReadLimitError", "ResultNotSavedError",
     "read_limit", "set_read_limit",
     "Activation", "ACTIVATIONS", "Layer", "Dense", "LAYERS", "register_layer", "Network",
     "load_network", "save_network", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",

@@ -30,7 +30,7 @@ from neurosim.runners import get_runner
 from neurosim.simulation import BACKEND, EPS, RUNNER, resolve_eps
 from neurosim.stats import cp_lower, cp_upper, kl_bernoulli, kl_lower, kl_upper
 from neurosim.theory import theory_report
-from neurosim.validation import (BOOLEAN, OPEN_UNIT, POSITIVE_INT, SEED, Integer, Interval,
+from neurosim.validation import (BOOLEAN, OPEN_UNIT, SAMPLES, SEED, Integer, Interval,
                                  Options, check_inputs, validate_params)
 
 __all__ = ["certify", "Certificate", "stratified_estimate", "StratifiedResult", "Stratum",
@@ -38,7 +38,7 @@ __all__ = ["certify", "Certificate", "stratified_estimate", "StratifiedResult", 
            "composition_weights", "n_patterns", "sample_counts_given_k"]
 
 _COMMON = {"metric": Options(METRICS), "eps": EPS, "seed": SEED, "confidence": OPEN_UNIT,
-           "use_float": BOOLEAN, "n_samples": POSITIVE_INT,
+           "use_float": BOOLEAN, "n_samples": SAMPLES,
            "work_budget": Integer(1, integral_floats=True),
            "tail_fraction": Interval(0.0, 1.0, "right"), "backend": BACKEND, "runner": RUNNER,
            "progress": BOOLEAN}
@@ -68,7 +68,7 @@ def _lowered(owner, target, faults, X, y, metric, eps, use_float, backend):
     backend = get_backend(backend, owner)
     faults = resolve_faults(target, faults, owner, use_float)
     plan = build_plan(target, faults, use_float=use_float, owner=owner)
-    X, y = check_inputs(plan.network, X, y, owner, labels_in_range=False)
+    X, y = check_inputs(plan.network, X, y, owner)
     backend.check(plan)
     return eps, plan, X, y, backend
 

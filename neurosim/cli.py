@@ -1,7 +1,9 @@
 """The ``neurosim`` command line.
 
-Exit codes: 0 success, 1 not certified (later subcommands), 2 bad input. Bad input prints one
-line naming the file, flag or field and what was expected.
+Exit codes: 0 success, 1 not certified (``certify``), 2 bad input or a file that cannot be
+read or written (one line naming the file, flag or field and what was expected), 130
+interrupted (Ctrl-C; ``simulate -o`` keeps the committed blocks for ``--resume``), 141 the
+reader of the output went away (``neurosim ... | head``: nothing more is printed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from neurosim.errors import ValidationError as ValidationError_
 from neurosim.io.encoding import json_default
 
 EXIT_OK, EXIT_NOT_CERTIFIED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 BUNDLED_MODEL = "digits"
 #: Bundled models by name: the digits MLP and the digits CNN (1 x 8 x 8 images).
 BUNDLED_MODELS = ("digits", "digits-conv")
@@ -106,11 +109,15 @@ def cmd_map(args) -> int:
     from neurosim.datasets import load_data
     from neurosim.mapping import map_network
 
+    from neurosim.validation import check_inputs
+
+    _check_outputs(args, "neurosim map")
     network = load_model_arg(args)
     mapping = map_network(network, args.profile)
     report = None
     if args.data:
         X, y = load_data(args.data, network=network)
+        X, y = check_inputs(network, X, y, "neurosim map")
         report = mapping.quantization_report(X, y)
     if args.output:
         mapping.save(args.output)
@@ -177,12 +184,23 @@ def _check_run_flags(args, function, owner: str) -> None:
     check_flags(owner, function, flags)
 
 
+def _check_outputs(args, owner: str) -> None:
+    """Every file the command will write, checked before any work starts."""
+    from neurosim.io.lock import check_writable
+
+    for flag in ("output", "plot"):
+        path = getattr(args, flag, None)
+        if path:
+            check_writable(path, owner, flag="-o" if flag == "output" else "--plot")
+
+
 def _run_data(args, owner: str, function):
     """Model, mapping, data and fault model of simulate / certify, every flag checked first."""
     from neurosim.datasets import load_data
     from neurosim.mapping import map_network
 
     _check_run_flags(args, function, owner)
+    _check_outputs(args, owner)
     network = load_model_arg(args)
     mapping = map_network(network, args.profile)
     X, y = load_data(args.data, network=network)
@@ -199,27 +217,34 @@ def cmd_simulate(args) -> int:
         print(f"neurosim simulate: the Lava backend runs one Lava episode per faulty (draw, input) "
               f"pair, about a second each on a laptop CPU; {args.samples} draws x {X.shape[0]} "
               "inputs", file=sys.stderr)
+    from neurosim.errors import ResultNotSavedError
+
+    unsaved = None
     try:
         result = simulate(
             mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
             seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
             use_float=args.use_float, output=args.output, resume=args.resume,
             progress=not args.no_progress and sys.stderr.isatty(), estimator=args.estimator,
-            backend=args.backend,
+            backend=args.backend, overwrite=args.overwrite,
         )
     except KeyboardInterrupt:
         if args.output:
             print(f"neurosim simulate: interrupted; {args.output} holds the completed blocks, "
                   "continue with --resume", file=sys.stderr)
         raise
+    except ResultNotSavedError as exc:  # nothing computed is lost: print it, then say why
+        result, unsaved = exc.result, exc
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=json_default))
     else:
         print(f"{network!r} on '{mapping.profile.name}' ({result.simulated_network} weights), "
               f"faults: {result.fault_model}, {result.mode}, backend {result.backend}")
         print(result.summary())
-        if args.output:
+        if args.output and unsaved is None:
             print(f"results saved to {args.output}")
+    if unsaved is not None:
+        raise unsaved
     return EXIT_OK
 
 
@@ -236,8 +261,16 @@ def cmd_certify(args) -> int:
                    n_samples=args.samples, backend=args.backend,
                    progress=not args.json and sys.stderr.isatty())
     cert.extra = {"model": str(args.model), "data": str(args.data)}
+    unsaved = None
     if args.output:
-        cert.save(args.output)
+        try:
+            cert.save(args.output)
+        except OSError as exc:  # the certificate is printed below, then the error
+            from neurosim.errors import ResultNotSavedError
+
+            unsaved = ResultNotSavedError(
+                f"The certificate could not be written to {args.output!r} "
+                f"({exc.strerror or exc}); it is printed above.", cert)
     if args.plot:
         from neurosim.viz import plot_delta_vs_eps
 
@@ -249,10 +282,12 @@ def cmd_certify(args) -> int:
     else:
         print(f"{network!r} on '{mapping.profile.name}', faults: {cert.fault_model}")
         print(cert.summary())
-        if args.output:
+        if args.output and unsaved is None:
             print(f"certificate written to {args.output}")
         if args.plot:
             print(f"plot written to {args.plot}")
+    if unsaved is not None:
+        raise unsaved
     return EXIT_OK if cert.certified else EXIT_NOT_CERTIFIED
 
 
@@ -347,12 +382,7 @@ def cmd_train(args) -> int:
     if not str(args.output).lower().endswith((".h5", ".hdf5", ".npz")):
         raise ValidationError_(
             f"-o must name a .h5 (neurosim's format) or .npz file. Got {args.output!r} instead.")
-    out_folder = Path(args.output).parent
-    if str(out_folder) and not out_folder.is_dir():
-        from neurosim.errors import NeurosimFileNotFoundError
-
-        raise NeurosimFileNotFoundError(
-            f"Cannot write {args.output!r}: the folder {str(out_folder)!r} does not exist.")
+    _check_outputs(args, "neurosim train")
     init = None
     if args.init is not None:
         init = load_model_arg(argparse.Namespace(
@@ -462,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE.h5",
                    help="save the results (checkpointed during the run)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in -o FILE")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace whatever -o FILE holds (an interrupted run, another file); "
+                        "without it a complete result is only replaced by another complete one")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_backend_argument(p)
@@ -575,13 +608,27 @@ def main(argv: list[str] | None = None) -> int:
         shown = warnings.showwarning
         warnings.showwarning = note  # a choice made for the user is one line on stderr
         try:
-            return int(args.func(args))
+            code = int(args.func(args))
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler
+            return code
         except NeurosimError as exc:
             print(f"neurosim {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             print(f"neurosim {args.command}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # The reader of our output went away (`neurosim ... | head`): end quietly, and keep
+            # Python from complaining again when it flushes stdout at exit.
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+        except OSError as exc:  # a file that cannot be written or read: one line, no traceback
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            print(f"neurosim {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

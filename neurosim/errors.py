@@ -61,6 +61,17 @@ class BackendUnsupportedError(NeurosimError, NotImplementedError):
     why; each backend lists its unsupported cases)."""
 
 
+class ResultNotSavedError(NeurosimError, OSError):
+    """A finished result could not be written; ``result`` holds it, so nothing is lost."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self):
+        return type(self), (str(self), self.result)
+
+
 class NeurosimWarning(UserWarning):
     """Something neurosim changed or chose on the user's behalf, said once (a dropped default
     fault process, a backend fallback)."""

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
-from neurosim.errors import NeurosimError, ValidationError
+from neurosim.errors import FileFormatError, NeurosimError, NeurosimWarning, ValidationError
+from neurosim.io.guard import reading
 from neurosim.io.runfile import read_run_file, write_run_file
 
 __all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RunnerError"]
@@ -35,6 +37,14 @@ __all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "R
 
 class RunnerError(NeurosimError, RuntimeError):
     """The runner could not compute the blocks (a process pool lost a worker, ...)."""
+
+
+#: How a resume refusal names a config entry.
+_CONFIG_NAMES = {"seed": "seed", "faults": "fault model", "network_sha256": "network",
+                 "data_sha256": "data", "n_samples": "number of samples", "metric": "metric",
+                 "eps": "threshold eps", "mode": "mode", "profile": "chip profile",
+                 "use_float": "use_float setting", "confidence": "confidence",
+                 "n_inputs": "number of inputs", "rounds_per_block": "block size"}
 
 
 class Checkpoint:
@@ -46,32 +56,55 @@ class Checkpoint:
     format_version 1: the fault model's old text form).
     """
 
-    def __init__(self, path, config: dict, every_s: float = 10.0, legacy: "dict | None" = None):
+    def __init__(self, path, config: dict, every_s: float = 10.0, legacy: "dict | None" = None,
+                 hold: bool = False):
         self.path = path
         self.config = config
+        #: True while ``path`` holds a complete result that checkpoints must not replace
+        self.hold = bool(hold)
         self.legacy = dict(legacy or {})
         self.every_s = float(every_s)
         self._last = time.perf_counter()
+        self._warned = False
 
     def load(self, work):
         """The statistics saved in the file (resume), after checking its config."""
+        source = os.fspath(self.path)
         saved = read_run_file(self.path)
         expected = {**self.config, **self.legacy} if saved.version == 1 else self.config
         for key, value in expected.items():
             if saved.config.get(key) != value:
+                what = _CONFIG_NAMES.get(key, key)
                 raise ValidationError(
-                    f"Cannot resume {os.fspath(self.path)!r}: its run used {key} = "
-                    f"{saved.config.get(key)!r}, this one {value!r}. Resume with the same model, "
+                    f"Cannot resume {source!r}: its run used another {what} ({key} = "
+                    f"{saved.config.get(key)!r}, this one {value!r}). Resume with the same model, "
                     "data and options."
                 )
-        return work.stats_from_state(saved.state, saved.version)
+        with reading(source, "checkpoint"):
+            try:
+                return work.stats_from_state(saved.state, saved.version)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise FileFormatError(
+                    f"{source}: the checkpoint's state does not add up ({exc}); it is not "
+                    "resumed.") from None
 
     def due(self) -> bool:
         return time.perf_counter() - self._last > self.every_s
 
     def save(self, stats) -> None:
-        write_run_file(self.path, self.config, stats.to_state())
+        """Write the committed blocks (unless ``hold``). A write that fails (a full disk) is
+        said once as a warning and the run goes on: its end result is what matters."""
         self._last = time.perf_counter()
+        if self.hold:
+            return
+        try:
+            write_run_file(self.path, self.config, stats.to_state())
+        except OSError as exc:
+            if not self._warned:
+                warnings.warn(f"The checkpoint could not be written to "
+                              f"{os.fspath(self.path)!r} ({exc.strerror or exc}); the run goes "
+                              "on without it.", NeurosimWarning, stacklevel=2)
+                self._warned = True
 
 
 class Runner:

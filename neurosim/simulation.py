@@ -14,17 +14,18 @@ import time
 import numpy as np
 
 from neurosim.backends import BACKEND_NAMES, Backend, get_backend
-from neurosim.errors import ValidationError
+from neurosim.errors import NeurosimError, ResultNotSavedError, ValidationError
 from neurosim.estimators.montecarlo import MonteCarlo
 from neurosim.estimators.stratified import StratifiedEstimator
-from neurosim.io.runfile import write_run_file
+from neurosim.io.lock import check_writable, output_lock
+from neurosim.io.runfile import read_run_file, write_run_file
 from neurosim.metrics import DEFAULT_FLIP_EPS, METRICS
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import SimulationResult, load_result
 from neurosim.runners import Checkpoint, Runner, get_runner
 from neurosim.stats import clopper_pearson
-from neurosim.validation import (BOOLEAN, OPEN_UNIT, POSITIVE_INT, SECONDS, SEED, InstanceOf,
+from neurosim.validation import (BOOLEAN, OPEN_UNIT, SAMPLES, SECONDS, SEED, InstanceOf,
                                  Interval, Options, Satisfies, check_inputs, validate_params)
 
 __all__ = ["simulate", "SimulationResult", "load_result", "METRICS", "ESTIMATORS", "MODES",
@@ -78,10 +79,10 @@ class _Progress:
 
 
 @validate_params({
-    "metric": Options(METRICS), "eps": EPS, "n_samples": POSITIVE_INT, "seed": SEED,
+    "metric": Options(METRICS), "eps": EPS, "n_samples": SAMPLES, "seed": SEED,
     "mode": Options(MODES), "confidence": OPEN_UNIT, "use_float": BOOLEAN, "output": PATH,
     "resume": BOOLEAN, "checkpoint_every_s": SECONDS, "progress": BOOLEAN,
-    "estimator": Options(ESTIMATORS), "backend": BACKEND, "runner": RUNNER,
+    "estimator": Options(ESTIMATORS), "backend": BACKEND, "runner": RUNNER, "overwrite": BOOLEAN,
 })
 def simulate(
     target,
@@ -103,6 +104,7 @@ def simulate(
     estimator: str = "mc",
     backend="auto",
     runner="serial",
+    overwrite: bool = False,
 ) -> SimulationResult:
     """Inject faults and measure how often the output goes wrong.
 
@@ -133,10 +135,16 @@ def simulate(
     confidence : float
         Confidence level of the interval (default 0.95).
     output : path, optional
-        HDF5 file for the results, checkpointed every ``checkpoint_every_s`` seconds.
+        HDF5 file for the results, checkpointed every ``checkpoint_every_s`` seconds. It is
+        checked before any work starts (its folder takes new files; it is not a folder), and
+        locked for the run: a second run on the same file is refused. An existing file is
+        protected (docs/reliability.md): a complete result is only replaced by another complete
+        one (the rerun's checkpoints are held back), and an interrupted run or a file that is
+        not a neurosim run file is not replaced unless ``overwrite``.
     resume : bool
         Continue the run checkpointed in ``output``; ends with the same numbers as an
-        uninterrupted run.
+        uninterrupted run. The checkpoint must be intact (its checksum) and of this run (seed,
+        fault model, network, data, options), or it is refused, naming what differs.
     progress : bool
         Show a progress bar with the current interval (on stderr).
     estimator : {"mc", "stratified", "auto"}
@@ -158,6 +166,14 @@ def simulate(
     -------
     SimulationResult
 
+    Raises
+    ------
+    ResultNotSavedError
+        If the finished result cannot be written to ``output``; the exception's ``result``
+        holds it, so nothing computed is lost.
+    OutputLockedError
+        If another process is writing ``output``.
+
     Notes
     -----
     The error is measured against the fault-free run of the same (quantized or float)
@@ -171,6 +187,44 @@ def simulate(
         raise ValidationError("The 'loss' metric needs labels or targets y.")
     if resume and output is None:
         raise ValidationError("resume=True needs the output file of the interrupted run.")
+    if resume and overwrite:
+        raise ValidationError("resume=True continues the run in 'output'; overwrite=True would "
+                              "replace it: give one of them.")
+    if output is None:
+        return _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence,
+                         use_float, None, resume, checkpoint_every_s, progress, estimator,
+                         backend, runner, False, started)
+    check_writable(output, "simulate")
+    with output_lock(output, "simulate"):
+        hold = _existing_output(output, resume, overwrite)
+        return _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence,
+                         use_float, output, resume, checkpoint_every_s, progress, estimator,
+                         backend, runner, hold, started)
+
+
+def _existing_output(output, resume: bool, overwrite: bool) -> bool:
+    """What an existing ``output`` allows; True when it holds a complete result that this
+    run's checkpoints must not replace (only its complete result will)."""
+    if resume or overwrite or not os.path.exists(output):
+        return False
+    source = os.fspath(output)
+    try:
+        saved = read_run_file(output)
+    except NeurosimError as exc:
+        raise ValidationError(
+            f"The output {source!r} exists and is not a readable neurosim run file ({exc}); it "
+            "is not replaced. Choose another output file, or pass overwrite=True (--overwrite)."
+        ) from None
+    if saved.complete:
+        return True
+    raise ValidationError(
+        f"The output {source!r} holds an interrupted run. Continue it with resume=True "
+        "(--resume), or start again with overwrite=True (--overwrite).")
+
+
+def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence, use_float,
+              output, resume, checkpoint_every_s, progress, estimator, backend, runner, hold,
+              started) -> SimulationResult:
     backend = get_backend(backend, "simulate")
     runner = get_runner(runner, "simulate")
     faults = resolve_faults(target, faults, "simulate", use_float)
@@ -201,7 +255,7 @@ def simulate(
         "network_sha256": network_sha256(plan.network), "data_sha256": data_sha256(X, y),
         "n_inputs": work.m, "rounds_per_block": work.rounds_per_block,
     }
-    checkpoint = (Checkpoint(output, config, checkpoint_every_s,
+    checkpoint = (Checkpoint(output, config, checkpoint_every_s, hold=hold,
                              legacy={"faults": faults.spec(legacy=True)})
                   if output is not None else None)
     bar = _Progress(n_samples, mode, work.m, confidence) if progress else None
@@ -215,8 +269,17 @@ def simulate(
         result.quantization = mapping.quantization_report(X, y if work.classification else None)
     result.elapsed_s = time.perf_counter() - started
     if output is not None:
-        write_run_file(output, config, stats.to_state(), result.to_dict(), result.chip_failure_rates)
+        _save(result, output, config, stats.to_state(), result.chip_failure_rates)
     return result
+
+
+def _save(result, output, config, state, chips=None) -> None:
+    try:
+        write_run_file(output, config, state, result.to_dict(), chips)
+    except OSError as exc:
+        raise ResultNotSavedError(
+            f"The result could not be written to {os.fspath(output)!r} "
+            f"({exc.strerror or exc}); it is in this error's 'result'.", result) from exc
 
 
 def _simulate_stratified(plan, backend, runner, X, y, metric, eps, n_samples, seed, confidence,
@@ -242,6 +305,5 @@ def _simulate_stratified(plan, backend, runner, X, y, metric, eps, n_samples, se
     )
     result.elapsed_s = time.perf_counter() - started
     if output is not None:
-        write_run_file(output, {"estimator": "stratified", "seed": int(seed)}, {},
-                       result.to_dict())
+        _save(result, output, {"estimator": "stratified", "seed": int(seed)}, {})
     return result

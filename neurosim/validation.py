@@ -39,6 +39,8 @@ __all__ = [
     "NON_NEGATIVE",
     "SECONDS",
     "SEED",
+    "SAMPLES",
+    "MAX_SAMPLES",
     "POSITIVE_INT",
     "BOOLEAN",
     "check_inputs",
@@ -144,19 +146,25 @@ class Integer(Constraint):
     floats with an integer value (``1e6``)."""
 
     def __init__(self, lo: "int | None" = None, description: "str | None" = None,
-                 integral_floats: bool = False):
+                 integral_floats: bool = False, hi: "int | None" = None):
         self.lo = lo
+        self.hi = hi
         self.integral_floats = integral_floats
         self.description = description or (
             "an integer" if lo is None else
             "a positive integer" if lo == 1 else
             "a non-negative integer" if lo == 0 else f"an integer >= {lo}")
+        if hi is not None and description is None:
+            self.description += f" at most {hi:,}".replace(",", "_") if hi < 10**6 else \
+                f" at most {hi:.0e}".replace("e+0", "e").replace("e+", "e")
 
     def is_satisfied_by(self, value) -> bool:
         if self.integral_floats and _is_real(value) and not _is_integer(value):
             v = float(value)
-            return math.isfinite(v) and v == int(v) and (self.lo is None or v >= self.lo)
-        return _is_integer(value) and (self.lo is None or int(value) >= self.lo)
+            return (math.isfinite(v) and v == int(v) and (self.lo is None or v >= self.lo)
+                    and (self.hi is None or v <= self.hi))
+        return (_is_integer(value) and (self.lo is None or int(value) >= self.lo)
+                and (self.hi is None or int(value) <= self.hi))
 
 
 class Options(Constraint):
@@ -212,7 +220,11 @@ NON_NEGATIVE = Interval(0.0, None, "left", kind="a number")
 #: A duration that may be infinite ("never").
 SECONDS = Interval(0.0, None, "left", kind="a number", allow_inf=True)
 POSITIVE_INT = Integer(1)
-SEED = Integer(0)
+#: The most fault draws (or chips) one run takes: more would not finish.
+MAX_SAMPLES = 10**9
+SAMPLES = Integer(1, hi=MAX_SAMPLES)
+#: numpy's SeedSequence takes any non-negative integer; run files store seeds as JSON numbers.
+SEED = Integer(0, hi=2**63 - 1, description="a non-negative integer below 2**63")
 BOOLEAN = InstanceOf(bool, np.bool_, description="True or False")
 
 
@@ -267,7 +279,7 @@ def validate_params(constraints: dict, owner: "str | None" = None):
     return decorate
 
 
-def check_inputs(network, X, y=None, owner: str = "simulate", labels_in_range: bool = True):
+def check_inputs(network, X, y=None, owner: str = "simulate"):
     """``X`` (and ``y``) checked against ``network``: ``(X, y)`` as arrays, or a clear error.
 
     ``X`` must be ``(n_inputs, n_0)`` and finite (:meth:`Network.check_input`); ``y`` needs
@@ -286,10 +298,15 @@ def check_inputs(network, X, y=None, owner: str = "simulate", labels_in_range: b
                 f"The labels y must have one entry per input: {m}. Got "
                 f"{'a scalar' if y.ndim == 0 else y.shape[0]} instead."
             )
-        if labels_in_range and np.issubdtype(y.dtype, np.integer) and y.ndim == 1 and (
+        if np.issubdtype(y.dtype, np.integer) and y.ndim == 1 and (
                 y.min(initial=0) < 0 or y.max(initial=0) >= network.n_outputs):
+            bad = int(np.flatnonzero((y < 0) | (y >= network.n_outputs))[0])
             raise ValidationError(
-                f"The labels y must be class indices in [0, {network.n_outputs - 1}]. Got values "
-                f"in [{y.min()}, {y.max()}] instead."
-            )
+                f"The labels y of {owner} must be class indices in [0, {network.n_outputs - 1}] "
+                f"(the network has {network.n_outputs} outputs). Got values in [{y.min()}, "
+                f"{y.max()}] instead (first out of range: y[{bad}] = {y[bad]}).")
+        if y.ndim == 2 and y.shape[1] != network.n_outputs:
+            raise ValidationError(
+                f"The targets y of {owner} must have one column per network output "
+                f"({network.n_outputs}). Got shape {y.shape} instead.")
     return X, y

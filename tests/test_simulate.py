@@ -141,7 +141,7 @@ def test_resume_gives_same_numbers(digits, tmp_path, monkeypatch):
         ns.simulate(mapping, faults, X, y, output=out, **kw)
     monkeypatch.setattr(MonteCarlo, "_block", real)
     with h5py.File(out, "r") as f:  # a valid, resumable file holding the 4 completed blocks
-        assert f.attrs["format_version"] == 2 and not f.attrs["complete"]
+        assert f.attrs["format_version"] == 3 and not f.attrs["complete"]
         assert json.loads(f["state"].attrs["stats"])["blocks"] == [[0, 4]]  # blocks 0..3
     with pytest.raises(NeurosimError, match="resume"):
         load_result(out)

@@ -223,8 +223,64 @@ class MonteCarlo:
     def empty(self) -> MonteCarloStats:
         return MonteCarloStats.empty(self.plan.widths[-1], self.plan.n_layers, self.n_cores)
 
+    def pairs_in(self, blocks: BlockSet) -> int:
+        """The number of (draw, input) pairs the blocks ``blocks`` hold."""
+        last = self.n_blocks - 1
+        full = sum(stop - start - (1 if start <= last < stop else 0) for start, stop in blocks.ranges)
+        return (full * self.rounds_per_block + (self.rounds(last) if last in blocks else 0)) * self.m
+
     def stats_from_state(self, state: dict, version: int) -> MonteCarloStats:
-        return MonteCarloStats.from_state(state, version, self.rounds_per_block)
+        """The statistics a checkpoint holds, after checking that they are those of this run's
+        blocks: a state that does not add up (blocks this run does not have, pair counts that
+        are not those blocks', counts above the pairs, lists of the wrong length) is a
+        ValueError, never resumed."""
+        if not isinstance(state, dict):
+            raise ValueError(f"the state is a {type(state).__name__}, not a JSON object")
+        if version == 1:
+            n_done = int(state["next_block"])
+            if not 0 <= n_done <= self.n_blocks:
+                raise ValueError(f"next_block {n_done} is outside this run's 0..{self.n_blocks} blocks")
+        else:
+            ranges = state["blocks"]
+            if not isinstance(ranges, list) or len(ranges) > self.n_blocks:
+                raise ValueError("'blocks' is not a list of this run's block ranges")
+            previous = 0
+            for r in ranges:
+                if (not isinstance(r, list) or len(r) != 2
+                        or not all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+                        or not previous <= r[0] < r[1] <= self.n_blocks):
+                    raise ValueError(f"block range {r!r} is not a sorted, disjoint range within this "
+                                     f"run's {self.n_blocks} blocks")
+                previous = r[1]
+        stats = MonteCarloStats.from_state(state, version, self.rounds_per_block)
+        expected = self.pairs_in(stats.blocks)
+        if stats.n_pairs != expected:
+            raise ValueError(f"n_pairs is {stats.n_pairs}, but its blocks hold {expected} pairs")
+        for name in ("n_failures", "n_faulty_pairs", "n_correct"):
+            value = getattr(stats, name)
+            if not 0 <= value <= stats.n_pairs:
+                raise ValueError(f"{name} is {value}, outside 0..n_pairs ({stats.n_pairs})")
+        n_out, L = self.plan.widths[-1], self.plan.n_layers
+        if len(stats.layer_failures) != L + 1 or len(stats.core_failures) != self.n_cores:
+            raise ValueError("the per-layer or per-core failure counts have the wrong length")
+        if any(not 0 <= v <= stats.n_pairs for v in stats.layer_failures + stats.core_failures):
+            raise ValueError("a per-layer or per-core failure count is outside 0..n_pairs")
+        for name in ("sum_delta", "sum_delta_sq"):
+            if np.shape(getattr(stats, name).value()) != (n_out,):
+                raise ValueError(f"{name} does not have one entry per output ({n_out})")
+        for name in ("sum_metric", "sum_metric_sq", "sum_delta", "sum_delta_sq"):
+            if not np.all(np.isfinite(getattr(stats, name).value())):
+                raise ValueError(f"{name} is not finite")
+        if self.mode == "permanent":
+            chips = stats.chip_failures.items()
+            if [b for b, _ in chips] != [b for r in stats.blocks.ranges for b in range(*r)]:
+                raise ValueError("the per-chip failure counts are not those of the committed blocks")
+            for b, counts in chips:
+                if len(counts) != self.rounds(b) or any(not 0 <= c <= self.m for c in counts):
+                    raise ValueError(f"block {b}'s per-chip failure counts do not fit its chips")
+        elif stats.chip_failures.items():
+            raise ValueError("a transient run has no per-chip failure counts")
+        return stats
 
     def session(self):
         return self.backend.session()

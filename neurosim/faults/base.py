@@ -268,7 +268,11 @@ def parse_fault_spec(text: str) -> "FaultType | None":
     cls = FAULT_TYPES[name]
     params: dict[str, list[str]] = {}
     key = None
-    for token in filter(None, (t.strip() for t in rest.split(","))):
+    tokens = [t.strip() for t in rest.split(",")] if rest.strip() else []
+    if "" in tokens:
+        raise ValidationError(f"--fault {text!r} has an empty field (two commas in a row, or a "
+                              "comma at an end); write key=value pairs separated by single commas.")
+    for token in tokens:
         if "=" in token:
             key, _, value = token.partition("=")
             key = key.strip()
@@ -281,6 +285,9 @@ def parse_fault_spec(text: str) -> "FaultType | None":
                 raise ValidationError(f"--fault {text!r} gives {key!r} twice; give it once.")
             params[key] = [value.strip()]
         elif key in cls.list_keys:
+            if token in params[key]:
+                raise ValidationError(f"--fault {text!r} lists {token!r} twice in {key!r}; give "
+                                      "each once.")
             params[key].append(token)
         else:
             raise ValidationError(f"Cannot parse {token!r} in --fault {text!r}: expected key=value.")

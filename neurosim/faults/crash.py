@@ -18,6 +18,8 @@ __all__ = ["NeuronCrash", "CRASH_SEMANTICS", "CRASH_MODES"]
 CRASH_SEMANTICS = ("silent", "paper", "stuck")
 #: Kernel code of each semantics (``FaultBatch.crash_mode``).
 CRASH_MODES = {"silent": CRASH_SILENT, "paper": CRASH_PAPER, "stuck": CRASH_STUCK}
+#: The largest output a stuck neuron may be given (|value|).
+MAX_STUCK_VALUE = 1e6
 
 
 @register_fault
@@ -76,8 +78,10 @@ class NeuronCrash(FaultType):
             value = float(self.value)
         except (TypeError, ValueError):
             raise param_error("NeuronCrash", "value", "a finite float", self.value) from None
-        if not math.isfinite(value):
-            raise param_error("NeuronCrash", "value", "a finite float", self.value)
+        if not math.isfinite(value) or abs(value) > MAX_STUCK_VALUE:
+            raise param_error("NeuronCrash", "value", f"a finite float with |value| <= "
+                              f"{MAX_STUCK_VALUE:g} (a neuron's output; larger ones overflow the "
+                              "float32 arithmetic of the layers after it)", self.value)
         object.__setattr__(self, "value", value)
         if self.layers is not None:
             try:
@@ -87,6 +91,8 @@ class NeuronCrash(FaultType):
                                   self.layers) from None
             if any(l < 0 for l in layers) or not layers:
                 raise param_error("NeuronCrash", "layers", "non-negative layer indices", self.layers)
+            if len(set(layers)) != len(layers):
+                raise param_error("NeuronCrash", "layers", "distinct layer indices", self.layers)
             object.__setattr__(self, "layers", layers)
 
     @property

@@ -1,16 +1,22 @@
 """neurosim's run files: the checkpoints and results of :func:`neurosim.simulate`.
 
-Layout (``format_version`` 2)::
+Layout (``format_version`` 3)::
 
-    /                     attrs: neurosim_format = "simulation", format_version = 2,
+    /                     attrs: neurosim_format = "simulation", format_version = 3,
                                  config = JSON (what the run was asked to do; resume checks it),
                                  complete = bool, result = JSON (complete runs only)
     /state                attrs: stats = JSON (the merged statistics of the committed blocks,
                                  which name their blocks)
     /chip_failure_rates   (n_samples,) per-chip failure rates (permanent mode, complete only)
+                          attrs (root): neurosim_sha256, the digest of all of the above
+
+Every file carries a checksum (:mod:`neurosim.io.digest`): a SHA-256 of its content on the root
+and Fletcher-32 on its dataset; a file whose content does not match is refused, so a damaged
+checkpoint is never resumed. Version 2 files (neurosim 0.2) have no checksum and still read.
 
 Version 1 files (neurosim 0.1) stored the running totals as datasets of ``/state`` and the
-number of finished blocks as ``next_block``; they still load, and resume. Writes are atomic
+number of finished blocks as ``next_block``; they still load, and resume. Reading follows the
+reader contract (:mod:`neurosim.io.guard`): any damage is one FileFormatError naming the file. Writes are atomic
 (a temporary file, then a rename): a reader sees the previous file or the new one.
 """
 
@@ -21,16 +27,20 @@ import os
 
 import numpy as np
 
-from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
+from neurosim.errors import NeurosimFileNotFoundError
+from neurosim.io import digest
 from neurosim.io.atomic import atomic_path
 from neurosim.io.encoding import json_default
+from neurosim.io.guard import json_text, read_dataset, reading
 from neurosim.io.hdf5 import check_header
 
 __all__ = ["RUN_FORMAT_VERSION", "SUPPORTED_RUN_VERSIONS", "RunFile", "write_run_file",
            "read_run_file"]
 
-RUN_FORMAT_VERSION = 2
-SUPPORTED_RUN_VERSIONS = (1, 2)
+RUN_FORMAT_VERSION = 3
+SUPPORTED_RUN_VERSIONS = (1, 2, 3)
+#: The first version whose files carry a checksum.
+CHECKSUM_VERSION = 3
 KIND = "simulation"
 
 
@@ -63,7 +73,9 @@ def write_run_file(path, config: dict, state: dict, result: "dict | None" = None
             if result is not None:
                 f.attrs["result"] = json.dumps(result, sort_keys=True, default=json_default)
                 if chip_failure_rates is not None:
-                    f.create_dataset("chip_failure_rates", data=chip_failure_rates)
+                    digest.create_dataset(f, "chip_failure_rates",
+                                          np.asarray(chip_failure_rates, dtype=np.float64))
+            digest.sign(f)
 
 
 def read_run_file(path) -> RunFile:
@@ -81,22 +93,27 @@ def read_run_file(path) -> RunFile:
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Result file {source!r} does not exist; nothing to resume.")
-    try:
-        with h5py.File(source, "r") as f:
-            check_header(f, source, KIND, SUPPORTED_RUN_VERSIONS)
-            version = int(f.attrs["format_version"])
-            config = json.loads(f.attrs["config"])
-            if version == 1:
-                state = {name: np.asarray(f["state"][name]) for name in f["state"]}
-                state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-            else:
-                state = json.loads(f["state"].attrs["stats"])
-            result = json.loads(f.attrs["result"]) if "result" in f.attrs else None
-            chips = np.asarray(f["chip_failure_rates"]) if "chip_failure_rates" in f else None
-            return RunFile(config, state, bool(f.attrs["complete"]), result, chips, version)
-    except OSError as exc:
-        raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
-    except FileFormatError:  # the header check's own message
-        raise
-    except (ValueError, KeyError, TypeError) as exc:  # JSON that does not parse, a missing entry
-        raise FileFormatError(f"{source}: not a valid neurosim run file ({exc!r}).") from None
+    with reading(source, "neurosim run file"), h5py.File(source, "r") as f:
+        check_header(f, source, KIND, SUPPORTED_RUN_VERSIONS)
+        version = int(f.attrs["format_version"])
+        digest.verify(f, source, required=version >= CHECKSUM_VERSION)
+        config = json_text(f.attrs.get("config"), source, "attribute 'config'", dict)
+        if "state" not in f:
+            raise ValueError("no 'state' group")
+        if version == 1:
+            state = {name: read_dataset(f["state"][name], source, f"state/{name}")
+                     for name in f["state"]}
+            state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+        else:
+            state = json_text(f["state"].attrs.get("stats"), source,
+                              "attribute 'state/stats'", dict)
+        result = (json_text(f.attrs["result"], source, "attribute 'result'", dict)
+                  if "result" in f.attrs else None)
+        chips = (read_dataset(f["chip_failure_rates"], source, "dataset 'chip_failure_rates'",
+                              "f") if "chip_failure_rates" in f else None)
+        complete = f.attrs.get("complete")
+        if not isinstance(complete, (bool, np.bool_)):
+            raise ValueError(f"attribute 'complete' is {complete!r}, not True or False")
+        if bool(complete) != (result is not None):
+            raise ValueError("attribute 'complete' disagrees with the presence of a result")
+        return RunFile(config, state, bool(complete), result, chips, version)
