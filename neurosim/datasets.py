@@ -13,6 +13,7 @@ arrays.
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from neurosim.errors import (
     ShapeError,
     ValidationError,
 )
+from neurosim.io.guard import check_nbytes, read_dataset, read_npz, reading
 from neurosim.network import Network
 
 __all__ = ["DATASETS", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test"]
@@ -36,6 +38,9 @@ _DIGITS_CNN = "digits_cnn.h5"
 _DIGITS_TEST = "digits_test.npz"
 _NPZ_SUFFIXES = (".npz",)
 _H5_SUFFIXES = (".h5", ".hdf5")
+#: dtype kinds of samples and labels: booleans, integers, floats (never text, complex, objects)
+_NUMBER_KINDS = "biuf"
+_ROLES = {"X": "samples", "y": "labels"}
 
 
 def _bundled(name: str):
@@ -149,29 +154,35 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _check_kind(dtype: np.dtype, name: str, source: str) -> None:
+    """Refuse samples or labels that are not real numbers, before their data is read."""
+    if dtype.kind in _NUMBER_KINDS:
+        return
+    if name == "X":
+        raise ValidationError(
+            f"The samples 'X' in {source} must be real numbers. Got dtype {dtype} instead."
+        )
+    raise ValidationError(
+        f"The labels 'y' in {source} must be numeric (integer class labels or float "
+        f"regression targets). Got an array of dtype {dtype} instead."
+    )
+
+
 def _read_npz(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
     import zipfile
 
     if not zipfile.is_zipfile(path):
         # np.load would otherwise try to unpickle it and complain about pickled data.
         raise FileFormatError(f"{_sentence(source)} is not a .npz (zip) archive.")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = list(data.files)
-            if "X" not in keys:
-                raise FileFormatError(
-                    f"{_sentence(source)} has no array 'X' (the samples); it holds: "
-                    f"{', '.join(map(repr, keys)) or 'no arrays'}."
-                )
-            X = np.asarray(data["X"])
-            y = np.asarray(data["y"]) if "y" in keys else None
-    except FileFormatError:
-        raise
-    except ValueError as exc:  # object arrays (would need pickle), or not an npz at all
-        raise FileFormatError(f"{_sentence(source)} cannot be read as .npz arrays: {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise FileFormatError(f"{_sentence(source)} is not a readable .npz file: {exc}") from None
-    return X, y
+    # Headers first: pickles, bad CRCs and declared sizes beyond the read limit are refused
+    # before any array is allocated.
+    arrays = read_npz(path, _sentence(source))
+    if "X" not in arrays:
+        raise FileFormatError(
+            f"{_sentence(source)} has no array 'X' (the samples); it holds: "
+            f"{', '.join(map(repr, arrays)) or 'no arrays'}."
+        )
+    return arrays["X"], arrays.get("y")
 
 
 def _read_h5(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
@@ -185,31 +196,37 @@ def _read_h5(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
         keys = list(f.keys())
         if not isinstance(f.get("X"), h5py.Dataset):
             hint = ""
-            if f.attrs.get("neurosim_format") == "network":
+            kind = f.attrs.get("neurosim_format")
+            if isinstance(kind, (str, bytes)) and kind in ("network", b"network"):
                 hint = " It is a neurosim network file, not a data file."
             what = "is a group, not a dataset" if "X" in f else "is missing"
             raise FileFormatError(
                 f"{_sentence(source)} has no dataset 'X' (the samples): 'X' {what}; the "
                 f"file's top level holds: {', '.join(map(repr, keys)) or 'nothing'}.{hint}"
             )
-        X = np.asarray(f["X"][()])
+        X = _read_h5_array(f["X"], "X", source)
         y = None
         if "y" in f:
             if not isinstance(f["y"], h5py.Dataset):
                 raise FileFormatError(
                     f"{_sentence(source)}: 'y' (the labels) is a group, not a dataset."
                 )
-            y = np.asarray(f["y"][()])
+            y = _read_h5_array(f["y"], "y", source)
     return X, y
+
+
+def _read_h5_array(dataset, name: str, source: str) -> np.ndarray:
+    """One dataset of a data file: its type and declared size checked before it is read."""
+    if dataset.shape is None:
+        raise ShapeError(f"The {_ROLES[name]} {name!r} in {source} is an empty (null) dataset.")
+    _check_kind(dataset.dtype, name, source)
+    return read_dataset(dataset, _sentence(source), f"dataset {name!r}", _NUMBER_KINDS)
 
 
 def _check_arrays(
     X: np.ndarray, y: "np.ndarray | None", source: str, network: "Network | None"
 ) -> tuple[np.ndarray, "np.ndarray | None"]:
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.iscomplexobj(X):
-        raise ValidationError(
-            f"The samples 'X' in {source} must be real numbers. Got dtype {X.dtype} instead."
-        )
+    _check_kind(X.dtype, "X", source)
     if X.ndim not in (2, 4):
         raise ShapeError(
             f"The samples 'X' in {source} must be a 2-D array (n_samples, n_features) or a 4-D "
@@ -218,7 +235,9 @@ def _check_arrays(
         )
     if X.shape[0] == 0:
         raise ShapeError(f"The samples 'X' in {source} hold no samples (shape {X.shape}).")
-    if not np.issubdtype(X.dtype, np.floating):
+    if X.size == 0:
+        raise ShapeError(f"The samples 'X' in {source} hold no features (shape {X.shape}).")
+    if X.dtype.kind != "f":
         X = X.astype(np.float64)
     bad = ~np.isfinite(X)
     if bad.any():
@@ -241,29 +260,31 @@ def _check_arrays(
             f"{network.n_inputs} inputs (X has shape {X.shape})."
         )
     if y is not None:
+        _check_kind(y.dtype, "y", source)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ShapeError(
                 f"The labels 'y' in {source} must have shape ({X.shape[0]},) (class labels) or "
                 f"({X.shape[0]}, n_outputs) (regression targets), one row per sample of 'X' "
                 f"{X.shape}. Got shape {y.shape} instead."
             )
-        if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
+        if y.dtype.kind in "biu":
+            if y.dtype.kind == "u" and y.size and int(y.max()) > np.iinfo(np.int64).max:
+                raise ValidationError(
+                    f"The labels 'y' in {source} must fit in 64-bit integers. Got the label "
+                    f"{int(y.max())} instead."
+                )
             y = y.astype(np.int64)
-        elif np.issubdtype(y.dtype, np.floating):
+        else:
             if not np.all(np.isfinite(y)):
                 raise ValidationError(
                     f"The targets 'y' in {source} must be finite. Got NaN or infinite values."
                 )
             # Whole-number 1-D floats are class labels; anything else is a regression target.
-            if y.ndim == 1 and np.all(y == np.round(y)):
+            if (y.ndim == 1 and np.all(y == np.round(y))
+                    and np.all(np.abs(y) < 2.0 ** 63)):
                 y = y.astype(np.int64)
             else:
                 y = y.astype(np.float64)
-        else:
-            raise ValidationError(
-                f"The labels 'y' in {source} must be numeric (integer class labels or float "
-                f"regression targets). Got an array of dtype {y.dtype} instead."
-            )
     return X, y
 
 
@@ -331,17 +352,20 @@ def load_data(
     if path.is_dir():
         raise FileFormatError(f"{str(path)!r} is a folder; expected a .npz or .h5 data file.")
     suffix = path.suffix.lower()
-    if suffix in _NPZ_SUFFIXES:
-        X, y = _read_npz(path, source)
-    elif suffix in _H5_SUFFIXES:
-        X, y = _read_h5(path, source)
-    else:
+    if suffix not in _NPZ_SUFFIXES + _H5_SUFFIXES:
         raise FileFormatError(
             f"Cannot tell the format of {source} from its name. Supported: .npz, .h5, .hdf5 "
             f"files with an array 'X' (and optionally 'y'), or a bundled data set "
             f"({_valid_names()})."
         )
-    return _check_arrays(X, y, source, network)
+    # The reader contract: whatever the file holds, the answer is checked arrays or one
+    # NeurosimError that names the file.
+    with reading(str(path), "data file"):
+        if suffix in _NPZ_SUFFIXES:
+            X, y = _read_npz(path, source)
+        else:
+            X, y = _read_h5(path, source)
+        return _check_arrays(X, y, source, network)
 
 
 # --- MNIST IDX files --------------------------------------------------------------------------
@@ -361,40 +385,81 @@ def read_idx(path: "str | os.PathLike") -> np.ndarray:
     Layout: two zero bytes, a type byte (0x08 unsigned byte, ...), the number of dimensions,
     then each dimension as a big-endian 32-bit integer, then the data.
 
+    The header is read first: a shape whose data would exceed the read limit
+    (:func:`neurosim.io.guard.read_limit`), or (uncompressed) the file's size, is refused
+    before anything is allocated, and a ``.gz`` file is decompressed only up to the size its
+    header announces, so a small file cannot expand into a huge one in memory.
+
     Raises
     ------
-    NeurosimFileNotFoundError, FileFormatError
-        For a missing file, a bad magic number, or data of the wrong length.
+    NeurosimFileNotFoundError
+        For a missing file.
+    FileFormatError
+        For a folder, an unreadable file, a bad magic number, a broken ``.gz``, or data of
+        the wrong length.
+    ReadLimitError
+        If the header announces more data than neurosim reads from a file.
     """
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise NeurosimFileNotFoundError(f"IDX file {source!r} does not exist.")
+    if os.path.isdir(source):
+        raise FileFormatError(f"{source}: is a folder; expected an IDX file.")
+    with reading(source, "IDX file"):
+        return _read_idx(source)
+
+
+def _read_exactly(fh, n: int, chunk: int = 1 << 24) -> bytes:
+    """Up to ``n`` bytes of ``fh``, read in chunks so that memory follows the data there is
+    (a ``.gz`` header may announce more than the file expands to)."""
+    parts, got = [], 0
+    while got < n:
+        part = fh.read(min(chunk, n - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _read_idx(source: str) -> np.ndarray:
     import gzip
     import zlib
 
-    source = os.fspath(path)
-    if not os.path.isfile(source):
-        raise NeurosimFileNotFoundError(f"IDX file {source!r} does not exist.")
-    opener = gzip.open if source.endswith(".gz") else open
+    compressed = source.endswith(".gz")
+    opener = gzip.open if compressed else open
     try:
         with opener(source, "rb") as fh:
-            raw = fh.read()
+            magic = _read_exactly(fh, 4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+                raise FileFormatError(
+                    f"{source}: not an IDX file (expected the magic bytes 00 00 TYPE NDIM with "
+                    f"TYPE one of {', '.join(hex(t) for t in _IDX_TYPES)}).")
+            dtype = np.dtype(_IDX_TYPES[magic[2]])
+            ndim = magic[3]
+            dims = _read_exactly(fh, 4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise FileFormatError(f"{source}: truncated header ({ndim} dimensions announced).")
+            header = 4 + 4 * ndim
+            shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            expected = math.prod(shape) * dtype.itemsize
+            check_nbytes(expected, source, f"the data (shape {shape} of {dtype.str[1:]})")
+            if not compressed:
+                held = os.fstat(fh.fileno()).st_size - header
+                if held != expected:
+                    raise FileFormatError(
+                        f"{source}: the header announces shape {shape} ({expected} bytes of "
+                        f"data) but the file holds {held} bytes.")
+            data = _read_exactly(fh, expected + 1)
     except (OSError, EOFError, zlib.error) as exc:
         # A truncated .gz raises EOFError and corrupt compressed data zlib.error, not OSError.
         raise FileFormatError(f"{source}: cannot read it ({exc}).") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+    if len(data) != expected:
+        held = f"{len(data)} bytes" if len(data) < expected else "more"
         raise FileFormatError(
-            f"{source}: not an IDX file (expected the magic bytes 00 00 TYPE NDIM with TYPE one of "
-            f"{', '.join(hex(t) for t in _IDX_TYPES)}).")
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise FileFormatError(f"{source}: truncated header ({ndim} dimensions announced).")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise FileFormatError(
-            f"{source}: the header announces shape {shape} ({expected} bytes of data) but the file "
-            f"holds {len(raw) - header} bytes.")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+            f"{source}: the header announces shape {shape} ({expected} bytes of data) but the "
+            f"file holds {held}.")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load_mnist(folder: "str | os.PathLike"):
