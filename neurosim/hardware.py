@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import math
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -216,6 +217,7 @@ class HardwareProfile:
 
 # --- loading and validation ---------------------------------------------------------------
 
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _PROFILE_FIELDS = {f.name: f for f in dataclasses.fields(HardwareProfile) if f.name != "path"}
 
 
@@ -233,6 +235,8 @@ def _check_value(source: str, key: str, f: dataclasses.Field, value):
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProfileError(f"{source}: {key} must be an integer. Got {value!r} instead.")
+        if not _INT64_MIN <= value <= _INT64_MAX:  # TOML integers are 64-bit
+            raise ProfileError(f"{source}: {key} must be a 64-bit integer. Got {value!r} instead.")
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ProfileError(f"{source}: {key} must be a finite number. Got {value!r} instead.")
@@ -304,6 +308,9 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> HardwareProfile:
         for key, value in kwargs.get(table, {}).items():
             if key not in documented:
                 raise _unknown_key(source, key, documented, where=f"in [{table}] ")
+            if not isinstance(value, str):
+                raise ProfileError(
+                    f"{source}: [{table}] {key} must be a string. Got {value!r} instead.")
             if table == "confidence" and value not in CONFIDENCE_LEVELS:
                 raise ProfileError(
                     f"{source}: confidence of {key!r} must be one of "
@@ -346,6 +353,39 @@ def _parse(text: str, source: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{source}: not valid TOML ({exc}).") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ProfileError(f"{source}: not valid TOML (nested too deeply to be a profile).") from None
+
+
+#: A profile is a page of TOML (the built-in ones are 2-3 KB); a larger file is not one, and is
+#: not read into memory.
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The text of a profile file: a regular file of UTF-8 text of at most
+    :data:`MAX_PROFILE_BYTES`, or a ProfileError naming it."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ProfileError(f"{source}: is a folder, not a profile (.toml) file.")
+        if not stat.S_ISREG(mode):
+            raise ProfileError(f"{source}: is not a regular file; a profile is a .toml text file.")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ProfileError(f"{source}: cannot be read ({reason}).") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{source}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a short TOML "
+            "text file.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); a "
+            "profile is a TOML text file.") from None
 
 
 def load_profile(name_or_path: "str | os.PathLike | HardwareProfile" = DEFAULT_PROFILE) -> HardwareProfile:
@@ -377,9 +417,9 @@ def load_profile(name_or_path: "str | os.PathLike | HardwareProfile" = DEFAULT_P
         return profile_from_dict(data, source=f"profile {text!r}")
     path = Path(text)
     if path.suffix.lower() == ".toml" or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise NeurosimFileNotFoundError(f"Profile file {text!r} does not exist.")
-        return profile_from_dict(_parse(path.read_text(encoding="utf-8"), text), source=text)
+        return profile_from_dict(_parse(_read_text(path, text), text), source=text)
     close = difflib.get_close_matches(text, list(builtins), n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ProfileError(
