@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neurosim.errors import MappingError, NeurosimFileNotFoundError, ValidationError
+from neurosim.errors import (FileFormatError, MappingError, NeurosimFileNotFoundError,
+                             ValidationError)
 from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
 from neurosim.layers.conv import split_evenly
 from neurosim.network import Network
@@ -39,8 +40,15 @@ from neurosim.quantization import LayerQuantization, quantize_layer
 __all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping",
            "target_network", "network_label"]
 
-#: Version 2 adds conv layers' core blocks and neuron / axon counts; version 1 files still read.
-MAPPING_FORMAT_VERSION = 2
+#: Version 3 adds checksums (Fletcher-32 on every dataset, a SHA-256 of the whole content:
+#: neurosim.io.digest); version 2 added conv layers' core blocks and neuron / axon counts.
+#: Version 1 and 2 files still read.
+MAPPING_FORMAT_VERSION = 3
+#: The first mapping format version whose files carry the content digest.
+DIGEST_VERSION = 3
+SUPPORTED_MAPPING_VERSIONS = (1, 2, 3)
+_CORE_COLUMNS = ("core_id", "chip", "layer", "out_start", "out_stop", "in_start", "in_stop")
+_SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
 
 @dataclass(frozen=True)
@@ -351,10 +359,15 @@ class Mapping:
 
     # --- files ----------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike") -> None:
-        """Save the mapping (network, profile, neuron -> core, integer weights, scales) to HDF5."""
+        """Save the mapping (network, profile, neuron -> core, integer weights, scales) to HDF5.
+
+        Every dataset carries HDF5's Fletcher-32 checksum and the root a SHA-256 digest of the
+        whole content (:mod:`neurosim.io.digest`), which :func:`load_mapping` checks.
+        """
         import h5py
 
         from neurosim.io.atomic import atomic_path
+        from neurosim.io.digest import create_dataset, sign
         from neurosim.io.hdf5 import write_network_group
 
         profile_dict = {k: v for k, v in asdict(self.profile).items() if k != "path"}
@@ -366,58 +379,256 @@ class Mapping:
                 write_network_group(f.create_group("network"), self.network)
                 cores = np.array(
                     [[c.core_id, c.chip, c.layer, c.out_start, c.out_stop, c.in_start, c.in_stop]
-                     for c in self.cores], dtype=np.int64)
-                f.create_dataset("cores", data=cores)
-                f["cores"].attrs["columns"] = "core_id,chip,layer,out_start,out_stop,in_start,in_stop"
-                f.create_dataset("core_utilization", data=[c.utilization for c in self.cores])
-                f.create_dataset("core_counts", data=np.array(
+                     for c in self.cores], dtype=np.int64).reshape(-1, len(_CORE_COLUMNS))
+                create_dataset(f, "cores", cores)
+                f["cores"].attrs["columns"] = ",".join(_CORE_COLUMNS)
+                create_dataset(f, "core_utilization",
+                               np.array([c.utilization for c in self.cores], dtype=np.float64))
+                create_dataset(f, "core_counts", np.array(
                     [[c.neurons, c.axons] for c in self.cores], dtype=np.int64).reshape(-1, 2))
-                f.create_dataset("core_blocks", data=np.array(
+                create_dataset(f, "core_blocks", np.array(
                     [list(c.block) if c.block else [-1] * 6 for c in self.cores],
                     dtype=np.int64).reshape(-1, 6))
-                f.create_dataset("core_synapses", data=[c.synapses for c in self.cores])
+                create_dataset(f, "core_synapses",
+                               np.array([c.synapses for c in self.cores], dtype=np.int64))
                 qg = f.create_group("quantization")
                 for l, q in enumerate(self.quantization, start=1):
                     g = qg.create_group(str(l))
-                    g.create_dataset("Q", data=q.Q)
+                    create_dataset(g, "Q", q.Q)
                     g.attrs.update(scale=q.scale, sign_mode=q.sign_mode, step=q.step,
                                    q_min=q.q_min, q_max=q.q_max)
                     if self.neuron_core is not None:
-                        g.create_dataset("neuron_core", data=self.neuron_core[l - 1])
+                        create_dataset(g, "neuron_core", self.neuron_core[l - 1])
+                sign(f)  # last: the digest covers everything written above
 
 
 def load_mapping(path: "str | os.PathLike") -> Mapping:
-    """Read a mapping written by :meth:`Mapping.save`."""
+    """Read a mapping written by :meth:`Mapping.save`.
+
+    The file is checked before it is used: its checksum (format version 3 and later), the
+    profile, the network, and that every core addresses neurons and inputs its layer has, and
+    covers each neuron of a core-based profile once, and that the integer weights have their
+    layer's shape and lie in their representable range.
+
+    Raises
+    ------
+    NeurosimFileNotFoundError
+        If the file does not exist.
+    FileFormatError
+        If the file is not a neurosim mapping of a supported version, does not match its
+        checksum, or holds anything damaged or inconsistent; the message names the file and
+        what was wrong (the reader contract, :mod:`neurosim.io.guard`).
+    ProfileError
+        If the profile stored in the file is invalid.
+    """
     import h5py
 
-    from neurosim.io.hdf5 import check_header, read_network_group
+    from neurosim.io import digest
+    from neurosim.io.guard import reading
+    from neurosim.io.hdf5 import check_header
 
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Mapping file {source!r} does not exist.")
-    with h5py.File(source, "r") as f:
-        check_header(f, source, "mapping", (1, MAPPING_FORMAT_VERSION))
-        profile = profile_from_dict(json.loads(f.attrs["profile"]), source=f"{source} (profile)")
-        network = read_network_group(f["network"], source)
-        utilization = np.asarray(f["core_utilization"])
-        rows = np.asarray(f["cores"])
-        synapses = (np.asarray(f["core_synapses"]) if "core_synapses" in f
-                    else (rows[:, 4] - rows[:, 3]) * (rows[:, 6] - rows[:, 5]))
-        counts = (np.asarray(f["core_counts"]) if "core_counts" in f
-                  else np.full((len(rows), 2), -1, np.int64))
-        blocks = (np.asarray(f["core_blocks"]) if "core_blocks" in f
-                  else np.full((len(rows), 6), -1, np.int64))
-        cores = [Core(*map(int, row), utilization=float(u), n_synapses=int(n),
-                      neurons=int(cnt[0]), axons=int(cnt[1]),
-                      block=tuple(int(v) for v in blk) if blk[0] >= 0 else ())
-                 for row, u, n, cnt, blk in zip(rows, utilization, synapses, counts, blocks)]
-        quantization = []
-        for l in range(1, network.n_layers + 1):
-            g = f["quantization"][str(l)]
-            quantization.append(LayerQuantization(
-                np.asarray(g["Q"]), float(g.attrs["scale"]), str(g.attrs["sign_mode"]),
-                int(g.attrs["step"]), int(g.attrs["q_min"]), int(g.attrs["q_max"])))
-    return Mapping(network, profile, cores, quantization)
+    if os.path.isdir(source):
+        raise FileFormatError(f"{source}: is a folder; expected a mapping (.h5) file.")
+    with reading(source, "neurosim mapping file"):
+        try:
+            f = h5py.File(source, "r")
+        except OSError as exc:
+            raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
+        with f:
+            check_header(f, source, "mapping", SUPPORTED_MAPPING_VERSIONS)
+            version = int(f.attrs["format_version"])
+            if version >= DIGEST_VERSION:
+                try:
+                    digest.verify(f, source, required=True)
+                except OSError as exc:  # HDF5 refused a chunk: its Fletcher-32 sum is wrong
+                    raise FileFormatError(
+                        f"{source}: a dataset fails its checksum (Fletcher-32) or cannot be "
+                        f"read ({exc}): the file is damaged. It is not used.") from exc
+            # Files of older versions predate the digest: they are read without one (a digest
+            # on such a file was not written for its content, e.g. a file rewritten to an old
+            # version by hand, and is not used).
+            return _read_mapping(f, source)
+
+
+def _read_mapping(f, source: str) -> Mapping:
+    """The checked content of an open mapping file."""
+    import h5py
+
+    from neurosim.io.guard import json_text
+    from neurosim.io.hdf5 import read_network_group
+
+    if "profile" not in f.attrs:
+        raise FileFormatError(f"{source}: has no attribute 'profile' (the chip profile).")
+    profile = profile_from_dict(json_text(f.attrs["profile"], source, "the attribute 'profile'",
+                                          dict), source=f"{source} (profile)")
+    network_group = f.get("network")
+    if not isinstance(network_group, h5py.Group):
+        raise FileFormatError(f"{source}: has no group 'network' (the mapped network).")
+    network = read_network_group(network_group, source)
+    rows = _table(f, "cores", source, "iu", len(_CORE_COLUMNS))
+    n = rows.shape[0]
+    utilization = _table(f, "core_utilization", source, "biuf", None, n).astype(np.float64)
+    synapses = (_table(f, "core_synapses", source, "iu", None, n) if "core_synapses" in f
+                else (rows[:, 4] - rows[:, 3]) * (rows[:, 6] - rows[:, 5]))
+    counts = (_table(f, "core_counts", source, "iu", 2, n) if "core_counts" in f
+              else np.full((n, 2), -1, np.int64))
+    blocks = (_table(f, "core_blocks", source, "iu", 6, n) if "core_blocks" in f
+              else np.full((n, 6), -1, np.int64))
+    cores = [Core(*map(int, row), utilization=float(u), n_synapses=int(syn),
+                  neurons=int(cnt[0]), axons=int(cnt[1]),
+                  block=tuple(int(v) for v in blk) if blk[0] >= 0 else ())
+             for row, u, syn, cnt, blk in zip(rows, utilization, synapses, counts, blocks)]
+    _check_cores(cores, network, profile, source)
+    qg = f.get("quantization")
+    if not isinstance(qg, h5py.Group):
+        raise FileFormatError(f"{source}: has no group 'quantization' (the integer weights).")
+    quantization = [_read_layer_quantization(qg, l, network, profile, source)
+                    for l in range(1, network.n_layers + 1)]
+    mapping = Mapping(network, profile, cores, quantization)
+    if mapping.neuron_core is not None:
+        for l, owner in enumerate(mapping.neuron_core, start=1):
+            held = sum(mapping.core_neurons(c).size for c in mapping.layer_cores(l))
+            if held != owner.size or (owner < 0).any():
+                raise FileFormatError(
+                    f"{source}: the cores of layer {l} do not hold each of its {owner.size} "
+                    f"neurons exactly once (they hold {held} neurons, "
+                    f"{int((owner < 0).sum())} neurons have no core).")
+    return mapping
+
+
+def _table(f, name: str, source: str, kinds: str, columns: "int | None",
+           n_rows: "int | None" = None) -> np.ndarray:
+    """Dataset ``name`` of a mapping file: numbers of ``kinds``, one row per core (and
+    ``columns`` columns), read after its type and size are checked."""
+    from neurosim.io.guard import read_dataset
+
+    if name not in f:
+        raise FileFormatError(f"{source}: has no dataset {name!r}.")
+    array = read_dataset(f[name], source, f"dataset {name!r}", kinds)
+    expected = ((n_rows if n_rows is not None else "n_cores",)
+                + ((columns,) if columns is not None else ()))
+    if array.ndim != len(expected) or any(isinstance(want, int) and got != want
+                                          for got, want in zip(array.shape, expected)):
+        shape = "(" + ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "") + ")"
+        raise FileFormatError(f"{source}: dataset {name!r} must have shape {shape} (one row "
+                              f"per core); got {array.shape}.")
+    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise FileFormatError(f"{source}: dataset {name!r} holds values beyond 64-bit integers.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise FileFormatError(f"{source}: dataset {name!r} holds NaN or infinite values.")
+    return array.astype(np.int64) if array.dtype.kind in "iu" else array
+
+
+def _check_cores(cores: list, network: Network, profile: HardwareProfile, source: str) -> None:
+    """Every core of a loaded mapping addresses neurons and inputs its layer has."""
+    crossbar = profile.architecture == "crossbar"
+    for index, c in enumerate(cores):
+        where = f"{source}: core {index}"
+        if c.core_id != index:
+            raise FileFormatError(f"{where} has core_id {c.core_id}; cores are numbered 0, 1, ...")
+        if c.chip < 0:
+            raise FileFormatError(f"{where} is on chip {c.chip}; chips are numbered from 0.")
+        if not 1 <= c.layer <= network.n_layers:
+            raise FileFormatError(f"{where} is on layer {c.layer}; the network has layers 1.."
+                                  f"{network.n_layers}.")
+        layer = network.layers[c.layer - 1]
+        conv = layer.kind == "conv2d"
+        if conv and crossbar:  # a tile of the unfolded kernel: output channels x kernel rows
+            kh, kw = layer.kernel_size
+            out_size, in_size = layer.c_out, layer.c_in * kh * kw
+        else:
+            out_size, in_size = layer.n_out, layer.n_in
+        if not (0 <= c.out_start <= c.out_stop <= out_size
+                and 0 <= c.in_start <= c.in_stop <= in_size):
+            raise FileFormatError(
+                f"{where} holds outputs {c.out_start}:{c.out_stop} and inputs "
+                f"{c.in_start}:{c.in_stop}, outside layer {c.layer}'s {out_size} outputs and "
+                f"{in_size} inputs.")
+        if min(c.neurons, c.axons) < -1 or c.n_synapses < -1 or c.synapses < 0:
+            raise FileFormatError(f"{where} has negative neuron, axon or synapse counts.")
+        if not (math.isfinite(c.utilization) and c.utilization >= 0):
+            raise FileFormatError(f"{where} has utilization {c.utilization}; expected a "
+                                  "number >= 0.")
+        if c.block:
+            if not conv or crossbar:
+                raise FileFormatError(f"{where} has a conv block but layer {c.layer} is not a "
+                                      "conv layer on cores.")
+            ho, wo = layer.out_hw
+            c0, c1, y0, y1, x0, x1 = c.block
+            if not (0 <= c0 < c1 <= layer.c_out and 0 <= y0 < y1 <= ho and 0 <= x0 < x1 <= wo):
+                raise FileFormatError(
+                    f"{where} holds the block channels {c0}:{c1}, rows {y0}:{y1}, columns "
+                    f"{x0}:{x1}, outside layer {c.layer}'s {layer.c_out} x {ho} x {wo} outputs.")
+    for l in range(1, network.n_layers + 1):
+        if not any(c.layer == l for c in cores):
+            raise FileFormatError(f"{source}: layer {l} has no core.")
+
+
+def _attr_value(group, key: str, where: str, source: str, kind: str):
+    """Attribute ``key`` of ``group``: an integer (``kind`` "int"), a finite float ("float")
+    or text ("str")."""
+    if key not in group.attrs:
+        raise FileFormatError(f"{source}: {where} has no attribute {key!r}.")
+    value = group.attrs[key]
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if kind == "str":
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, (bool, np.bool_)):
+        pass
+    elif kind == "int" and isinstance(value, (int, np.integer)):
+        return int(value)
+    elif kind == "float" and isinstance(value, (int, float, np.integer, np.floating)) \
+            and math.isfinite(float(value)):
+        return float(value)
+    expected = {"int": "an integer", "float": "a finite number", "str": "text"}[kind]
+    raise FileFormatError(f"{source}: {where} attribute {key!r} must be {expected}; got "
+                          f"{value!r:.80}.")
+
+
+def _read_layer_quantization(qg, l: int, network: Network, profile: HardwareProfile,
+                             source: str) -> LayerQuantization:
+    """The integer weights of layer ``l`` in group ``quantization/<l>``, checked against the
+    layer and the profile's word width."""
+    import h5py
+
+    from neurosim.io.guard import read_dataset
+
+    where = f"quantization/{l}"
+    g = qg.get(str(l))
+    if not isinstance(g, h5py.Group):
+        raise FileFormatError(f"{source}: has no group {where!r} (layer {l}'s integer weights).")
+    if "Q" not in g:
+        raise FileFormatError(f"{source}: {where} has no dataset 'Q'.")
+    Q = read_dataset(g["Q"], source, f"dataset '{where}/Q'", "iu")
+    expected = network.layers[l - 1].synapse_weights.shape
+    if Q.shape != expected:
+        raise FileFormatError(f"{source}: dataset '{where}/Q' has shape {Q.shape}; layer {l} "
+                              f"stores weights of shape {expected}.")
+    scale = _attr_value(g, "scale", where, source, "float")
+    sign_mode = _attr_value(g, "sign_mode", where, source, "str")
+    step, q_min, q_max = (_attr_value(g, key, where, source, "int")
+                          for key in ("step", "q_min", "q_max"))
+    reach = 2 ** profile.weight_bits  # the widest word range of the profile (drop-LSB words)
+    if not (scale > 0 and sign_mode in _SIGN_MODES and step >= 1
+            and -reach <= q_min <= 0 <= q_max <= reach):
+        raise FileFormatError(
+            f"{source}: {where} has scale {scale}, sign_mode {sign_mode!r:.40}, step {step} and "
+            f"range [{q_min}, {q_max}]; expected a scale > 0, a sign mode of "
+            f"{', '.join(_SIGN_MODES)}, a step >= 1 and a range around 0 within "
+            f"{profile.weight_bits}-bit words.")
+    if Q.size and (int(Q.min()) < q_min or int(Q.max()) > q_max):
+        raise FileFormatError(f"{source}: dataset '{where}/Q' holds integers outside its range "
+                              f"[{q_min}, {q_max}].")
+    if Q.dtype != np.int32 and q_min >= np.iinfo(np.int32).min and q_max <= np.iinfo(np.int32).max:
+        Q = Q.astype(np.int32)
+    return LayerQuantization(Q, scale, sign_mode, step, q_min, q_max)
 
 
 def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -> Mapping:
