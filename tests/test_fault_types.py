@@ -29,7 +29,7 @@ small = st.floats(min_value=0.0, max_value=0.5, allow_nan=False)
 crashes = st.one_of(
     st.builds(ns.NeuronCrash, p=rates),
     st.builds(ns.NeuronCrash, p=st.lists(rates, min_size=1, max_size=6).map(tuple)),
-    st.builds(ns.NeuronCrash, p=rates, layers=st.lists(st.integers(0, 9), min_size=1,
+    st.builds(ns.NeuronCrash, p=rates, layers=st.lists(st.integers(0, 9), min_size=1, unique=True,
                                                        max_size=4).map(tuple)),
     st.builds(ns.NeuronCrash, p=rates, semantics=st.sampled_from(["silent", "paper", "stuck"]),
               value=st.floats(-1e6, 1e6, allow_nan=False)),

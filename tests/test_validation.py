@@ -68,7 +68,7 @@ def test_certify_parameters(no_work, func, kwargs, name):
 
 @pytest.mark.parametrize("argv, flag, expected", [
     (["simulate", "--confidence", "1.5"], "--confidence", "a float in (0, 1)"),
-    (["simulate", "--seed", "-3"], "--seed", "a non-negative integer"),
+    (["simulate", "--seed", "-3"], "--seed", "a non-negative integer below 2**63"),
     (["simulate", "--eps", "nan"], "--eps", "a finite number >= 0"),
     (["certify", "--delta", "2"], "--delta", "a float in (0, 1)"),
     (["certify", "--delta", "0.1", "--eps", "-1", "--metric", "linf"], "--eps",
