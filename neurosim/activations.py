@@ -245,6 +245,17 @@ _DEFAULTS = {"leaky_relu": (0.01, 0.0), "elu": (1.0, 0.0), "hardtanh": (-1.0, 1.
              "hardsigmoid": (1.0 / 6.0, 0.5)}
 
 
+def _parameter(name: str, key: str, value) -> float:
+    """An activation parameter as a finite float (files may hold text or arrays there)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or not math.isfinite(v):
+        raise param_error(f"Activation '{name}'", key, "a finite float", value)
+    return v
+
+
 def make_activation(spec: "str | Activation", alpha: float | None = None,
                     beta: float | None = None) -> Activation:
     """Turn a name (or an :class:`Activation`) into an :class:`Activation`.
@@ -277,11 +288,8 @@ def make_activation(spec: "str | Activation", alpha: float | None = None,
     if name not in _DEFAULTS:
         return Activation(name, 0.0, 0.0)
     a0, b0 = _DEFAULTS[name]
-    alpha = a0 if alpha is None else float(alpha)
-    beta = b0 if beta is None else float(beta)
-    for key, v in (("alpha", alpha), ("beta", beta)):
-        if not math.isfinite(v):
-            raise param_error(f"Activation '{name}'", key, "a finite float", v)
+    alpha = a0 if alpha is None else _parameter(name, "alpha", alpha)
+    beta = b0 if beta is None else _parameter(name, "beta", beta)
     if name == "hardtanh" and not alpha < beta:
         raise param_error("Activation 'hardtanh'", "bounds", "min < max", (alpha, beta))
     return Activation(name, alpha, beta)

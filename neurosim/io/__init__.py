@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from neurosim.errors import FileFormatError, NeurosimFileNotFoundError, ShapeError
+from neurosim.io.guard import reading
 from neurosim.io.hdf5 import FORMAT_VERSION, load_network_h5, save_network_h5
 from neurosim.io.npz import load_network_npz, save_network_npz
 from neurosim.network import Network
@@ -91,6 +92,26 @@ def _load_file(source, trust_pickle, activations, architecture, input_shape) -> 
     if path.is_dir():
         raise FileFormatError(f"{str(path)!r} is a folder; expected a model file.")
     name = path.name.lower()
+    # The reader contract (neurosim.io.guard): whatever goes wrong inside a reader is one
+    # NeurosimError naming the file. Each reader says more precisely what it expected.
+    with reading(str(path), _what(name)):
+        return _read(path, name, trust_pickle, activations, architecture, input_shape)
+
+
+def _what(name: str) -> str:
+    """What a model file of this name should be (for the reader contract's messages)."""
+    if name.endswith(".npz"):
+        return "neurosim .npz network archive"
+    if name.endswith(".keras"):
+        return "Keras 3 .keras archive"
+    if name.endswith((".h5", ".hdf5")):
+        return "HDF5 model file (neurosim or Keras)"
+    if name.endswith(".onnx"):
+        return "ONNX model file"
+    return "PyTorch model file" if name.endswith(_TORCH_SUFFIXES) else "model file"
+
+
+def _read(path: Path, name: str, trust_pickle, activations, architecture, input_shape):
     if name.endswith(".npz"):
         return load_network_npz(path)
     if name.endswith(".keras") or name.endswith(".weights.h5"):
@@ -102,10 +123,11 @@ def _load_file(source, trust_pickle, activations, architecture, input_shape) -> 
 
         try:
             with h5py.File(path, "r") as f:
-                attrs = set(f.attrs)
-        except OSError:
-            raise FileFormatError(f"{str(path)!r} is not a readable HDF5 file.") from None
-        if "neurosim_format" in attrs:
+                neurosim_file = "neurosim_format" in f.attrs
+        except OSError as exc:
+            raise FileFormatError(f"{str(path)!r} is not a readable HDF5 file "
+                                  f"({str(exc).strip()[:200]}).") from None
+        if neurosim_file:
             return load_network_h5(path)
         from neurosim.io.keras import load_keras
 

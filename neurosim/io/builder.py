@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neurosim.activations import Activation, make_activation
-from neurosim.errors import NeurosimError, UnsupportedLayerError
+from neurosim.errors import FileFormatError, NeurosimError, UnsupportedLayerError
 from neurosim.layers import (Conv2d, Dense, Layer, MaxPool2d, Transform, layer_type,
                              transform_type)
 from neurosim.network import Network
@@ -132,20 +132,23 @@ class NetworkBuilder:
     def transform_specs(self, specs, where: str) -> None:
         """Transforms written by :func:`structure_of` (neurosim's own files)."""
         if not isinstance(specs, list):
-            raise NeurosimError(f"{where}: the transforms must be a list. Got {specs!r}.")
+            raise FileFormatError(f"{where}: the transforms must be a list. Got "
+                                  f"{_short(specs)}.")
         for spec in specs:
             if not isinstance(spec, dict) or "kind" not in spec:
-                raise NeurosimError(f"{where}: a transform must be a mapping with a 'kind'. "
-                                    f"Got {spec!r}.")
+                raise FileFormatError(f"{where}: a transform must be a mapping with a 'kind'. "
+                                      f"Got {_short(spec)}.")
             params = {k: v for k, v in spec.items() if k != "kind"}
             try:
                 cls = transform_type(spec["kind"])
                 t = cls.from_params(params)
             except UnsupportedLayerError as exc:
                 raise UnsupportedLayerError(f"{where}: {exc}") from None
-            except (TypeError, ValueError) as exc:
-                raise NeurosimError(f"{where}: malformed {spec['kind']} settings {params}: "
-                                    f"{exc}") from None
+            except NeurosimError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise FileFormatError(f"{where}: malformed {_short(spec['kind'])} settings "
+                                      f"{_short(params)}: {exc}") from None
             self.transform(t, where)
 
     def batchnorm(self, gamma, beta, mean, var, eps: float, where: str) -> None:
@@ -270,6 +273,12 @@ class NetworkBuilder:
             if str(exc).startswith(self.source):
                 raise
             raise type(exc)(f"{self.source}: {exc}") from None
+
+
+def _short(value, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a damaged file may hold anything there)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _with_activation(spec, activation: Activation) -> Layer:

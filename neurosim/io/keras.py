@@ -74,7 +74,6 @@ allows (before a max pooling when it is non-decreasing).
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import zipfile
@@ -85,7 +84,9 @@ import numpy as np
 
 from neurosim.activations import Activation, make_activation
 from neurosim.errors import FileFormatError, NeurosimError, ShapeError, UnsupportedLayerError
+from neurosim.io import guard
 from neurosim.io.builder import SOFTMAX, NetworkBuilder
+from neurosim.io.hdf5 import read_array, read_attr
 from neurosim.layers import (AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d,
                              same_padding)
 from neurosim.network import Network
@@ -122,6 +123,12 @@ _KERAS_ACTIVATIONS = {
     "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid", "hard_tanh": "hardtanh",
     "linear": "identity",
 }
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception from another library as one short line (its messages can run to pages)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 def _supported_layers_text() -> str:
@@ -382,9 +389,45 @@ def _vars_groups_keras3(f: h5py.File, source: str) -> dict[str, h5py.Group]:
     return groups
 
 
-def _read_vars(vars_group: h5py.Group) -> list[np.ndarray]:
-    keys = sorted(vars_group, key=lambda k: int(k) if k.isdigit() else 1 << 30)
-    return [np.asarray(vars_group[k]) for k in keys]
+def _read_vars(vars_group: h5py.Group, source: str) -> list[np.ndarray]:
+    """The variables ``0``, ``1``, ... of a ``vars`` group, each read within the size limit."""
+    keys = sorted(vars_group, key=lambda k: int(k) if k.isascii() and k.isdigit() else 1 << 30)
+    return [read_array(vars_group[k], source, f"weight {vars_group.name}/{k}") for k in keys]
+
+
+def _text(value) -> "str | None":
+    """An HDF5 attribute that should hold text, as a str (None if it holds something else)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _names_attr(obj, key: str, source: str) -> list[str]:
+    """An attribute listing names (``weight_names``, ``layer_names``) as a list of str."""
+    value = read_attr(obj, key, source, f"the {key!r} attribute of {obj.name!r}", None)
+    if value is None:
+        return []
+    array = np.atleast_1d(np.asarray(value))
+    names = [_text(v) for v in array.reshape(-1).tolist()] if array.dtype.kind in "USO" else []
+    if array.dtype.kind not in "USO" or any(n is None for n in names):
+        raise FileFormatError(f"{source}: the {key!r} attribute of {obj.name!r} must list names "
+                              f"(text); got {array.dtype} data.")
+    return names
+
+
+def _json(text, source: str, what: str, expect=dict):
+    """JSON text (bytes or str) that must decode to ``expect``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(f"{source}: {what} is not UTF-8 text ({exc}).") from None
+    try:
+        return guard.json_text(text, source, what, expect)
+    except RecursionError:
+        raise FileFormatError(f"{source}: {what} nests too deeply to be read.") from None
 
 
 class _Keras3Store:
@@ -396,14 +439,15 @@ class _Keras3Store:
         self.groups = _vars_groups_keras3(f, source)
         self.by_attr: dict[str, str] = {}
         for gname, vg in self.groups.items():
-            attr = vg.attrs.get("name")
+            attr = _text(read_attr(vg, "name", source, f"the 'name' attribute of {vg.name!r}",
+                                   None))
             if attr is not None:
-                self.by_attr[attr.decode() if isinstance(attr, bytes) else str(attr)] = gname
+                self.by_attr[attr] = gname
         # Fallback for files without the 'name' attribute: Keras' own naming of the groups.
         counters: dict[str, int] = {}
         self.by_position: dict[str, str] = {}
         for layer in layers:
-            base = _to_snake_case(layer.get("class_name", ""))
+            base = _to_snake_case(str(layer.get("class_name", "")))
             if base in counters:
                 counters[base] += 1
                 self.by_position[_layer_name(layer)] = f"{base}_{counters[base]}"
@@ -415,7 +459,7 @@ class _Keras3Store:
         gname = self.by_attr.get(lname) if self.by_attr else self.by_position.get(lname)
         if gname is None or gname not in self.groups:
             raise FileFormatError(f"{where}: no weights for this layer in the weights file.")
-        return [(None, a) for a in _read_vars(self.groups[gname])]
+        return [(None, a) for a in _read_vars(self.groups[gname], self.source)]
 
 
 class _LegacyStore:
@@ -429,13 +473,14 @@ class _LegacyStore:
         if lname not in self.group:
             raise FileFormatError(f"{where}: no weights for this layer under {self.group.name!r}.")
         g = self.group[lname]
-        wnames = [n.decode() if isinstance(n, bytes) else str(n)
-                  for n in g.attrs.get("weight_names", [])]
+        if not isinstance(g, h5py.Group):
+            raise FileFormatError(f"{where}: {g.name!r} must be a group of weights.")
         out = []
-        for wname in wnames:
+        for wname in _names_attr(g, "weight_names", self.source):
             if wname not in g:
                 raise FileFormatError(f"{where}: weight {wname!r} is missing.")
-            out.append((wname.split("/")[-1].split(":")[0], np.asarray(g[wname])))
+            out.append((wname.split("/")[-1].split(":")[0],
+                        read_array(g[wname], self.source, f"weight {wname!r}")))
         return out
 
 
@@ -446,14 +491,16 @@ def _legacy_weights(group: h5py.Group, names: Iterable[str], source: str) -> lis
         if lname not in group:
             raise FileFormatError(f"{source}: no weights for layer {lname!r} under {group.name!r}.")
         g = group[lname]
-        wnames = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
+        if not isinstance(g, h5py.Group):
+            raise FileFormatError(f"{source}: {g.name!r} must be a group of weights.")
+        wnames = _names_attr(g, "weight_names", source)
         if not wnames:
             raise FileFormatError(f"{source}: layer {lname!r} has no weights in the file.")
         arrays = {}
         for wname in wnames:
             if wname not in g:
                 raise FileFormatError(f"{source}: weight {wname!r} of layer {lname!r} is missing.")
-            arrays[wname] = np.asarray(g[wname])
+            arrays[wname] = read_array(g[wname], source, f"weight {wname!r} of layer {lname!r}")
         kernel = [a for n, a in arrays.items() if n.split("/")[-1].split(":")[0] == "kernel"]
         bias = [a for n, a in arrays.items() if n.split("/")[-1].split(":")[0] == "bias"]
         if len(kernel) == 1 and len(bias) <= 1 and len(arrays) == len(kernel) + len(bias):
@@ -913,46 +960,59 @@ def _keras2_version(version) -> bool:
 
 
 def _load_keras_archive(path: str) -> Network:
+    """A ``.keras`` zip archive: members are read in memory within the size limit (their
+    declared sizes are checked before anything is decompressed) and never extracted."""
     source = repr(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if "config.json" not in names:
-                raise FileFormatError(
-                    f"{source}: the archive has no config.json; this is not a Keras 3 model file."
-                )
-            if "model.weights.h5" not in names:
-                extra = " (sharded or .npz weights are not supported)" if any(
-                    n.startswith("model.weights") for n in names) else ""
-                raise FileFormatError(
-                    f"{source}: the archive has no model.weights.h5{extra}."
-                )
-            config_text = zf.read("config.json")
-            weights_bytes = zf.read("model.weights.h5")
-            meta_text = zf.read("metadata.json") if "metadata.json" in names else b"{}"
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         raise FileFormatError(
             f"{source}: not a valid .keras archive (a zip file with config.json and "
-            f"model.weights.h5): {exc}."
+            f"model.weights.h5): {_brief(exc)}."
         ) from None
-    try:
-        config = json.loads(config_text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{source}: config.json is not valid JSON: {exc}.") from None
-    try:
-        keras2 = _keras2_version(json.loads(meta_text).get("keras_version"))
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        keras2 = False
+    with zf:
+        names = set(zf.namelist())
+        if "config.json" not in names:
+            raise FileFormatError(
+                f"{source}: the archive has no config.json; this is not a Keras 3 model file."
+            )
+        if "model.weights.h5" not in names:
+            extra = " (sharded or .npz weights are not supported)" if any(
+                n.startswith("model.weights") for n in names) else ""
+            raise FileFormatError(
+                f"{source}: the archive has no model.weights.h5{extra}."
+            )
+        members = ["config.json", "model.weights.h5"] + (
+            ["metadata.json"] if "metadata.json" in names else [])
+        guard.check_nbytes(sum(zf.getinfo(n).file_size for n in members), source,
+                           "the archive's config.json, metadata.json and model.weights.h5 "
+                           "together")
+        try:
+            config_text = guard.read_member(zf, "config.json", source)
+            weights_bytes = guard.read_member(zf, "model.weights.h5", source)
+            meta_text = (guard.read_member(zf, "metadata.json", source)
+                         if "metadata.json" in names else b"{}")
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError) as exc:
+            if isinstance(exc, NeurosimError):
+                raise
+            raise FileFormatError(
+                f"{source}: not a valid .keras archive (a zip file with config.json and "
+                f"model.weights.h5): {_brief(exc)}."
+            ) from None
+    config = _json(config_text, source, "config.json")
+    metadata = _json(meta_text, source, "metadata.json")
+    keras2 = _keras2_version(metadata.get("keras_version"))
     try:
         name, layers, input_shape = _ordered_layers(config, source)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         if isinstance(exc, NeurosimError):
             raise
-        raise FileFormatError(f"{source}: malformed config.json: {exc!r}.") from None
+        raise FileFormatError(f"{source}: malformed config.json: {_brief(exc)}.") from None
     try:
         f = h5py.File(io.BytesIO(weights_bytes), "r")
     except OSError as exc:
-        raise FileFormatError(f"{source}: model.weights.h5 is not a readable HDF5 file: {exc}.") from None
+        raise FileFormatError(f"{source}: model.weights.h5 is not a readable HDF5 file: {_brief(exc)}.") from None
     with f:
         try:
             store = _Keras3Store(f, config["config"]["layers"], source)
@@ -962,7 +1022,7 @@ def _load_keras_archive(path: str) -> Network:
             if isinstance(exc, NeurosimError):
                 raise
             raise FileFormatError(
-                f"{source}: malformed config.json or model.weights.h5: {exc!r}.") from None
+                f"{source}: malformed config.json or model.weights.h5: {_brief(exc)}.") from None
 
 
 def _plan_from_activations(names: list[str], activations, source: str) -> NetworkBuilder:
@@ -1010,38 +1070,43 @@ def _load_keras3_weights(path: str, f: h5py.File, activations) -> Network:
     builder = _plan_from_activations(dense_names, activations, source)
     variables = []
     for entry, gname in zip(builder.specs, dense_names):
-        arrays = _read_vars(groups[gname])
+        arrays = _read_vars(groups[gname], source)
         entry["use_bias"] = len(arrays) == 2
         variables.append(arrays)
-    name = f["vars"].attrs.get("name") if "vars" in f else None
+    name = (_text(read_attr(f["vars"], "name", source, "the 'name' attribute of '/vars'", None))
+            if "vars" in f else None)
     metadata = {"source_format": "keras3"}
     if name is not None:
-        metadata["name"] = name.decode() if isinstance(name, bytes) else str(name)
+        metadata["name"] = name
     return _finish(builder, variables, metadata)
 
 
 def _load_legacy_h5(path: str, f: h5py.File) -> Network:
     source = repr(path)
-    text = f.attrs["model_config"]
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise FileFormatError(f"{source}: the model_config attribute is not valid JSON: {exc}.") from None
+    text = read_attr(f, "model_config", source, "the model_config attribute")
+    if isinstance(text, np.ndarray) and text.size == 1:
+        text = text.reshape(()).item()
+    config = _json(text, source, "the model_config attribute")
     name, layers, input_shape = _ordered_layers(config, source)
     if "model_weights" not in f:
         raise FileFormatError(f"{source}: the file has no 'model_weights' group (no weights saved).")
+    if not isinstance(f["model_weights"], h5py.Group):
+        raise FileFormatError(f"{source}: 'model_weights' must be a group of layers.")
     store = _LegacyStore(f["model_weights"], source)
+    version = _text(read_attr(f, "keras_version", source, "the keras_version attribute", None))
     return _build_network(layers, input_shape, source, store,
                           {"source_format": "keras2-h5", "name": name},
-                          _keras2_version(f.attrs.get("keras_version")))
+                          _keras2_version(version))
 
 
 def _load_legacy_weights(path: str, f: h5py.File, activations) -> Network:
     source = repr(path)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["layer_names"]]
-    weighted = [n for n in names if len(f[n].attrs.get("weight_names", [])) > 0]
+    names = _names_attr(f, "layer_names", source)
+    for n in names:
+        if n not in f or not isinstance(f[n], h5py.Group):
+            raise FileFormatError(f"{source}: layer {n!r} of 'layer_names' has no group of "
+                                  "weights in the file.")
+    weighted = [n for n in names if _names_attr(f[n], "weight_names", source)]
     builder = _plan_from_activations(weighted, activations, source)
     variables = _legacy_weights(f, weighted, source)
     for entry, arrays in zip(builder.specs, variables):
@@ -1082,6 +1147,11 @@ def load_keras(path: "str | os.PathLike", activations=None) -> Network:
         When a final softmax is dropped.
     """
     path = os.fspath(path)
+    with guard.reading(repr(path), "Keras model file (.keras, .weights.h5 or Keras 2 .h5)"):
+        return _load_keras(path, activations)
+
+
+def _load_keras(path: str, activations) -> Network:
     if zipfile.is_zipfile(path):
         return _load_keras_archive(path)
     if path.lower().endswith(".keras"):
@@ -1104,7 +1174,7 @@ def load_keras(path: "str | os.PathLike", activations=None) -> Network:
         except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
             if isinstance(exc, NeurosimError):
                 raise
-            raise FileFormatError(f"{path!r}: malformed Keras file: {exc!r}.") from None
+            raise FileFormatError(f"{path!r}: malformed Keras file: {_brief(exc)}.") from None
     raise FileFormatError(
         f"{path!r} is an HDF5 file but neither a neurosim network nor a Keras model or weights "
         "file (no 'model_config' attribute, no 'layers' group)."

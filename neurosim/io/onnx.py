@@ -77,6 +77,7 @@ from neurosim.errors import (
     NeurosimFileNotFoundError,
     UnsupportedLayerError,
 )
+from neurosim.io import guard
 from neurosim.io.builder import NetworkBuilder
 from neurosim.layers import (
     AvgPool2d,
@@ -110,6 +111,15 @@ _SOFTMAX = {"Softmax", "LogSoftmax"}
 _RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
            "Multinomial", "Bernoulli"}
 _FLOATS = (np.float32, np.float64)
+#: Ops never evaluated as constants when a file is read: their cost is not bounded by the
+#: size of the file (a Loop's trip count, an image resized by any factor, ...).
+_FOLD_REFUSED = {"Loop", "Scan", "If", "SequenceMap", "Resize", "Upsample", "Einsum", "DFT",
+                 "STFT", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix",
+                 "Col2Im", "CenterCropPad", "ConvTranspose", "ImageDecoder"}
+#: Ops whose output is the broadcast of their inputs.
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "Where",
+                 "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor",
+                 "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "PRelu"}
 
 # Element-wise ops of a decomposed activation (x * sigmoid(x), the erf form of GELU, ...),
 # evaluated in float64 to recognise the function; constants must be scalars.
@@ -141,6 +151,12 @@ _ELEMENTWISE = {
 }
 _PATTERN_CANDIDATES = ("gelu", "gelu_tanh", "silu", "hardswish", "relu", "sigmoid", "tanh",
                        "softplus")
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception from another library as one short line (its messages can run to pages)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 def _import_onnx():
@@ -195,18 +211,70 @@ def load_onnx(path: "str | os.PathLike") -> Network:
     source = repr(path)
     if not os.path.exists(path):
         raise NeurosimFileNotFoundError(f"Model file {source} does not exist.")
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # protobuf's DecodeError, a missing external-data file, ...
-        raise FileFormatError(
-            f"{source} is not a readable ONNX file: {type(exc).__name__}: {exc}") from None
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx.checker.ValidationError, or protobuf errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FileFormatError(
-            f"{source} is not a valid ONNX model (onnx.checker: {first})") from None
-    return _Reader(onnx, model, source).read()
+    with guard.reading(source, "ONNX model file"):
+        # onnx.load reads the whole file into memory, then the external data it names.
+        guard.check_nbytes(os.path.getsize(path), source, "the ONNX file")
+        try:
+            model = onnx.load(path, load_external_data=False)
+            _load_external_data(onnx, model, path, source)
+        except NeurosimError:
+            raise
+        except Exception as exc:  # protobuf's DecodeError, a missing external-data file, ...
+            raise FileFormatError(
+                f"{source} is not a readable ONNX file: {_brief(exc)}") from None
+        try:
+            onnx.checker.check_model(model)
+        except Exception as exc:  # onnx.checker.ValidationError, or protobuf errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FileFormatError(
+                f"{source} is not a valid ONNX model (onnx.checker: {first[:300]})") from None
+        return _Reader(onnx, model, source).read()
+
+
+def _load_external_data(onnx, model, path: str, source: str) -> None:
+    """Load the tensors a model keeps in other files, once their declared lengths (and the
+    files' sizes) are within the read limit; onnx itself refuses a location outside the
+    model's folder."""
+    from onnx import external_data_helper as helper
+
+    tensors = [t for t in _tensors(model.graph) if helper.uses_external_data(t)]
+    if not tensors:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    total = 0
+    for tensor in tensors:
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        what = f"the external data of tensor {tensor.name!r} ({info.get('location', '?')!r})"
+        try:
+            length = int(info["length"]) if "length" in info else None
+        except ValueError:
+            raise FileFormatError(f"{source}: {what} declares a length that is not an "
+                                  f"integer: {info['length']!r}.") from None
+        if length is None:
+            where = os.path.join(folder, info.get("location", ""))
+            length = os.path.getsize(where) if os.path.isfile(where) else 0
+        total += max(length, 0)
+        guard.check_nbytes(length, source, what)
+        guard.check_nbytes(total, source, "the model's external data together")
+    helper.load_external_data_for_model(model, folder)
+
+
+def _tensors(graph):
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included
+    (protobuf bounds the nesting)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
 
 
 def _node_label(node, index: int) -> str:
@@ -244,7 +312,7 @@ class _Reader:
                 self.consts[init.name] = nh.to_array(init)
             except Exception as exc:
                 raise FileFormatError(
-                    f"{self.source}: cannot read the initializer {init.name!r}: {exc}") from None
+                    f"{self.source}: cannot read the initializer {init.name!r}: {_brief(exc)}") from None
         inputs = [i for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1:
             names = ", ".join(repr(i.name) for i in inputs) or "none"
@@ -329,8 +397,9 @@ class _Reader:
                     self.consumers[x].append(pos)
 
     def _fold(self, node, inputs, label) -> None:
-        """Evaluate a node whose inputs are all constants."""
+        """Evaluate a node whose inputs are all constants (its output's size checked first)."""
         nh = self.onnx.numpy_helper
+        self._check_fold(node, label)
         try:
             if node.op_type == "Constant" and len(node.attribute) == 1 \
                     and node.attribute[0].name == "value":
@@ -346,10 +415,82 @@ class _Reader:
         except Exception as exc:
             raise UnsupportedLayerError(
                 f"{label} has constant inputs but could not be evaluated: "
-                f"{type(exc).__name__}: {exc}") from None
+                f"{_brief(exc)}") from None
         for name, value in zip(node.output, values):
             if name:
                 self.consts[name] = np.asarray(value)
+
+    def _check_fold(self, node, label) -> None:
+        """Refuse a constant node before it runs when it could take unbounded time or memory:
+        a subgraph (a Loop's trip count is whatever the file says), or an output larger than
+        the read limit (ConstantOfShape of [10**6, 10**6], a broadcast of two long vectors)."""
+        op = node.op_type
+        graphs = [a.name for a in node.attribute if a.HasField("g") or len(a.graphs)]
+        if op in _FOLD_REFUSED or graphs:
+            raise UnsupportedLayerError(
+                f"{label} has constant inputs, but neurosim does not evaluate "
+                f"{'subgraphs' if graphs else f'{op} nodes'} when it reads a file (their cost "
+                "is not bounded by the file's size).")
+        try:
+            count = self._fold_count(node)
+        except (ValueError, TypeError, OverflowError, IndexError, ZeroDivisionError) as exc:
+            raise UnsupportedLayerError(
+                f"{label} has constant inputs but could not be evaluated: they do not fit "
+                f"({_brief(exc)}).") from None
+        if count is not None:
+            guard.check_nbytes(count * 8, self.source,
+                               f"{_node_label(node, -1)}, a constant it computes,")
+
+    def _fold_count(self, node) -> "int | None":
+        """The number of elements of the output of a constant node, from its inputs' shapes
+        and values, for the ops whose output can be much larger than their inputs (None for
+        the others)."""
+        op = node.op_type
+        values = [np.asarray(self.consts[x]) if x and x in self.consts else None
+                  for x in node.input]
+
+        def value(i):
+            if i >= len(values) or values[i] is None:
+                return None
+            return values[i]
+
+        def ints(i):
+            return [int(v) for v in value(i).reshape(-1)]
+
+        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if op == "ConstantOfShape":
+            return math.prod(ints(0)) if value(0) is not None else 1
+        if op == "Expand":
+            return math.prod(np.broadcast_shapes(value(0).shape, tuple(ints(1))))
+        if op == "Tile":
+            return value(0).size * math.prod(ints(1))
+        if op == "Range":
+            start, limit, delta = (float(value(i).reshape(-1)[0]) for i in range(3))
+            if delta == 0:
+                raise ValueError("a Range with delta 0 never ends")
+            return max(math.ceil((limit - start) / delta), 0)
+        if op == "Pad":
+            pads = ints(1) if value(1) is not None else [int(p) for p in attrs.get("pads", ())]
+            grow = sum(p for p in pads if p > 0)
+            return math.prod(d + grow for d in value(0).shape)
+        if op == "OneHot":
+            return value(0).size * max(int(value(1).reshape(-1)[0]), 0)
+        if op == "Gather":
+            data, index = value(0), value(1)
+            axis = int(attrs.get("axis", 0)) % max(data.ndim, 1)
+            return math.prod(data.shape[:axis] + index.shape + data.shape[axis + 1:])
+        if op in ("MatMul", "MatMulInteger"):
+            a, b = value(0).shape, value(1).shape
+            a2, b2 = (a if len(a) >= 2 else (1,) + a), (b if len(b) >= 2 else b + (1,))
+            return math.prod(np.broadcast_shapes(a2[:-2], b2[:-2])) * a2[-2] * b2[-1]
+        if op == "Gemm":
+            a, b = value(0).shape, value(1).shape
+            rows = a[1] if int(attrs.get("transA", 0)) else a[0]
+            cols = b[0] if int(attrs.get("transB", 0)) else b[1]
+            return rows * cols
+        if op in _BROADCASTING:
+            return math.prod(np.broadcast_shapes(*(v.shape for v in values if v is not None)))
+        return None
 
     # --- the chain --------------------------------------------------------------------------
     def _where_from(self, tensor: str) -> str:
@@ -374,6 +515,10 @@ class _Reader:
                 tensor = self.nodes[region[-1]][1].output[0]
                 continue
             pos = users[0]
+            if pos in visited:  # a node that feeds itself: the walk would never end
+                raise UnsupportedLayerError(
+                    f"{self.labels[pos]} is reached twice: the graph has a cycle; neurosim "
+                    "reads a chain of layers.")
             _, node = self.nodes[pos]
             where = self.labels[pos]
             dynamic = list(dict.fromkeys(x for x in node.input if x and x not in self.consts))

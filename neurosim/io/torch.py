@@ -60,6 +60,7 @@ from neurosim.errors import (
     UntrustedPickleError,
 )
 from neurosim.activations import Activation, make_activation
+from neurosim.io import guard
 from neurosim.io.builder import NetworkBuilder
 from neurosim.layers import AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d
 from neurosim.network import Network
@@ -92,6 +93,12 @@ _INSTALL_HINT = "pip install 'neurosim-faults[torch]'"
 _MISSING = object()
 
 
+def _brief(exc: BaseException) -> str:
+    """An exception from another library as one short line (its messages can run to pages)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
 def _import_torch():
     try:
         import torch
@@ -107,7 +114,10 @@ def _supported_text() -> str:
 
 
 def _to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().copy()
+    tensor = tensor.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+        tensor = tensor.float()
+    return tensor.numpy().copy()
 
 
 # --- module conversion ---------------------------------------------------------------------
@@ -594,8 +604,24 @@ def _is_torchscript(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
             return any("/code/" in f"/{name}" for name in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+    except Exception:  # noqa: BLE001 - not a readable zip (e.g. a member name that is not
+        return False   # UTF-8): torch.load decides, and says what is wrong
+
+
+def _check_archive(path: str, source: str) -> None:
+    """A ``.pt`` written by ``torch.save`` or ``torch.jit.save`` is a zip archive, whose
+    members torch reads whole into memory: their declared sizes must be within the read
+    limit before torch allocates them (a file that is no zip is left to torch.load)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except Exception:  # noqa: BLE001 - not a readable zip: torch.load says why
+        return
+    with zf:
+        total = 0
+        for info in zf.infolist():
+            guard.check_nbytes(info.file_size, source, f"archive member {info.filename!r}")
+            total += info.file_size
+        guard.check_nbytes(total, source, "the archive's members together")
 
 
 def _jit_load(torch, path: str):
@@ -607,13 +633,17 @@ def _jit_load(torch, path: str):
 
 def _state_dict_of(obj, torch):
     """``obj`` if it is a state_dict (name -> tensor), the one inside a checkpoint, or None."""
+    def is_state_dict(d) -> bool:
+        return isinstance(d, dict) and bool(d) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
     if not isinstance(obj, dict):
         return None
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if is_state_dict(obj):
         return obj
     for key in ("state_dict", "model_state_dict", "model"):
         inner = obj.get(key)
-        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+        if is_state_dict(inner):
             return inner
     return None
 
@@ -722,11 +752,19 @@ def load_torch(
     torch = _import_torch()
     path = os.fspath(path)
     source = repr(path)
+    with guard.reading(source, "PyTorch model file (TorchScript, state_dict or pickled module)"):
+        _check_archive(path, source)
+        return _load_torch(torch, path, source, trust_pickle, activations, architecture,
+                           input_shape)
+
+
+def _load_torch(torch, path: str, source: str, trust_pickle, activations, architecture,
+                input_shape) -> Network:
     if _is_torchscript(path):
         try:
             module = _jit_load(torch, path)
         except Exception as exc:
-            raise FileFormatError(f"{source}: cannot load this TorchScript file: {exc}") from None
+            raise FileFormatError(f"{source}: cannot load this TorchScript file: {_brief(exc)}") from None
         return _wrap(lambda: _convert(module, source, torch, input_shape), source, "torchscript")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -750,7 +788,7 @@ def load_torch(
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc2:
-            raise FileFormatError(f"{source}: cannot unpickle this PyTorch file: {exc2}") from None
+            raise FileFormatError(f"{source}: cannot unpickle this PyTorch file: {_brief(exc2)}") from None
     except Exception as exc:
         # torch.jit.load handles TorchScript archives that were not recognised above.
         try:
@@ -758,7 +796,7 @@ def load_torch(
         except Exception:
             raise FileFormatError(
                 f"{source} is not a readable PyTorch file (TorchScript, state_dict or pickled "
-                f"module): {type(exc).__name__}: {exc}"
+                f"module): {_brief(exc)}"
             ) from None
         return _wrap(lambda: _convert(module, source, torch, input_shape), source, "torchscript")
     if isinstance(obj, torch.nn.Module):
@@ -778,7 +816,7 @@ def load_torch(
             architecture.load_state_dict(sd)
         except Exception as exc:
             raise FileFormatError(
-                f"{source}: the state_dict does not fit the given architecture: {exc}"
+                f"{source}: the state_dict does not fit the given architecture: {_brief(exc)}"
             ) from None
         return _wrap(lambda: _convert(architecture, source, torch, input_shape), source, "torch-state_dict")
     if activations is None:

@@ -40,7 +40,7 @@ import numpy as np
 from neurosim.activations import Activation
 from neurosim.errors import UnsupportedLayerError, ValidationError
 
-__all__ = ["Layer", "LAYERS", "register_layer", "layer_type"]
+__all__ = ["Layer", "LAYERS", "register_layer", "layer_type", "real_array"]
 
 #: Registered layer types, by ``kind`` (the name written into files).
 LAYERS: dict[str, type] = {}
@@ -69,6 +69,29 @@ def layer_type(kind: str) -> type:
         raise UnsupportedLayerError(
             f"Unknown layer kind {kind!r}. Registered layer kinds: {', '.join(sorted(LAYERS))}."
         ) from None
+
+
+_KIND_NAMES = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects",
+               "V": "raw records", "M": "dates", "m": "time spans"}
+
+
+def real_array(values, what: str) -> np.ndarray:
+    """``values`` as a NumPy array of real numbers (bool, integers or floats).
+
+    Anything else (complex numbers, text, Python objects, ragged lists) is a ValidationError
+    naming ``what`` ("the weights of layer 2"), never a silent cast: a complex weight would
+    lose its imaginary part, and text would fail deep inside NumPy.
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"The {what} must be an array of real numbers. Got "
+                              f"{type(values).__name__} that is not one ({exc}).") from None
+    if array.dtype.kind not in "biuf":
+        kind = _KIND_NAMES.get(array.dtype.kind, f"dtype kind {array.dtype.kind!r}")
+        raise ValidationError(f"The {what} must hold real numbers. Got {array.dtype} data "
+                              f"({kind}) instead.")
+    return array
 
 
 class Layer:

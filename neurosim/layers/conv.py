@@ -23,7 +23,7 @@ import numpy as np
 
 from neurosim.activations import Activation, make_activation
 from neurosim.errors import ShapeError, ValidationError
-from neurosim.layers.base import Layer, register_layer
+from neurosim.layers.base import Layer, real_array, register_layer
 
 __all__ = ["Conv2d", "conv_output_size", "same_padding", "split_evenly"]
 
@@ -429,13 +429,13 @@ class Conv2d(Layer):
                        tuple(int(v) for v in attrs.get("padding", (0, 0, 0, 0))),
                        tuple(int(v) for v in attrs.get("dilation", (1, 1))),
                        int(attrs.get("groups", 1)), activation)
-        except (TypeError, ValueError) as exc:
-            raise ShapeError(f"Malformed conv2d settings {attrs!r}: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ShapeError(f"Malformed conv2d settings {attrs!r:.200}: {exc}") from None
 
     def cast(self, dtype, index: int) -> "Conv2d":
         where = f"layer {index} (conv2d)"
-        K = np.array(self.K, dtype=dtype, copy=True, order="C")
-        b = np.array(self.b, dtype=dtype, copy=True).reshape(-1)
+        K = np.array(real_array(self.K, f"kernel of {where}"), dtype=dtype, copy=True, order="C")
+        b = np.array(real_array(self.b, f"bias of {where}"), dtype=dtype, copy=True).reshape(-1)
         if K.ndim != 4:
             raise ShapeError(f"The kernel of {where} must be 4-D (C_out, C_in/groups, kh, kw). "
                              f"Got shape {K.shape} instead.")

@@ -8,7 +8,7 @@ import numpy as np
 
 from neurosim.activations import Activation, make_activation
 from neurosim.errors import ShapeError
-from neurosim.layers.base import Layer, register_layer
+from neurosim.layers.base import Layer, real_array, register_layer
 
 __all__ = ["Dense"]
 
@@ -91,8 +91,10 @@ class Dense(Layer):
         return cls(np.asarray(arrays["W"]), np.asarray(arrays["b"]), activation)
 
     def cast(self, dtype, index: int) -> "Dense":
-        W = np.array(self.W, dtype=dtype, copy=True, order="C")
-        b = np.array(self.b, dtype=dtype, copy=True).reshape(-1)
+        W = np.array(real_array(self.W, f"weights of layer {index}"), dtype=dtype, copy=True,
+                     order="C")
+        b = np.array(real_array(self.b, f"bias of layer {index}"), dtype=dtype,
+                     copy=True).reshape(-1)
         if W.ndim != 2:
             raise ShapeError(
                 f"The weights of layer {index} must be a 2-D array (n_out, n_in). "

@@ -213,7 +213,7 @@ class _Pool(Transform):
         ho, wo = out.out_shape[1:]
         if ho < 1 or wo < 1:
             raise ShapeError(f"{self.describe()} does not fit its input of shape {shape}.")
-        if ((out._window_inputs() >= 0).sum(axis=1) == 0).any():
+        if out._some_window_in_padding():
             raise ShapeError(
                 f"{self.describe()} on an input of shape {shape} has windows that lie wholly in "
                 "the padding (they would output -inf or nan): the padding must be smaller than "
@@ -255,6 +255,22 @@ class _Pool(Transform):
                 tap = X[:, :, ky:ky + sh * (ho - 1) + 1:sh, kx:kx + sw * (wo - 1) + 1:sw]
                 out = tap.copy() if out is None else op(out, tap, out=out)
         return out.reshape(n, -1)
+
+    def _some_window_in_padding(self) -> bool:
+        """Whether a window reads nothing but padding, from the shapes alone (nothing the
+        size of the input is allocated, whatever shape a file declares).
+
+        A window is the product of a row range and a column range; it misses the image when
+        one of them misses the image's rows (columns). Along an axis the windows are ranges
+        of the same length with increasing starts and the image is one interval, so only the
+        first window (ending before the image) and the last one (starting after it) can."""
+        _, H, W = self.in_shape
+        _, ho, wo = self.out_shape
+        for size, out, k, s, pad in ((H, ho, self.kernel[0], self.stride[0], self.padding[0]),
+                                     (W, wo, self.kernel[1], self.stride[1], self.padding[2])):
+            if k <= pad or (out - 1) * s > pad + size - 1:
+                return True
+        return False
 
     def _window_inputs(self):
         """(n_out, kh*kw) flat input index of every window tap, -1 on the padding."""
