@@ -3,6 +3,9 @@
 #              tests; then create .venv-lava (Python 3.10, lava-nc, numpy<2) and run tests/lava and
 #              the backend suite (tests/test_backends.py) on the lava backend there, or say in one
 #              line why that part is skipped
+# make fuzz  : the fuzz tests of every file reader with FUZZ_EXAMPLES (3000) random examples each
+#              instead of the 150 derandomized ones of 'make test'; a file that breaks a reader is
+#              kept in tests/data/fuzz/<kind>/ and replayed by every 'make test' from then on
 # make notebooks : run every notebook in notebooks/ at full size with nbclient (figures and results
 #              to notebooks/figures/; the .ipynb files are not modified, so they stay without
 #              outputs). Needs the [dev,torch] install of 'make test'; no network.
@@ -14,8 +17,9 @@ PYTEST_ARGS ?=
 # lava-nc needs Python 3.10; here it comes from pyenv.
 LAVA_PYTHON ?= env PYENV_VERSION=3.10.13 python3.10
 LAVA_VENV ?= .venv-lava
+FUZZ_EXAMPLES ?= 3000
 
-.PHONY: demo test test-lava notebooks venv clean
+.PHONY: demo test test-lava fuzz notebooks venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +44,11 @@ test-lava:
 	else \
 		echo "Lava tests skipped: Python 3.10 ('$(LAVA_PYTHON)') is not available, and lava-nc needs it."; \
 	fi
+
+fuzz: $(PY)
+	$(PIP) install -c constraints/test.txt -e '.[dev,torch]'
+	NEUROSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NEUROSIM_FUZZ_RANDOM=1 NEUROSIM_FUZZ_KEEP=1 \
+		$(PY) -m pytest tests/test_fuzz_*.py -q $(PYTEST_ARGS)
 
 notebooks: $(PY)
 	$(PY) -m neurosim.experiments --run-notebooks --folder notebooks

@@ -253,6 +253,17 @@ class StratifiedResult:
                    elapsed_s=d.get("elapsed_s", 0.0), clean_accuracy=clean_accuracy)
 
 
+#: The certificate file's checksum: SHA-256 of its JSON without this key (sorted keys).
+CERTIFICATE_DIGEST = "content_sha256"
+
+
+def _json_digest(d: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":"),
+                                     allow_nan=True).encode()).hexdigest()
+
+
 @dataclass
 class Certificate:
     """The verdict and everything behind it (``to_dict`` is the JSON written by the CLI)."""
@@ -344,8 +355,10 @@ class Certificate:
 
     def save(self, path) -> None:
         """Write the certificate's JSON (``to_dict``) to ``path``, atomically."""
+        d = json.loads(json.dumps(self.to_dict(), default=json_default))
+        d[CERTIFICATE_DIGEST] = _json_digest(d)
         with atomic_path(path, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2, default=json_default))
+            tmp.write_text(json.dumps(d, indent=2))
 
     @classmethod
     def load(cls, path) -> "Certificate":
@@ -353,15 +366,28 @@ class Certificate:
         source = os.fspath(path)
         if not os.path.exists(source):
             raise NeurosimFileNotFoundError(f"Certificate file {source!r} does not exist.")
-        try:
-            with open(source, encoding="utf-8") as fh:
-                data = json.load(fh)
-            return cls.from_dict(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FileFormatError(f"{source}: not a certificate JSON file ({exc}).") from None
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise FileFormatError(f"{source}: not a neurosim certificate (missing or malformed "
-                                  f"entry: {exc!r}).") from None
+        from neurosim.io.guard import check_nbytes, reading
+
+        with reading(source, "neurosim certificate"):
+            check_nbytes(os.path.getsize(source), source, "the certificate")
+            try:
+                with open(source, encoding="utf-8") as fh:
+                    data = json.load(fh)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                raise FileFormatError(f"{source}: not a certificate JSON file ({exc}).") from None
+            if not isinstance(data, dict):
+                raise FileFormatError(f"{source}: not a neurosim certificate (a JSON "
+                                      f"{type(data).__name__}, not an object).")
+            stored = data.pop(CERTIFICATE_DIGEST, None)
+            if stored is not None and stored != _json_digest(data):
+                raise FileFormatError(
+                    f"{source}: the content does not match its checksum ({CERTIFICATE_DIGEST}): "
+                    "the file is damaged, or was changed after neurosim wrote it.")
+            try:
+                return cls.from_dict(data)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise FileFormatError(f"{source}: not a neurosim certificate (missing or "
+                                      f"malformed entry: {exc!r}).") from None
 
     def summary(self) -> str:
         pct = 100 * self.confidence
@@ -395,9 +421,12 @@ def load_certificate(path) -> Certificate:
 
 def load_result(path) -> SimulationResult:
     """The :class:`SimulationResult` of a completed ``simulate(..., output=path)`` run."""
+    from neurosim.io.guard import reading
+
     run = read_run_file(path)
     if not run.complete or run.result is None:
         raise FileFormatError(
             f"{os.fspath(path)}: the run is not complete; continue it with resume=True (--resume)."
         )
-    return SimulationResult.from_dict(run.result, run.chip_failure_rates)
+    with reading(os.fspath(path), "neurosim result"):
+        return SimulationResult.from_dict(run.result, run.chip_failure_rates)

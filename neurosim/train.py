@@ -822,7 +822,24 @@ def train(X, y, config: "TrainConfig | None" = None, *, X_val=None, y_val=None,
     if task == "auto":
         task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
     if task == "classification":
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or y.min() < 0:
+            raise ValidationError(
+                "train: class labels y must be a 1-D array of integers >= 0 (the class indices "
+                f"0..K-1). Got dtype {y.dtype}, shape {y.shape}"
+                + (f", smallest {y.min()}" if y.size and np.issubdtype(y.dtype, np.number) else "")
+                + " instead.")
         n_outputs = int(y.max()) + 1
+        if y_val is not None:
+            yv = np.asarray(y_val)
+            if (not np.issubdtype(yv.dtype, np.integer) or yv.ndim != 1
+                    or (yv.size and (yv.min() < 0 or yv.max() >= max(n_outputs, init.n_outputs
+                                                                     if init is not None else 0)))):
+                raise ValidationError(
+                    f"train: the validation labels y_val must be class indices in [0, "
+                    f"{n_outputs - 1}], as the training labels are. Got values in "
+                    f"[{yv.min()}, {yv.max()}] instead." if yv.size and
+                    np.issubdtype(yv.dtype, np.number) else
+                    "train: the validation labels y_val must be a 1-D array of class indices.")
         target = torch.as_tensor(y.astype(np.int64))
         if init is not None and n_outputs > init.n_outputs:
             raise ShapeError(
