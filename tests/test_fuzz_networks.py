@@ -766,6 +766,39 @@ def test_files_of_the_versions_before_the_checksums_still_read(tmp_path, version
     assert ns.load_network(path).equals(net)
 
 
+def _global_heap_object(raw: bytearray, index: int) -> int:
+    """The offset of object ``index`` in the first global heap collection of an HDF5 file."""
+    at = raw.find(b"GCOL")
+    p = at + 16
+    while int.from_bytes(raw[p:p + 2], "little") != index:
+        size = int.from_bytes(raw[p + 8:p + 16], "little")
+        p += 16 + -(-size // 8) * 8
+    return p
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+@pytest.mark.parametrize("declared", [0, 1 << 40])
+def test_a_damaged_global_heap_is_refused_before_hdf5_loops_on_it(tmp_path, keras_files,
+                                                                   suffix, declared):
+    """An object of a global heap (where HDF5 keeps text attributes) declaring 0 bytes makes
+    HDF5 2.0 loop forever in C, out of reach of any time limit (found by the fuzz tests)."""
+    net_path = _saved_h5(tmp_path)
+    raw = bytearray(net_path.read_bytes())
+    p = _global_heap_object(raw, 0 if declared == 0 else 1)  # the free space, or an object
+    raw[p + 8:p + 16] = declared.to_bytes(8, "little")
+    if suffix == ".h5":
+        path = _write(tmp_path, "heap.h5", bytes(raw))
+    else:
+        with zipfile.ZipFile(io.BytesIO(keras_files["dense"])) as src:
+            members = [(i, bytes(raw) if i.filename == "model.weights.h5" else src.read(i))
+                       for i in src.infolist()]
+            path = _write(tmp_path, "heap.keras", _rezip(members, src))
+    start = time.monotonic()
+    with _raises_naming(path, FileFormatError, match="global heap"):
+        ns.load_network(path)
+    assert time.monotonic() - start < 5
+
+
 def test_a_huge_declared_image_is_read_without_allocating_it(tmp_path):
     """A conv and a pooling on a declared 1 x 40000 x 40000 image: the reader checks the
     pooling from the shapes alone (it used to allocate an index per input)."""

@@ -121,6 +121,9 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
     if name.endswith((".h5", ".hdf5")):
         import h5py
 
+        from neurosim.io.hdf5 import check_hdf5_file
+
+        check_hdf5_file(path, str(path))
         try:
             with h5py.File(path, "r") as f:
                 neurosim_file = "neurosim_format" in f.attrs

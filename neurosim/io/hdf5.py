@@ -51,7 +51,7 @@ from neurosim.network import Network
 __all__ = ["FORMAT_VERSION", "SUPPORTED_VERSIONS", "is_neurosim_h5", "check_header",
            "header_version", "write_network_group", "read_network_group", "save_network_h5",
            "load_network_h5", "read_attr", "text_attr", "number_attr", "json_attr",
-           "read_array"]
+           "read_array", "check_global_heaps", "check_hdf5_file"]
 
 #: Version of the network file layout written by :func:`save_network_h5`.
 FORMAT_VERSION = 3
@@ -149,6 +149,64 @@ def read_array(obj, source: str, name: str, kinds: str = "fiu") -> np.ndarray:
         if dtype.kind == "b" and "b" not in kinds:
             raise FileFormatError(f"{source}: {name} holds booleans; expected numbers.")
     return guard.read_dataset(obj, source, name, kinds)
+
+
+# --- damage HDF5 itself does not survive ------------------------------------------------------
+_SUPERBLOCK = b"\x89HDF\r\n\x1a\n"
+
+
+def _length_size(data) -> int:
+    """The superblock's "size of lengths" (8 unless the file says otherwise)."""
+    for base in (0, 512, 1024, 2048, 4096, 8192):
+        if data[base:base + 8] == _SUPERBLOCK:
+            version = data[base + 8]
+            size = data[base + 14] if version in (0, 1) else data[base + 10]
+            return size if size in (2, 4, 8, 16) else 8
+    return 8
+
+
+def check_global_heaps(data, source: str) -> None:
+    """Refuse an HDF5 file (its bytes, or an ``mmap`` of them) whose global heap collections
+    are damaged in a way the HDF5 library does not survive.
+
+    Variable-length data (every text attribute h5py writes) lives in global heap collections
+    (signature ``GCOL``). HDF5 walks a collection's objects by their declared sizes, and an
+    object declaring size 0 makes that walk loop forever inside the C library, where no
+    signal or time limit reaches it (HDF5 2.0.0); an object running past its collection can
+    send the walk anywhere. Every ``GCOL`` in the file is walked here first, as HDF5 would.
+    """
+    length = _length_size(data)
+    header = 8 + length
+    object_header = 8 + length
+    at = data.find(b"GCOL")
+    while at >= 0:
+        if data[at + 4] == 1:  # HDF5 refuses other versions itself
+            size = int.from_bytes(data[at + 8:at + 8 + length], "little")
+            end = at + size
+            p = at + header
+            while p < end and p + object_header <= end:
+                index = int.from_bytes(data[p:p + 2], "little")
+                declared = int.from_bytes(data[p + 8:p + 8 + length], "little")
+                need = object_header + -(-declared // 8) * 8 if index else declared
+                if need == 0 or need > end - p:
+                    raise FileFormatError(
+                        f"{source}: the HDF5 file is damaged: object {index} of the global heap "
+                        f"at byte {at} declares {declared} bytes, which "
+                        f"{'makes no progress' if need == 0 else 'runs past its collection'} "
+                        "(text and variable-length data live there). It is not read.")
+                p += need
+        at = data.find(b"GCOL", at + 1)
+
+
+def check_hdf5_file(path, source: str) -> None:
+    """:func:`check_global_heaps` on the file at ``path`` (mapped, not read into memory)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            check_global_heaps(data, source)
 
 
 # --- header ------------------------------------------------------------------------------------
@@ -327,6 +385,7 @@ def load_network_h5(path: "str | os.PathLike") -> Network:
     """
     source = os.fspath(path)
     with guard.reading(source, "neurosim network file (HDF5)"):
+        check_hdf5_file(path, source)
         try:
             f = h5py.File(path, "r")
         except OSError as exc:

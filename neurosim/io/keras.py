@@ -86,7 +86,7 @@ from neurosim.activations import Activation, make_activation
 from neurosim.errors import FileFormatError, NeurosimError, ShapeError, UnsupportedLayerError
 from neurosim.io import guard
 from neurosim.io.builder import SOFTMAX, NetworkBuilder
-from neurosim.io.hdf5 import read_array, read_attr
+from neurosim.io.hdf5 import check_global_heaps, check_hdf5_file, read_array, read_attr
 from neurosim.layers import (AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d,
                              same_padding)
 from neurosim.network import Network
@@ -1009,6 +1009,7 @@ def _load_keras_archive(path: str) -> Network:
         if isinstance(exc, NeurosimError):
             raise
         raise FileFormatError(f"{source}: malformed config.json: {_brief(exc)}.") from None
+    check_global_heaps(weights_bytes, f"{source} (its model.weights.h5)")
     try:
         f = h5py.File(io.BytesIO(weights_bytes), "r")
     except OSError as exc:
@@ -1159,6 +1160,7 @@ def _load_keras(path: str, activations) -> Network:
             f"{path!r} is not a valid .keras archive (a zip file with config.json and "
             "model.weights.h5); it may be truncated or corrupt."
         )
+    check_hdf5_file(path, repr(path))
     try:
         f = h5py.File(path, "r")
     except OSError:
