@@ -20,6 +20,7 @@ tests/test_fuzz_regressions.py.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -314,7 +315,7 @@ def json_mutations(draw, text: bytes, max_ops: int = 3) -> bytes:
         if isinstance(container, dict) and draw(st.integers(0, 4)) == 0:
             del container[key]
         else:
-            container[key] = draw(st.sampled_from(_JSON_JUNK))
+            container[key] = copy.deepcopy(draw(st.sampled_from(_JSON_JUNK)))  # never shared
     return json.dumps(tree).encode("utf-8")
 
 

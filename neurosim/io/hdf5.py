@@ -178,11 +178,12 @@ def check_global_heaps(data, source: str) -> None:
     length = _length_size(data)
     header = 8 + length
     object_header = 8 + length
+    n_bytes = len(data)
     at = data.find(b"GCOL")
     while at >= 0:
-        if data[at + 4] == 1:  # HDF5 refuses other versions itself
+        if at + header <= n_bytes and data[at + 4] == 1:  # HDF5 refuses other versions itself
             size = int.from_bytes(data[at + 8:at + 8 + length], "little")
-            end = at + size
+            end = min(at + size, n_bytes)  # HDF5 reads no further than the file's end
             p = at + header
             while p < end and p + object_header <= end:
                 index = int.from_bytes(data[p:p + 2], "little")

@@ -38,6 +38,10 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1,
                  extra_at_end: bool = True) -> tuple[int, int]:
     """``(before, after)`` padding of ``"same"``: output ``ceil(n / s)``, the odd pixel at the
     end (PyTorch, Keras, ONNX ``SAME_UPPER``) or at the start (ONNX ``SAME_LOWER``)."""
+    for name, value in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValidationError(f"The {name} of a 'same' padding must be an int >= 1. Got "
+                                  f"{value!r} instead.")
     out = -(-size // stride)
     total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
     small, big = total // 2, total - total // 2
