@@ -126,6 +126,7 @@ def resigned_state(draw, valid: bytes) -> bytes:
                     state[name] = draw(_junk_json())
             holder.attrs[key] = json.dumps(state)
             digest.sign(f)
+        digest.seal(path)
         return path.read_bytes()
 
 

@@ -233,7 +233,7 @@ def test_resume_refuses_a_flipped_byte(run_setup, checkpoint):
         n_pairs = json.loads(f["state"].attrs["stats"])["n_pairs"]
     text = f'"n_pairs": {n_pairs}'.encode()
     _flip_in_state(checkpoint, text, text[:-1] + bytes([text[-1] ^ 0x01]))
-    with pytest.raises(FileFormatError, match="does not match its checksum"):
+    with pytest.raises(FileFormatError, match="bytes do not match the file's checksum"):
         ns.simulate(net, FAULTS, X, y, output=checkpoint, resume=True, **KW)
     assert main(["simulate", "--samples", "3", "-o", str(checkpoint), "--resume",
                  "--no-progress"]) == 2
@@ -256,16 +256,35 @@ def test_a_checkpoint_whose_state_does_not_add_up_is_refused(run_setup, checkpoi
         edit(state)
         f["state"].attrs["stats"] = json.dumps(state)
         digest.sign(f)
+    digest.seal(checkpoint)
     with pytest.raises(FileFormatError, match=f"does not add up.*{why}"):
         ns.simulate(net, FAULTS, X, y, output=checkpoint, resume=True, **KW)
 
 
-def test_a_checkpoint_without_its_checksum_is_refused(run_setup, checkpoint):
+def test_a_checkpoint_without_its_checksums_is_refused(run_setup, checkpoint, tmp_path):
     net, X, y = run_setup
     with h5py.File(checkpoint, "r+") as f:
         del f.attrs[digest.DIGEST_ATTR]
+    digest.seal(checkpoint)
     with pytest.raises(FileFormatError, match="has no checksum"):
         ns.simulate(net, FAULTS, X, y, output=checkpoint, resume=True, **KW)
+    # The same file without its user block (the seal): h5py copies it into a plain file.
+    plain = tmp_path / "plain.h5"
+    with h5py.File(checkpoint, "r") as src, h5py.File(plain, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        src.copy("state", dst)
+    with pytest.raises(FileFormatError, match="carries a seal.*has none"):
+        ns.simulate(net, FAULTS, X, y, output=plain, resume=True, **KW)
+
+
+def test_a_damaged_seal_is_refused_before_hdf5_reads_the_file(checkpoint, monkeypatch):
+    raw = bytearray(checkpoint.read_bytes())
+    raw[3] ^= 0x20  # inside the seal's marker
+    checkpoint.write_bytes(bytes(raw))
+    monkeypatch.setattr(h5py, "File", lambda *a, **k: pytest.fail("HDF5 opened a damaged file"))
+    with pytest.raises(FileFormatError, match="seal.*is damaged"):
+        load_result(checkpoint)
 
 
 @pytest.mark.parametrize("stop_at", range(1, 6))
@@ -419,23 +438,29 @@ _PEAK = textwrap.dedent("""
     import numpy as np, neurosim as ns
     X, y = ns.load_digits_test()
     mapping = ns.map_network(ns.load_digits_model(), "loihi2")
-    ns.simulate(mapping, ns.NeuronCrash(2e-3) + ns.SynapseStuck(1e-3, 1e-3), X, y,
-                n_samples=int(sys.argv[1]), mode=sys.argv[2], seed=1)
+    n, mode = int(sys.argv[1]), sys.argv[2]
+    if mode == "certify":  # n conditional draws per input in each sampled stratum
+        ns.certify(mapping, ns.NeuronCrash(2e-3), X, y, delta=0.05, n_samples=n,
+                   work_budget=100 * n * len(X), seed=1)
+    else:
+        ns.simulate(mapping, ns.NeuronCrash(2e-3) + ns.SynapseStuck(1e-3, 1e-3), X, y,
+                    n_samples=n, mode=mode, seed=1)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """)
 
 
-@pytest.mark.parametrize("mode", ["transient", "permanent"])
-def test_peak_memory_does_not_grow_with_the_samples(mode):
+@pytest.mark.parametrize("mode, sizes", [("transient", (100, 1000)), ("permanent", (100, 1000)),
+                                         ("certify", (20, 200))])
+def test_peak_memory_does_not_grow_with_the_samples(mode, sizes):
     """Resident memory at 10x the samples stays within 10 % (+ 20 MiB) of the smaller run:
     blocks are computed and merged one at a time, and only counts are kept."""
     peaks = []
-    for n in (100, 1000):
+    for n in sizes:
         done = subprocess.run([sys.executable, "-c", _PEAK, str(n), mode], capture_output=True,
                               text=True, timeout=600, check=True)
         peaks.append(int(done.stdout.split()[-1]) * 1024)  # ru_maxrss is in KiB on Linux
-    print(f"peak resident memory ({mode}): {peaks[0] / 2**20:.0f} MiB at 100 draws per input, "
-          f"{peaks[1] / 2**20:.0f} MiB at 1000")
+    print(f"peak resident memory ({mode}): {peaks[0] / 2**20:.0f} MiB at {sizes[0]} draws per "
+          f"input, {peaks[1] / 2**20:.0f} MiB at {sizes[1]}")
     assert peaks[1] <= 1.10 * peaks[0] + 20 * 2 ** 20, peaks
 
 

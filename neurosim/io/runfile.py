@@ -10,7 +10,8 @@ Layout (``format_version`` 3)::
     /chip_failure_rates   (n_samples,) per-chip failure rates (permanent mode, complete only)
                           attrs (root): neurosim_sha256, the digest of all of the above
 
-Every file carries a checksum (:mod:`neurosim.io.digest`): a SHA-256 of its content on the root
+Every file carries checksums (:mod:`neurosim.io.digest`): the SHA-256 of its bytes in its
+512-byte HDF5 user block (checked before HDF5 opens it), a SHA-256 of its content on the root
 and Fletcher-32 on its dataset; a file whose content does not match is refused, so a damaged
 checkpoint is never resumed. Version 2 files (neurosim 0.2) have no checksum and still read.
 
@@ -27,7 +28,7 @@ import os
 
 import numpy as np
 
-from neurosim.errors import NeurosimFileNotFoundError
+from neurosim.errors import FileFormatError, NeurosimFileNotFoundError
 from neurosim.io import digest
 from neurosim.io.atomic import atomic_path
 from neurosim.io.encoding import json_default
@@ -63,7 +64,7 @@ def write_run_file(path, config: dict, state: dict, result: "dict | None" = None
     import h5py
 
     with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=digest.USERBLOCK) as f:
             f.attrs["neurosim_format"] = KIND
             f.attrs["format_version"] = RUN_FORMAT_VERSION
             f.attrs["config"] = json.dumps(config, sort_keys=True, default=json_default)
@@ -76,6 +77,7 @@ def write_run_file(path, config: dict, state: dict, result: "dict | None" = None
                     digest.create_dataset(f, "chip_failure_rates",
                                           np.asarray(chip_failure_rates, dtype=np.float64))
             digest.sign(f)
+        digest.seal(tmp)
 
 
 def read_run_file(path) -> RunFile:
@@ -93,9 +95,21 @@ def read_run_file(path) -> RunFile:
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Result file {source!r} does not exist; nothing to resume.")
-    with reading(source, "neurosim run file"), h5py.File(source, "r") as f:
+    with reading(source, "neurosim run file"):
+        sealed = digest.check_seal(source, source)  # before HDF5 parses a byte of it
+        return _read_run_file(source, sealed)
+
+
+def _read_run_file(source: str, sealed: bool) -> RunFile:
+    import h5py
+
+    with h5py.File(source, "r") as f:
         check_header(f, source, KIND, SUPPORTED_RUN_VERSIONS)
         version = int(f.attrs["format_version"])
+        if version >= CHECKSUM_VERSION and not sealed:
+            raise FileFormatError(f"{source}: a run file of format_version {version} carries a "
+                                  "seal (the checksum of its bytes), and this one has none: it is "
+                                  "damaged or was not written by neurosim.")
         digest.verify(f, source, required=version >= CHECKSUM_VERSION)
         config = json_text(f.attrs.get("config"), source, "attribute 'config'", dict)
         if "state" not in f:
