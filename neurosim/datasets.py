@@ -188,6 +188,10 @@ def _read_npz(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]
 def _read_h5(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
     import h5py
 
+    from neurosim.io.hdf5 import check_hdf5_file
+
+    # Damage the HDF5 library itself would loop forever on, out of reach of any time limit.
+    check_hdf5_file(path, _sentence(source))
     try:
         f = h5py.File(path, "r")
     except OSError:
@@ -220,7 +224,79 @@ def _read_h5_array(dataset, name: str, source: str) -> np.ndarray:
     if dataset.shape is None:
         raise ShapeError(f"The {_ROLES[name]} {name!r} in {source} is an empty (null) dataset.")
     _check_kind(dataset.dtype, name, source)
+    check_hdf5_dataset(dataset, _sentence(source), name)
     return read_dataset(dataset, _sentence(source), f"dataset {name!r}", _NUMBER_KINDS)
+
+
+def check_hdf5_dataset(dataset, source: str, name: str) -> None:
+    """Checks of an HDF5 dataset before its values are read: its declared size within the
+    read limit, no more uncompressed bytes than the file holds, and a sound chunk index
+    (:func:`check_chunk_index`)."""
+    shape = dataset.shape if dataset.shape is not None else ()
+    declared = math.prod(shape) * dataset.dtype.itemsize
+    check_nbytes(declared, source, f"dataset {name!r} (shape {shape}, {dataset.dtype})")
+    held = os.path.getsize(dataset.file.filename)
+    if declared > held and not _compressed(dataset):
+        # Uncompressed values are in the file; more than it holds is damage (a dimension
+        # gone wrong), not data, and is refused before the reader allocates for it.
+        raise FileFormatError(
+            f"{source}: dataset {name!r} declares shape {shape} of {dataset.dtype} "
+            f"({declared} bytes, uncompressed), more than the file's {held} bytes.")
+    check_chunk_index(dataset, source, name)
+
+
+#: HDF5 filters that do not compress: shuffle (2) and the Fletcher-32 checksum (3).
+_NON_COMPRESSING_FILTERS = (2, 3)
+_FLETCHER32 = 3
+
+
+def check_chunk_index(dataset, source: str, name: str) -> None:
+    """Refuse a chunked HDF5 dataset whose chunk index is damaged in a way the HDF5 library
+    does not survive, before any chunk is read.
+
+    HDF5 (2.0.0) trusts the index: a chunk recorded with fewer bytes than its Fletcher-32
+    checksum takes crashes the process inside the library (a segmentation fault, which no
+    ``try`` catches). Each recorded chunk must lie inside the file, hold at least one byte
+    (five with the checksum), sit on the chunk grid inside the dataset's shape, and appear
+    once.
+    """
+    import h5py
+
+    plist = dataset.id.get_create_plist()
+    if plist.get_layout() != h5py.h5d.CHUNKED or not dataset.shape:
+        return
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    least = 5 if _FLETCHER32 in filters else 1
+    file_size = os.path.getsize(dataset.file.filename)
+    shape, chunks = dataset.shape, dataset.chunks
+    seen = set()
+    problems = []
+
+    def visit(info) -> None:
+        offset = tuple(info.chunk_offset)
+        if offset in seen:
+            problems.append(f"the chunk at {offset} twice")
+        elif len(offset) != len(shape) or any(o % c or not 0 <= o < s
+                                              for o, c, s in zip(offset, chunks, shape)):
+            problems.append(f"a chunk at {offset}, off the chunk grid {chunks} of shape "
+                            f"{shape}")
+        elif (info.byte_offset is None or info.size < least
+              or info.byte_offset + info.size > file_size):
+            problems.append(f"the chunk at {offset} as {info.size} bytes at byte "
+                            f"{info.byte_offset} of a {file_size}-byte file")
+        seen.add(offset)
+
+    dataset.id.chunk_iter(visit)
+    if problems:
+        raise FileFormatError(f"{source}: dataset {name!r} is damaged: its chunk index records "
+                              f"{problems[0]}. It is not read.")
+
+
+def _compressed(dataset) -> bool:
+    """True if a filter of ``dataset`` may compress it (gzip, szip, lzf, a plugin...)."""
+    plist = dataset.id.get_create_plist()
+    return any(plist.get_filter(i)[0] not in _NON_COMPRESSING_FILTERS
+               for i in range(plist.get_nfilters()))
 
 
 def _check_arrays(
@@ -318,13 +394,19 @@ def load_data(
         If ``spec`` is neither a bundled name nor an existing file; the message lists the
         bundled names.
     FileFormatError
-        If the file is a folder, has an unsupported suffix, cannot be read, or holds no
-        ``X``; the message names the file and what it holds.
+        If the file is a folder, has an unsupported suffix, cannot be read, is damaged (a
+        bad CRC, a truncated member, an array of pickled Python objects), or holds no ``X``;
+        the message names the file and what it holds. Whatever the file holds, nothing else
+        escapes (the reader contract, :mod:`neurosim.io.guard`).
+    ReadLimitError
+        If an array declares more bytes than neurosim reads from a file
+        (:func:`neurosim.io.guard.read_limit`); it is refused before anything is allocated.
     ShapeError
-        If ``X`` is not 2-D or empty, ``y`` is not one label per sample, or ``X``'s width
-        differs from ``network.n_inputs``.
+        If ``X`` is not 2-D or 4-D or is empty, ``y`` is not one label per sample, or ``X``'s
+        width differs from ``network.n_inputs``.
     ValidationError
-        If ``X`` is not numeric or holds NaN or infinity, or ``y`` is not integer labels.
+        If ``X`` is not real numbers (text, complex numbers) or holds NaN or infinity, or
+        ``y`` is not integer labels or finite float targets.
 
     Examples
     --------

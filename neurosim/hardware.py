@@ -399,7 +399,10 @@ def load_profile(name_or_path: "str | os.PathLike | HardwareProfile" = DEFAULT_P
     Raises
     ------
     ProfileError
-        For an unknown name (with the closest built-in suggested) or an invalid file.
+        For an unknown name (with the closest built-in suggested), or a file that is not a
+        valid profile: a folder, a file that cannot be read (permissions), is larger than
+        :data:`MAX_PROFILE_BYTES`, is not UTF-8 text or not valid TOML, or holds a value of
+        the wrong type or out of range. The message is one line naming the file.
     NeurosimFileNotFoundError
         For a ``.toml`` path that does not exist.
     """

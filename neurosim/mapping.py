@@ -425,7 +425,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
 
     from neurosim.io import digest
     from neurosim.io.guard import reading
-    from neurosim.io.hdf5 import check_header
+    from neurosim.io.hdf5 import check_hdf5_file, check_header
 
     source = os.fspath(path)
     if not os.path.exists(source):
@@ -433,6 +433,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
     if os.path.isdir(source):
         raise FileFormatError(f"{source}: is a folder; expected a mapping (.h5) file.")
     with reading(source, "neurosim mapping file"):
+        check_hdf5_file(source, source)  # damage the HDF5 library would loop forever on
         try:
             f = h5py.File(source, "r")
         except OSError as exc:
@@ -440,6 +441,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
         with f:
             check_header(f, source, "mapping", SUPPORTED_MAPPING_VERSIONS)
             version = int(f.attrs["format_version"])
+            _check_datasets(f, source)  # before the digest reads them all
             if version >= DIGEST_VERSION:
                 try:
                     digest.verify(f, source, required=True)
@@ -451,6 +453,20 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
             # on such a file was not written for its content, e.g. a file rewritten to an old
             # version by hand, and is not used).
             return _read_mapping(f, source)
+
+
+def _check_datasets(f, source: str) -> None:
+    """Every dataset of the file checked before any is read (sizes, chunk index)."""
+    import h5py
+
+    from neurosim.datasets import check_hdf5_dataset
+
+    names: list = []
+    f.visit(names.append)
+    for name in names:
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            check_hdf5_dataset(obj, source, name)
 
 
 def _read_mapping(f, source: str) -> Mapping:

@@ -373,6 +373,48 @@ def test_a_29_tib_hdf5_dataset_is_refused_before_reading(tmp_path, name):
         ns.load_data(path)
 
 
+def test_an_uncompressed_hdf5_dataset_larger_than_its_file_is_refused(tmp_path):
+    """800 MB declared (under the read limit) in a file of a few KB: refused, not allocated."""
+    path = tmp_path / "unwritten.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", shape=(100_000, 1000), dtype="f8", chunks=(100, 1000))
+    with _raises_naming(path, FileFormatError, match="more than the file's"):
+        ns.load_data(path)
+    with h5py.File(path, "w") as f:  # compressed data may expand: read within the limit
+        f.create_dataset("X", data=np.zeros((20_000, 100)), compression="gzip", shuffle=True,
+                         fletcher32=True)
+    assert path.stat().st_size < 20_000 * 100 * 8
+    assert ns.load_data(path)[0].shape == (20_000, 100)
+
+
+def test_a_damaged_chunk_index_is_refused_before_hdf5_crashes(tmp_path):
+    """A chunk recorded as 0 bytes at an offset already taken: HDF5 2.0 reads it through the
+    Fletcher-32 filter and crashes the process (found by fuzzing). Run in a child process, so
+    a regression fails this test instead of ending the test run."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "chunks.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=np.arange(50 * 64, dtype=np.float32).reshape(50, 64),
+                         chunks=(10, 64), fletcher32=True)
+        sizes = [f["X"].id.get_chunk_info(i).size for i in range(5)]
+    raw = bytearray(path.read_bytes())
+    # The B-tree key of chunk 1: its size, filter mask, then its position (10, 0, 0).
+    key = sizes[1].to_bytes(4, "little") + bytes(4) + (10).to_bytes(8, "little")
+    at = raw.find(key)
+    assert at > 0 and raw.find(key, at + 1) < 0
+    raw[at:at + len(key)] = bytes(len(key))  # 0 bytes, at position (0, 0): chunk 0's
+    path.write_bytes(bytes(raw))
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys, neurosim\n"
+         "try:\n    neurosim.load_data(sys.argv[1])\n"
+         "except neurosim.NeurosimError as exc:\n    print(exc)\n", str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, f"the reader crashed ({child.returncode}): {child.stderr[-500:]}"
+    assert str(path) in child.stdout and "chunk index" in child.stdout, child.stdout
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".h5"])
 @pytest.mark.parametrize("bad", ["text", "complex", "bytes"])
 @pytest.mark.parametrize("name", ["X", "y"])
