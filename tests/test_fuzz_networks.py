@@ -800,6 +800,35 @@ def test_a_damaged_global_heap_is_refused_before_hdf5_loops_on_it(tmp_path, kera
     assert time.monotonic() - start < 5
 
 
+def _sequences() -> np.ndarray:
+    """Two variable-length sequences of bytes, as h5py writes them."""
+    out = np.empty(2, dtype=object)
+    out[0], out[1] = np.arange(3, dtype=np.uint8), np.arange(2, dtype=np.uint8)
+    return out
+
+
+@pytest.mark.parametrize("where", ["layers/0", "/", "layers/1/W"])
+def test_attributes_of_an_unexpected_hdf5_type_are_refused_before_reading(tmp_path, where):
+    """A damaged type can make HDF5 crash converting an attribute (found by the fuzz tests:
+    text turned into a variable-length sequence); neurosim reads text and numbers only, and
+    checks every attribute's type before the digest reads them all."""
+    path = _saved_h5(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f[where].attrs.create("junk", data=_sequences(), dtype=h5py.vlen_dtype(np.uint8))
+    with _raises_naming(path, FileFormatError, match="'junk'.*variable-length sequences"):
+        ns.load_network(path)
+
+
+def test_keras_attributes_of_an_unexpected_hdf5_type_are_refused(tmp_path, keras_h5_files):
+    path = _write(tmp_path, "model.h5", keras_h5_files["dense"])
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/dense"]
+        del group.attrs["weight_names"]
+        group.attrs.create("weight_names", data=_sequences(), dtype=h5py.vlen_dtype(np.uint8))
+    with _raises_naming(path, FileFormatError, match="'weight_names'.*variable-length"):
+        ns.load_network(path)
+
+
 def test_a_huge_declared_image_is_read_without_allocating_it(tmp_path):
     """A conv and a pooling on a declared 1 x 40000 x 40000 image: the reader checks the
     pooling from the shapes alone (it used to allocate an index per input)."""

@@ -51,7 +51,7 @@ from neurosim.network import Network
 __all__ = ["FORMAT_VERSION", "SUPPORTED_VERSIONS", "is_neurosim_h5", "check_header",
            "header_version", "write_network_group", "read_network_group", "save_network_h5",
            "load_network_h5", "read_attr", "text_attr", "number_attr", "json_attr",
-           "read_array", "check_global_heaps", "check_hdf5_file"]
+           "read_array", "check_global_heaps", "check_hdf5_file", "check_attributes"]
 
 #: Version of the network file layout written by :func:`save_network_h5`.
 FORMAT_VERSION = 3
@@ -70,11 +70,44 @@ def read_attr(obj, key: str, source: str, what: str, default=_MISSING):
         if default is _MISSING:
             raise FileFormatError(f"{source}: {what} is missing.")
         return default
+    _check_attr(obj, key, source, what)
+    return obj.attrs[key]
+
+
+#: The HDF5 type classes an attribute of a file neurosim reads may have (text, numbers, and
+#: enums, as h5py writes booleans); HDF5 itself can crash converting damaged others (a
+#: variable-length sequence whose heap references are garbage).
+_ATTR_CLASSES = {h5py.h5t.STRING: "text", h5py.h5t.INTEGER: "integers",
+                 h5py.h5t.FLOAT: "floats", h5py.h5t.ENUM: "enums"}
+_CLASS_NAMES = {h5py.h5t.VLEN: "variable-length sequences", h5py.h5t.COMPOUND: "records",
+                h5py.h5t.REFERENCE: "references", h5py.h5t.OPAQUE: "opaque bytes",
+                h5py.h5t.ARRAY: "fixed-size arrays", h5py.h5t.BITFIELD: "bit fields",
+                h5py.h5t.TIME: "times"}
+
+
+def _check_attr(obj, key: str, source: str, what: str) -> None:
+    """Refuse attribute ``key`` before it is read unless it holds text or numbers of a size
+    within the read limit."""
     aid = obj.attrs.get_id(key)
+    type_class = aid.get_type().get_class()
+    if type_class not in _ATTR_CLASSES:
+        raise FileFormatError(
+            f"{source}: {what} holds {_CLASS_NAMES.get(type_class, f'HDF5 type class {type_class}')}"
+            "; expected text or numbers.")
     shape = aid.shape if aid.shape is not None else ()
     guard.check_nbytes(math.prod(shape) * aid.dtype.itemsize, source,
                        f"{what} (shape {shape}, {aid.dtype})")
-    return obj.attrs[key]
+
+
+def check_attributes(f: h5py.File, source: str) -> None:
+    """Check the type and declared size of every attribute in the open file ``f`` (without
+    reading any), before anything reads them all (a digest does)."""
+    def check(obj, path: str) -> None:
+        for key in obj.attrs:
+            _check_attr(obj, key, source, f"the attribute {key!r} of {path!r}")
+
+    check(f, "/")
+    f.visititems(lambda name, obj: check(obj, name))
 
 
 def _scalar(value):
@@ -393,6 +426,7 @@ def load_network_h5(path: "str | os.PathLike") -> Network:
             raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
         with f:
             check_header(f, source, "network", SUPPORTED_VERSIONS)
+            check_attributes(f, source)
             problem = _checksum_problem(f, source, header_version(f, source))
             if problem is None:
                 return read_network_group(f, source)
