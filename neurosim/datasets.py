@@ -188,7 +188,7 @@ def _read_npz(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]
 def _read_h5(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
     import h5py
 
-    from neurosim.io.hdf5 import check_hdf5_file
+    from neurosim.io.hdf5 import check_hdf5_file, read_attr
 
     # Damage the HDF5 library itself would loop forever on, out of reach of any time limit.
     check_hdf5_file(path, _sentence(source))
@@ -200,7 +200,8 @@ def _read_h5(path: Path, source: str) -> tuple[np.ndarray, "np.ndarray | None"]:
         keys = list(f.keys())
         if not isinstance(f.get("X"), h5py.Dataset):
             hint = ""
-            kind = f.attrs.get("neurosim_format")
+            kind = read_attr(f, "neurosim_format", _sentence(source),
+                             "the neurosim_format attribute", None)
             if isinstance(kind, (str, bytes)) and kind in ("network", b"network"):
                 hint = " It is a neurosim network file, not a data file."
             what = "is a group, not a dataset" if "X" in f else "is missing"

@@ -425,7 +425,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
 
     from neurosim.io import digest
     from neurosim.io.guard import reading
-    from neurosim.io.hdf5 import check_hdf5_file, check_header
+    from neurosim.io.hdf5 import check_attributes, check_hdf5_file, check_header
 
     source = os.fspath(path)
     if not os.path.exists(source):
@@ -441,7 +441,10 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
         with f:
             check_header(f, source, "mapping", SUPPORTED_MAPPING_VERSIONS)
             version = int(f.attrs["format_version"])
-            _check_datasets(f, source)  # before the digest reads them all
+            # Types and sizes of everything before the digest reads it all: HDF5 can crash
+            # on damaged types.
+            check_attributes(f, source)
+            _check_datasets(f, source)
             if version >= DIGEST_VERSION:
                 try:
                     digest.verify(f, source, required=True)
@@ -456,7 +459,8 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
 
 
 def _check_datasets(f, source: str) -> None:
-    """Every dataset of the file checked before any is read (sizes, chunk index)."""
+    """Every dataset of the file checked before any is read (the digest reads them all):
+    numbers only (neurosim writes no others), sizes, chunk index."""
     import h5py
 
     from neurosim.datasets import check_hdf5_dataset
@@ -466,6 +470,9 @@ def _check_datasets(f, source: str) -> None:
     for name in names:
         obj = f.get(name)
         if isinstance(obj, h5py.Dataset):
+            if obj.dtype.kind not in "biuf":
+                raise FileFormatError(f"{source}: dataset {name!r} holds {obj.dtype} data; "
+                                      "a mapping file holds numbers only.")
             check_hdf5_dataset(obj, source, name)
 
 
@@ -473,13 +480,10 @@ def _read_mapping(f, source: str) -> Mapping:
     """The checked content of an open mapping file."""
     import h5py
 
-    from neurosim.io.guard import json_text
-    from neurosim.io.hdf5 import read_network_group
+    from neurosim.io.hdf5 import json_attr, read_network_group
 
-    if "profile" not in f.attrs:
-        raise FileFormatError(f"{source}: has no attribute 'profile' (the chip profile).")
-    profile = profile_from_dict(json_text(f.attrs["profile"], source, "the attribute 'profile'",
-                                          dict), source=f"{source} (profile)")
+    profile = profile_from_dict(json_attr(f, "profile", source, "the attribute 'profile'", dict),
+                                source=f"{source} (profile)")
     network_group = f.get("network")
     if not isinstance(network_group, h5py.Group):
         raise FileFormatError(f"{source}: has no group 'network' (the mapped network).")
@@ -586,9 +590,9 @@ def _check_cores(cores: list, network: Network, profile: HardwareProfile, source
 def _attr_value(group, key: str, where: str, source: str, kind: str):
     """Attribute ``key`` of ``group``: an integer (``kind`` "int"), a finite float ("float")
     or text ("str")."""
-    if key not in group.attrs:
-        raise FileFormatError(f"{source}: {where} has no attribute {key!r}.")
-    value = group.attrs[key]
+    from neurosim.io.hdf5 import read_attr
+
+    value = read_attr(group, key, source, f"{where} attribute {key!r}")
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if kind == "str":

@@ -563,6 +563,19 @@ def test_an_unreadable_toml_is_one_profile_error(tmp_path):
         path.chmod(0o600)
 
 
+def test_a_toml_that_cannot_be_opened_is_one_profile_error(tmp_path, monkeypatch):
+    """The permission error of the test above, for runs as root (who reads any file)."""
+    import neurosim.hardware
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    path = _write(tmp_path, "denied.toml", _builtin_profile_text("loihi2").encode())
+    monkeypatch.setattr(neurosim.hardware, "open", denied, raising=False)
+    with _raises_naming(path, ProfileError, match=r"cannot be read \(Permission denied\)"):
+        ns.load_profile(path)
+
+
 @pytest.mark.parametrize("name", ["chip.toml", "chip"])
 def test_a_folder_given_as_profile_is_one_profile_error(tmp_path, name):
     folder = tmp_path / name
@@ -645,6 +658,31 @@ def test_an_attribute_changed_after_saving_is_refused(mapping_path, change):
         ns.load_mapping(mapping_path)
 
 
+@pytest.mark.parametrize("attribute", [b"neurosim_format", b"profile"])
+def test_a_damaged_attribute_type_is_refused_before_hdf5_crashes(tmp_path, mapping_files,
+                                                                 attribute):
+    """Text turned into a variable-length sequence by three damaged bytes (found by fuzzing):
+    HDF5 crashes converting it, so every attribute's type is checked before the header or the
+    digest reads it. In a child process, so a regression fails this test only."""
+    import subprocess
+    import sys
+
+    raw = bytearray(mapping_files["small_loihi2"])
+    key = attribute + b"\x00"
+    at = raw.find(key)
+    vlen = raw.find(b"\x19\x01\x01\x00", at, at + 24)  # vlen text, UTF-8
+    assert at > 0 and vlen > 0
+    raw[vlen + 1:vlen + 4] = b"\x43\x54\x7c"
+    path = _write(tmp_path, "vlen.h5", bytes(raw))
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys, neurosim\n"
+         "try:\n    neurosim.load_mapping(sys.argv[1])\n"
+         "except neurosim.NeurosimError as exc:\n    print(exc)\n", str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, f"the reader crashed ({child.returncode}): {child.stderr[-500:]}"
+    assert str(path) in child.stdout and "variable-length" in child.stdout, child.stdout
+
+
 def test_a_current_mapping_without_its_digest_is_refused(mapping_path):
     with h5py.File(mapping_path, "r+") as f:
         del f.attrs[DIGEST_ATTR]
@@ -693,7 +731,7 @@ def test_an_old_version_mapping_written_without_checksums_loads(tmp_path):
 
 
 @pytest.mark.parametrize("value, match", [
-    ("{not json", "'profile' is not valid JSON"),
+    ("{not json", "'profile' is not (valid )?JSON"),
     ("[1, 2]", "'profile' must be a JSON object"),
     (np.arange(3), "'profile' must be one JSON text"),
 ])
