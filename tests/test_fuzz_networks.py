@@ -830,6 +830,32 @@ def test_keras_attributes_of_an_unexpected_hdf5_type_are_refused(tmp_path, keras
         ns.load_network(path)
 
 
+@pytest.mark.parametrize("stored", [0, 2])
+def test_a_checksummed_chunk_stored_in_under_4_bytes_is_refused_before_hdf5_reads_it(
+        tmp_path, stored):
+    """HDF5's Fletcher-32 filter reads far past a chunk stored in fewer than 4 bytes (a
+    segfault, found by the fuzz tests): the chunk index is checked before any data is read,
+    by the digest or by the reader."""
+    path = _saved_h5(tmp_path, ns.Network.random([40, 30, 2], seed=11))
+    with h5py.File(path, "r") as f:
+        chunk = f["layers/0/W"].id.get_chunk_info(0)
+    raw = bytearray(path.read_bytes())
+    # The chunk's key in the v1 B-tree: its size, filter mask and offsets, then its address.
+    key = (chunk.size.to_bytes(4, "little") + bytes(4) + bytes(24)
+           + chunk.byte_offset.to_bytes(8, "little"))
+    at = raw.find(key)
+    assert at > 0 and raw.find(key, at + 1) < 0
+    raw[at:at + 4] = stored.to_bytes(4, "little")
+    for version in (3, 2):
+        if version == 2:
+            path.write_bytes(bytes(raw))
+            _downgrade(path)
+            raw = bytearray(path.read_bytes())
+        path.write_bytes(bytes(raw))
+        with _raises_naming(path, FileFormatError, match="'layers/0/W' is damaged.*chunk"):
+            ns.load_network(path)
+
+
 def test_a_huge_declared_image_is_read_without_allocating_it(tmp_path):
     """A conv and a pooling on a declared 1 x 40000 x 40000 image: the reader checks the
     pooling from the shapes alone (it used to allocate an index per input)."""

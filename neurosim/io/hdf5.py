@@ -51,7 +51,8 @@ from neurosim.network import Network
 __all__ = ["FORMAT_VERSION", "SUPPORTED_VERSIONS", "is_neurosim_h5", "check_header",
            "header_version", "write_network_group", "read_network_group", "save_network_h5",
            "load_network_h5", "read_attr", "text_attr", "number_attr", "json_attr",
-           "read_array", "check_global_heaps", "check_hdf5_file", "check_attributes"]
+           "read_array", "check_global_heaps", "check_hdf5_file", "check_attributes",
+           "check_storage"]
 
 #: Version of the network file layout written by :func:`save_network_h5`.
 FORMAT_VERSION = 3
@@ -99,12 +100,40 @@ def _check_attr(obj, key: str, source: str, what: str) -> None:
                        f"{what} (shape {shape}, {aid.dtype})")
 
 
+def check_storage(dataset: h5py.Dataset, source: str, name: str) -> None:
+    """Refuse a chunked dataset whose chunk index is damaged in a way HDF5 does not survive,
+    before any of its data is read: a filtered chunk stored in fewer than 4 bytes makes
+    HDF5's Fletcher-32 filter read far past its buffer (a segfault in HDF5 2.0.0, found by
+    fuzzing), and a chunk must lie inside the file."""
+    if dataset.chunks is None:
+        return
+    filtered = dataset.id.get_create_plist().get_nfilters() > 0
+    file_size = dataset.file.id.get_filesize()
+    bad = []
+
+    def visit(info) -> None:
+        if not bad and ((filtered and info.size < 4) or info.byte_offset is None
+                        or info.byte_offset + info.size > file_size):
+            bad.append(info)
+
+    dataset.id.chunk_iter(visit)
+    if bad:
+        info = bad[0]
+        raise FileFormatError(
+            f"{source}: {name} is damaged: its chunk at {tuple(info.chunk_offset)} is stored in "
+            f"{info.size} bytes at byte {info.byte_offset} of a {file_size}-byte file. It is not "
+            "read.")
+
+
 def check_attributes(f: h5py.File, source: str) -> None:
-    """Check the type and declared size of every attribute in the open file ``f`` (without
-    reading any), before anything reads them all (a digest does)."""
+    """Check every attribute (its type and declared size) and the storage of every dataset
+    in the open file ``f``, without reading any, before anything reads them all (a digest
+    does)."""
     def check(obj, path: str) -> None:
         for key in obj.attrs:
             _check_attr(obj, key, source, f"the attribute {key!r} of {path!r}")
+        if isinstance(obj, h5py.Dataset):
+            check_storage(obj, source, f"dataset {path!r}")
 
     check(f, "/")
     f.visititems(lambda name, obj: check(obj, name))
@@ -181,6 +210,7 @@ def read_array(obj, source: str, name: str, kinds: str = "fiu") -> np.ndarray:
                                   "an array of numbers.")
         if dtype.kind == "b" and "b" not in kinds:
             raise FileFormatError(f"{source}: {name} holds booleans; expected numbers.")
+        check_storage(obj, source, name)
     return guard.read_dataset(obj, source, name, kinds)
 
 

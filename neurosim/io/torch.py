@@ -48,6 +48,7 @@ import pickle
 import re
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -611,17 +612,40 @@ def _is_torchscript(path: str) -> bool:
 def _check_archive(path: str, source: str) -> None:
     """A ``.pt`` written by ``torch.save`` or ``torch.jit.save`` is a zip archive, whose
     members torch reads whole into memory: their declared sizes must be within the read
-    limit before torch allocates them (a file that is no zip is left to torch.load)."""
+    limit before torch allocates them. torch does not check the members' CRCs, and its C++
+    reader can abort the process on damaged TorchScript code or debug information (found by
+    fuzzing), so every member's CRC is checked first, streamed in small pieces (a file that
+    is no zip is left to torch.load)."""
     try:
         zf = zipfile.ZipFile(path)
     except Exception:  # noqa: BLE001 - not a readable zip: torch.load says why
         return
     with zf:
+        infos = zf.infolist()
         total = 0
-        for info in zf.infolist():
+        for info in infos:
             guard.check_nbytes(info.file_size, source, f"archive member {info.filename!r}")
             total += info.file_size
         guard.check_nbytes(total, source, "the archive's members together")
+        for info in infos:
+            try:
+                with zf.open(info) as fh:
+                    read = 0
+                    while True:
+                        chunk = fh.read(1 << 20)
+                        if not chunk:
+                            break
+                        read += len(chunk)
+                        if read > info.file_size:
+                            raise FileFormatError(
+                                f"{source}: archive member {info.filename!r} holds more than "
+                                f"the {info.file_size} bytes it declares.")
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                    NotImplementedError, RuntimeError) as exc:
+                if isinstance(exc, NeurosimError):
+                    raise
+                raise FileFormatError(f"{source}: archive member {info.filename!r} is damaged "
+                                      f"({_brief(exc)}).") from None
 
 
 def _jit_load(torch, path: str):
