@@ -425,7 +425,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
 
     from neurosim.io import digest
     from neurosim.io.guard import reading
-    from neurosim.io.hdf5 import check_attributes, check_hdf5_file, check_header
+    from neurosim.io.hdf5 import check_attributes, check_hdf5_file, check_header, header_version
 
     source = os.fspath(path)
     if not os.path.exists(source):
@@ -440,7 +440,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
             raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
         with f:
             check_header(f, source, "mapping", SUPPORTED_MAPPING_VERSIONS)
-            version = int(f.attrs["format_version"])
+            version = header_version(f, source)
             # Types and sizes of everything before the digest reads it all: HDF5 can crash
             # on damaged types.
             check_attributes(f, source)
