@@ -367,12 +367,12 @@ class Mapping:
         import h5py
 
         from neurosim.io.atomic import atomic_path
-        from neurosim.io.digest import create_dataset, sign
+        from neurosim.io.digest import USERBLOCK, create_dataset, seal, sign
         from neurosim.io.hdf5 import write_network_group
 
         profile_dict = {k: v for k, v in asdict(self.profile).items() if k != "path"}
         with atomic_path(path, suffix=".h5") as tmp:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
                 f.attrs["neurosim_format"] = "mapping"
                 f.attrs["format_version"] = MAPPING_FORMAT_VERSION
                 f.attrs["profile"] = json.dumps(profile_dict)
@@ -400,6 +400,7 @@ class Mapping:
                     if self.neuron_core is not None:
                         create_dataset(g, "neuron_core", self.neuron_core[l - 1])
                 sign(f)  # last: the digest covers everything written above
+            seal(tmp)  # the checksum of the bytes, in the user block
 
 
 def load_mapping(path: "str | os.PathLike") -> Mapping:
@@ -425,7 +426,8 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
 
     from neurosim.io import digest
     from neurosim.io.guard import reading
-    from neurosim.io.hdf5 import check_attributes, check_hdf5_file, check_header, header_version
+    from neurosim.io.hdf5 import (check_attributes, check_hdf5_file, check_header,
+                                  header_version, require_seal)
 
     source = os.fspath(path)
     if not os.path.exists(source):
@@ -433,6 +435,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
     if os.path.isdir(source):
         raise FileFormatError(f"{source}: is a folder; expected a mapping (.h5) file.")
     with reading(source, "neurosim mapping file"):
+        sealed = digest.check_seal(source, source)  # before HDF5 parses a byte of it
         check_hdf5_file(source, source)  # damage the HDF5 library would loop forever on
         try:
             f = h5py.File(source, "r")
@@ -440,6 +443,7 @@ def load_mapping(path: "str | os.PathLike") -> Mapping:
             raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
         with f:
             check_header(f, source, "mapping", SUPPORTED_MAPPING_VERSIONS)
+            require_seal(f, source, sealed, DIGEST_VERSION)
             version = header_version(f, source)
             # Types and sizes of everything before the digest reads it all: HDF5 can crash
             # on damaged types.

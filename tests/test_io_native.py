@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import neurosim
+from neurosim.io import digest
 import neurosim.io.hdf5
 import neurosim.io.npz
 from neurosim import ACTIVATIONS, Network
@@ -91,7 +92,7 @@ def test_h5_root_attributes_and_layout(tmp_path):
     path = tmp_path / "net.h5"
     neurosim.save_network(net, path)
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2
+        assert f.attrs["format_version"] == 3
         assert f.attrs["neurosim_format"] == "network"
         assert json.loads(f.attrs["input_shape"]) == [net.n_inputs] and f.attrs["layout"] == ""
         assert sorted(f["layers"]) == ["0", "1", "2"]
@@ -99,7 +100,7 @@ def test_h5_root_attributes_and_layout(tmp_path):
         assert f["layers/0"].attrs["activation"] == "relu"
         assert f["layers/2"].attrs["activation"] == "identity"
         assert f["layers/1/W"].shape == (5, 6)
-    assert neurosim.io.FORMAT_VERSION == 2
+    assert neurosim.io.FORMAT_VERSION == 3
 
 
 def test_hdf5_suffix_is_neurosim_format(tmp_path):
@@ -288,6 +289,7 @@ def test_h5_layer_with_unknown_activation(tmp_path):
     neurosim.save_network(_net("relu", np.float64), path)
     with h5py.File(path, "r+") as f:
         f["layers/1"].attrs["activation"] = "mish"
+    digest.seal(path)  # a file written with the damage (its bytes sealed): the checks behind the seal
     with pytest.raises(UnsupportedLayerError) as info:
         neurosim.load_network(path)
     msg = str(info.value)
@@ -300,6 +302,7 @@ def test_h5_layers_with_gap(tmp_path):
     neurosim.save_network(_net("relu", np.float64), path)
     with h5py.File(path, "r+") as f:
         f.move("layers/1", "layers/5")
+    digest.seal(path)  # a file written with the damage (its bytes sealed): the checks behind the seal
     with pytest.raises(FileFormatError) as info:
         neurosim.load_network(path)
     assert str(path) in str(info.value) and "without gaps" in str(info.value)
@@ -310,6 +313,7 @@ def test_h5_unsupported_version(tmp_path):
     neurosim.save_network(_net("relu", np.float64), path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
+    digest.seal(path)  # a file written with the damage (its bytes sealed): the checks behind the seal
     with pytest.raises(FileFormatError) as info:
         neurosim.load_network(path)
     assert str(path) in str(info.value) and "format_version 99" in str(info.value)
@@ -320,6 +324,7 @@ def test_h5_with_nan_weights_names_file(tmp_path):
     neurosim.save_network(_net("relu", np.float64), path)
     with h5py.File(path, "r+") as f:
         f["layers/0/b"][1] = np.inf
+    digest.seal(path)  # a file written with the damage (its bytes sealed): the checks behind the seal
     with pytest.raises(ValidationError) as info:
         neurosim.load_network(path)
     msg = str(info.value)

@@ -340,7 +340,7 @@ def test_save_and_load_round_trip(tmp_path):
     path = tmp_path / "mapping.h5"
     mapping.save(path)
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2
+        assert f.attrs["format_version"] == 3
         assert f.attrs["neurosim_format"] == "mapping"
     loaded = load_mapping(path)
     assert loaded.profile == mapping.profile

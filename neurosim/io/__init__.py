@@ -121,8 +121,10 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
     if name.endswith((".h5", ".hdf5")):
         import h5py
 
+        from neurosim.io.digest import check_seal
         from neurosim.io.hdf5 import check_hdf5_file
 
+        check_seal(path, str(path))  # a damaged neurosim file: refused before HDF5 parses it
         check_hdf5_file(path, str(path))
         try:
             with h5py.File(path, "r") as f:

@@ -274,6 +274,16 @@ def check_hdf5_file(path, source: str) -> None:
 
 
 # --- header ------------------------------------------------------------------------------------
+def require_seal(f: h5py.File, source: str, sealed: bool, first_version: int) -> None:
+    """Refuse a file of ``format_version >= first_version`` that has no seal
+    (:func:`neurosim.io.digest.check_seal` found no user block): every such file has one."""
+    version = header_version(f, source)
+    if version >= first_version and not sealed:
+        raise FileFormatError(
+            f"{source}: a file of format_version {version} carries a seal (the checksum of its "
+            "bytes), and this one has none: it is damaged or was not written by neurosim.")
+
+
 def is_neurosim_h5(path) -> bool:
     """True if ``path`` is an HDF5 file written by neurosim (any kind)."""
     try:
@@ -419,11 +429,12 @@ def read_network_group(group: h5py.Group, source: str) -> Network:
 def save_network_h5(network: Network, path: "str | os.PathLike") -> None:
     """Save ``network`` in neurosim's HDF5 format (version 3, with checksums), atomically."""
     with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=digest.USERBLOCK) as f:
             f.attrs["neurosim_format"] = "network"
             f.attrs["format_version"] = FORMAT_VERSION
             write_network_group(f, network)
             digest.sign(f)
+        digest.seal(tmp)
 
 
 def _checksum_problem(f: h5py.File, source: str, version: int) -> "FileFormatError | None":
@@ -449,6 +460,7 @@ def load_network_h5(path: "str | os.PathLike") -> Network:
     """
     source = os.fspath(path)
     with guard.reading(source, "neurosim network file (HDF5)"):
+        sealed = digest.check_seal(path, source)  # before HDF5 parses a byte of it
         check_hdf5_file(path, source)
         try:
             f = h5py.File(path, "r")
@@ -456,6 +468,7 @@ def load_network_h5(path: "str | os.PathLike") -> Network:
             raise FileFormatError(f"{source}: not a readable HDF5 file ({exc}).") from None
         with f:
             check_header(f, source, "network", SUPPORTED_VERSIONS)
+            require_seal(f, source, sealed, FIRST_SIGNED_VERSION)
             check_attributes(f, source)
             problem = _checksum_problem(f, source, header_version(f, source))
             if problem is None:

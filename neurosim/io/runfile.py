@@ -95,8 +95,12 @@ def read_run_file(path) -> RunFile:
     source = os.fspath(path)
     if not os.path.exists(source):
         raise NeurosimFileNotFoundError(f"Result file {source!r} does not exist; nothing to resume.")
+    from neurosim.io.hdf5 import check_hdf5_file
+
     with reading(source, "neurosim run file"):
         sealed = digest.check_seal(source, source)  # before HDF5 parses a byte of it
+        if not sealed:  # an older run file: damage HDF5 would loop or crash on
+            check_hdf5_file(source, source)
         return _read_run_file(source, sealed)
 
 
