@@ -24,6 +24,7 @@ import copy
 import io
 import json
 import os
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -48,7 +49,9 @@ from neurosim.errors import (  # noqa: E402
     UnsupportedLayerError,
     ValidationError,
 )
+from neurosim.io import digest  # noqa: E402
 from neurosim.io.digest import DIGEST_ATTR  # noqa: E402
+from neurosim.io.hdf5 import write_network_group  # noqa: E402
 from neurosim.layers import Conv2d, Dense, GlobalAvgPool2d, MaxPool2d  # noqa: E402
 
 # Keras' torch backend trips a NumPy 2 deprecation inside keras itself.
@@ -101,12 +104,31 @@ def _networks() -> dict:
             "small_cnn": _small_cnn()}
 
 
-def _downgrade(path: Path, version: int = 2) -> None:
-    """Make ``path`` a network file of an older version (no digest), so that damage reaches
-    the checks behind the checksum."""
-    with h5py.File(path, "r+") as f:
-        del f.attrs[DIGEST_ATTR]
+def _save_old(net: ns.Network, path: Path, version: int = 2) -> None:
+    """``net`` as a network file of an older version: no seal, no digest (so that damage
+    reaches the checks behind the checksums)."""
+    with h5py.File(path, "w") as f:
+        f.attrs["neurosim_format"] = "network"
         f.attrs["format_version"] = version
+        write_network_group(f, net)
+
+
+def _reseal(path: Path) -> None:
+    """Seal ``path`` again after a change: a file written with the damage, as a buggy or
+    hostile writer would, so that the checks behind the seal see it."""
+    if path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
+        digest.seal(path)
+
+
+def _resealed(payload: bytes) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "f.h5"
+        path.write_bytes(payload)
+        try:
+            _reseal(path)
+        except ValueError:  # the damage took the user block: nothing to seal
+            pass
+        return path.read_bytes()
 
 
 @pytest.fixture(scope="session")
@@ -120,10 +142,8 @@ def network_h5_files(tmp_path_factory) -> dict:
     out = {name: _saved(tmp_path_factory, f"{name}.h5", lambda p, n=net: ns.save_network(n, p))
            for name, net in _networks().items()}
     for name in ("cnn", "small_mlp", "small_cnn"):
-        def save_v2(path, net=_networks()[name]):
-            ns.save_network(net, path)
-            _downgrade(path)
-        out[f"{name}_v2"] = _saved(tmp_path_factory, f"{name}_v2.h5", save_v2)
+        out[f"{name}_v2"] = _saved(tmp_path_factory, f"{name}_v2.h5",
+                                   lambda p, n=_networks()[name]: _save_old(n, p))
     return out
 
 
@@ -242,10 +262,18 @@ def _fuzz(kind: str, payload: bytes) -> None:
     """One fuzz case of ``kind`` (its suffix and reader from tests/fuzz_kinds.py). Slow is a
     failure too: a hang that some reader turned into an error still took the time limit."""
     suffix, read = fuzz_kinds.KINDS[kind]
+
+    def read_printable(path):
+        try:
+            return read(path)
+        except NeurosimError as exc:  # the message must survive being printed or logged
+            str(exc).encode("utf-8")
+            raise
+
     start = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a dropped softmax, numerical noise: not the point
-        fuzzing.fuzz_case(kind, read, payload, suffix, check_network)
+        fuzzing.fuzz_case(kind, read_printable, payload, suffix, check_network)
     elapsed = time.monotonic() - start
     if elapsed > 0.75 * fuzzing.TIME_LIMIT_S:
         if KEEP:
@@ -442,6 +470,9 @@ def test_fuzz_network_h5(network_h5_files, data):
     valid = _pick(data, network_h5_files)
     payload = data.draw(st.one_of(fuzzing.byte_mutations(valid), fuzzing.h5_mutations(valid)),
                         label="payload")
+    if data.draw(st.booleans(), label="sealed again"):
+        # As if written with the damage: the checks behind the seal see it.
+        payload = _resealed(payload)
     _fuzz("network_h5", payload)
 
 
@@ -615,6 +646,20 @@ def test_npz_structure_that_is_not_the_right_json_is_refused(tmp_path, structure
         ns.load_network(path)
 
 
+@pytest.mark.parametrize("code", [0x800064, 0xD800])
+def test_npz_text_of_code_points_that_are_not_characters_is_refused(tmp_path, code):
+    """NumPy turns any 32-bit value of a damaged text array into a Python string, one that
+    cannot be printed (found by the fuzz tests in a damaged 'structure')."""
+    header = "{'descr': '<U2', 'fortran_order': False, 'shape': (), }"
+    npy = fuzzing._npy_bytes(header=header)[:-64] + ord("{").to_bytes(4, "little") \
+        + code.to_bytes(4, "little")
+    path = _write(tmp_path, "text.npz", _zip(_npz_net(structure=npy)))
+    with _raises_naming(path, FileFormatError, match=f"'structure' is not valid text.*{code:#x}"):
+        ns.load_network(path)
+    assert str(path) in str(pytest.raises(FileFormatError, ns.load_network, path).value)
+    str(pytest.raises(FileFormatError, ns.load_network, path).value).encode("utf-8")
+
+
 def test_npz_activations_that_are_numbers_are_refused(tmp_path):
     path = tmp_path / "acts.npz"
     np.savez(path, W0=np.ones((2, 2)), b0=np.zeros(2), activations=np.array([1.5]))
@@ -626,9 +671,11 @@ def test_npz_activations_that_are_numbers_are_refused(tmp_path):
 
 def _saved_h5(tmp_path, net=None, version: int = 3) -> Path:
     path = tmp_path / "net.h5"
-    ns.save_network(net if net is not None else ns.Network.random([4, 3, 2], seed=5), path)
+    net = net if net is not None else ns.Network.random([4, 3, 2], seed=5)
     if version < 3:
-        _downgrade(path, version)
+        _save_old(net, path, version)
+    else:
+        ns.save_network(net, path)
     return path
 
 
@@ -639,6 +686,7 @@ def test_a_29_tib_hdf5_weight_dataset_is_refused_before_reading(tmp_path, versio
         del f["layers/0/W"]
         f["layers/0"].create_dataset("W", shape=(4_000_000, 1_000_000), dtype="f8",
                                      chunks=(1, 1024))
+    _reseal(path)
     assert path.stat().st_size < 100_000
     tracemalloc.start()
     try:
@@ -717,12 +765,16 @@ def test_nan_weights_name_the_file_in_every_format(tmp_path):
 
 def test_a_saved_network_carries_its_checksums(tmp_path):
     path = _saved_h5(tmp_path)
+    assert digest.check_seal(path, str(path)) is True
     with h5py.File(path, "r") as f:
         assert f.attrs["format_version"] == 3 and DIGEST_ATTR in f.attrs
         assert f["layers/0/W"].fletcher32 and f["layers/1/b"].fletcher32
 
 
-def test_a_flipped_byte_in_a_weight_is_refused_by_the_checksum(tmp_path):
+@pytest.mark.parametrize("resealed, pattern", [(False, "seal"), (True, "Fletcher-32")])
+def test_a_flipped_byte_in_a_weight_is_refused_by_the_checksum(tmp_path, resealed, pattern):
+    """The seal (the bytes' SHA-256) refuses it; a file written with the flip (sealed after
+    it) is refused by the dataset's Fletcher-32 checksum."""
     net = ns.Network.random([40, 30, 2], seed=7)
     path = _saved_h5(tmp_path, net)
     with h5py.File(path, "r") as f:
@@ -730,12 +782,17 @@ def test_a_flipped_byte_in_a_weight_is_refused_by_the_checksum(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[chunk.byte_offset + chunk.size // 2] ^= 0x10
     path.write_bytes(bytes(raw))
-    with _raises_naming(path, FileFormatError, match="checksum"):
+    if resealed:
+        _reseal(path)
+    with _raises_naming(path, FileFormatError, match=f"checksum.*{pattern}|{pattern}.*checksum"):
         ns.load_network(path)
 
 
+@pytest.mark.parametrize("resealed", [False, True])
 @pytest.mark.parametrize("change", ["activation", "metadata", "weights", "digest", "no_digest"])
-def test_a_network_changed_after_saving_is_refused(tmp_path, change):
+def test_a_network_changed_after_saving_is_refused(tmp_path, change, resealed):
+    """Changed in place (h5py, r+): the seal refuses it; changed and sealed again, the content
+    digest does."""
     path = _saved_h5(tmp_path, ns.Network.random([4, 3, 2], "relu", seed=8))
     with h5py.File(path, "r+") as f:
         if change == "activation":
@@ -748,7 +805,10 @@ def test_a_network_changed_after_saving_is_refused(tmp_path, change):
             f.attrs[DIGEST_ATTR] = "0" * 64
         else:
             del f.attrs[DIGEST_ATTR]
-    with _raises_naming(path, FileFormatError, match="checksum"):
+    if resealed:
+        _reseal(path)
+    with _raises_naming(path, FileFormatError,
+                        match="checksum" if resealed or change != "no_digest" else "checksum|seal"):
         ns.load_network(path)
 
 
@@ -756,7 +816,18 @@ def test_a_damaged_layer_says_what_is_wrong_and_that_the_checksum_fails(tmp_path
     path = _saved_h5(tmp_path)
     with h5py.File(path, "r+") as f:
         f["layers/1"].attrs["activation"] = "mish"
+    _reseal(path)
     with _raises_naming(path, UnsupportedLayerError, match="layer 1.*'mish'.*checksum"):
+        ns.load_network(path)
+
+
+def test_a_v3_file_without_its_seal_is_refused(tmp_path):
+    net = ns.Network.random([4, 3, 2], seed=12)
+    path = tmp_path / "unsealed.h5"
+    _save_old(net, path, 3)
+    with h5py.File(path, "r+") as f:
+        digest.sign(f)
+    with _raises_naming(path, FileFormatError, match="seal"):
         ns.load_network(path)
 
 
@@ -789,6 +860,7 @@ def test_a_damaged_global_heap_is_refused_before_hdf5_loops_on_it(tmp_path, kera
     raw[p + 8:p + 16] = declared.to_bytes(8, "little")
     if suffix == ".h5":
         path = _write(tmp_path, "heap.h5", bytes(raw))
+        _reseal(path)  # as if written so: the seal would refuse it first
     else:
         with zipfile.ZipFile(io.BytesIO(keras_files["dense"])) as src:
             members = [(i, bytes(raw) if i.filename == "model.weights.h5" else src.read(i))
@@ -815,6 +887,7 @@ def test_attributes_of_an_unexpected_hdf5_type_are_refused_before_reading(tmp_pa
     path = _saved_h5(tmp_path)
     with h5py.File(path, "r+") as f:
         f[where].attrs.create("junk", data=_sequences(), dtype=h5py.vlen_dtype(np.uint8))
+    _reseal(path)
     with _raises_naming(path, FileFormatError, match="'junk'.*variable-length sequences"):
         ns.load_network(path)
 
@@ -836,22 +909,21 @@ def test_a_checksummed_chunk_stored_in_under_4_bytes_is_refused_before_hdf5_read
     """HDF5's Fletcher-32 filter reads far past a chunk stored in fewer than 4 bytes (a
     segfault, found by the fuzz tests): the chunk index is checked before any data is read,
     by the digest or by the reader."""
-    path = _saved_h5(tmp_path, ns.Network.random([40, 30, 2], seed=11))
-    with h5py.File(path, "r") as f:
-        chunk = f["layers/0/W"].id.get_chunk_info(0)
-    raw = bytearray(path.read_bytes())
-    # The chunk's key in the v1 B-tree: its size, filter mask and offsets, then its address.
-    key = (chunk.size.to_bytes(4, "little") + bytes(4) + bytes(24)
-           + chunk.byte_offset.to_bytes(8, "little"))
-    at = raw.find(key)
-    assert at > 0 and raw.find(key, at + 1) < 0
-    raw[at:at + 4] = stored.to_bytes(4, "little")
     for version in (3, 2):
-        if version == 2:
-            path.write_bytes(bytes(raw))
-            _downgrade(path)
-            raw = bytearray(path.read_bytes())
+        path = _saved_h5(tmp_path, ns.Network.random([40, 30, 2], seed=11), version)
+        with h5py.File(path, "r") as f:
+            chunk = f["layers/0/W"].id.get_chunk_info(0)
+        raw = bytearray(path.read_bytes())
+        # The chunk's key in the v1 B-tree: its size, filter mask and offsets, then its
+        # address (relative to the HDF5 data, which starts after the user block).
+        base = 0 if raw[:8] == b"\x89HDF\r\n\x1a\n" else digest.USERBLOCK
+        key = (chunk.size.to_bytes(4, "little") + bytes(4) + bytes(24)
+               + (chunk.byte_offset - base).to_bytes(8, "little"))
+        at = raw.find(key)
+        assert at > 0 and raw.find(key, at + 1) < 0
+        raw[at:at + 4] = stored.to_bytes(4, "little")
         path.write_bytes(bytes(raw))
+        _reseal(path)
         with _raises_naming(path, FileFormatError, match="'layers/0/W' is damaged.*chunk"):
             ns.load_network(path)
 

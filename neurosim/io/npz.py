@@ -122,7 +122,22 @@ def load_network_npz(path: "str | os.PathLike") -> Network:
         for name, array in arrays.items():
             if _NUMBERS.fullmatch(name):
                 guard.numeric(array, source, f"array {name!r}", "biuf")
+            elif array.dtype.kind == "U":
+                _check_text(array, source, name)
         return _network(arrays, source)
+
+
+def _check_text(array: np.ndarray, source: str, name: str) -> None:
+    """Refuse a text array holding code points that are not characters: NumPy makes Python
+    strings of whatever 32-bit values a damaged file holds (beyond U+10FFFF, or surrogates),
+    and such a string cannot even be printed in an error message."""
+    if array.size == 0 or array.dtype.itemsize == 0:
+        return
+    codes = np.ascontiguousarray(array).view(array.dtype.byteorder.replace("|", "=") + "u4")
+    bad = (codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))
+    if bad.any():
+        raise FileFormatError(f"{source}: array {name!r} is not valid text (it holds the code "
+                              f"point {int(codes[bad].reshape(-1)[0]):#x}).")
 
 
 def _network(arrays: dict, source: str) -> Network:
