@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import neurosim
+from neurosim.io import digest
 from importlib.resources import files
 from neurosim.errors import FileFormatError, UnsupportedLayerError
 from neurosim.hardware import load_profile
@@ -64,14 +65,17 @@ def test_damaged_transform_settings(tmp_path):
     neurosim.save_network(_net(), path)
     with h5py.File(path, "r+") as f:
         f["layers/1"].attrs["pre"] = "[{not json"
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     with pytest.raises(FileFormatError, match=r"layer 1.*not JSON"):
         neurosim.load_network(path)
     with h5py.File(path, "r+") as f:
         f["layers/1"].attrs["pre"] = json.dumps([{"kind": "lppool2d"}])
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     with pytest.raises(UnsupportedLayerError, match=r"layer 1.*lppool2d.*maxpool2d"):
         neurosim.load_network(path)
     with h5py.File(path, "r+") as f:
         f["layers/1"].attrs["pre"] = json.dumps([{"kind": "maxpool2d", "kernel": [0, 2]}])
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     with pytest.raises(neurosim.errors.NeurosimError, match=r"layer 1.*kernel size"):
         neurosim.load_network(path)
 
@@ -83,6 +87,7 @@ def test_conv_settings_that_do_not_chain(tmp_path):
         attrs = json.loads(f["layers/1"].attrs["layer_attrs"])
         attrs["in_shape"] = [4, 5, 5]
         f["layers/1"].attrs["layer_attrs"] = json.dumps(attrs)
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     with pytest.raises(neurosim.errors.ShapeError, match=r"shape \(4, 5, 5\).*\(4, 4, 4\)"):
         neurosim.load_network(path)
 
@@ -110,6 +115,7 @@ def test_mapping_version_1_file_reads(tmp_path):
     with h5py.File(path, "r+") as f:
         del f["core_counts"], f["core_blocks"]
         f.attrs["format_version"] = 1
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     assert load_mapping(path).cores == mapping.cores
 
 
@@ -124,6 +130,7 @@ def test_damaged_conv_settings_name_the_layer_and_the_field(tmp_path):
     for attrs, error, pattern in cases:
         with h5py.File(path, "r+") as f:
             f["layers/0"].attrs["layer_attrs"] = json.dumps(attrs)
+        digest.seal(path)  # written with the damage: reach the checks behind the seal
         with pytest.raises(error, match=pattern) as info:
             neurosim.load_network(path)
         assert str(path) in str(info.value)
@@ -131,5 +138,6 @@ def test_damaged_conv_settings_name_the_layer_and_the_field(tmp_path):
         f["layers/0"].attrs["layer_attrs"] = json.dumps(_net().layers[0].attrs())
         del f["layers/0/K"]
         f["layers/0"].create_dataset("K", data=np.full((4, 2, 3, 3), np.nan))
+    digest.seal(path)  # written with the damage: reach the checks behind the seal
     with pytest.raises(neurosim.errors.ValidationError, match=r"kernel of layer 1 must be finite"):
         neurosim.load_network(path)

@@ -60,7 +60,7 @@ def check_writable(path, owner: str, flag: str = "output") -> None:
 
 
 @contextlib.contextmanager
-def output_lock(path, owner: str = "neurosim") -> Iterator[None]:
+def output_lock(path, owner: str = "this run") -> Iterator[None]:
     """Hold the exclusive lock on ``path`` for the block, or refuse at once.
 
     Raises
