@@ -43,7 +43,7 @@ from neurosim.errors import (
     ShapeError,
     ValidationError,
 )
-from neurosim.io.digest import DIGEST_ATTR
+from neurosim.io.digest import DIGEST_ATTR, seal
 from neurosim.mapping import DIGEST_VERSION, MAPPING_FORMAT_VERSION, Mapping
 
 N_SAMPLES, N_FEATURES = 50, 64
@@ -138,10 +138,17 @@ def profile_texts() -> dict:
 
 
 def _downgrade(path: Path, version: int = 2) -> None:
-    """Make ``path`` look like a mapping file of an older version (no digest)."""
-    with h5py.File(path, "r+") as f:
-        del f.attrs[DIGEST_ATTR]
-        f.attrs["format_version"] = version
+    """Make ``path`` look like a mapping file of an older version: no seal (no user block), no
+    digest (its datasets keep their Fletcher-32 sums, which older versions did not forbid)."""
+    plain = path.with_name(path.name + ".plain")
+    with h5py.File(path, "r") as src, h5py.File(plain, "w") as dst:
+        for key, value in src.attrs.items():
+            if key != DIGEST_ATTR:
+                dst.attrs[key] = value
+        dst.attrs["format_version"] = version
+        for name in src:
+            src.copy(name, dst)
+    plain.replace(path)
 
 
 @pytest.fixture(scope="session")
@@ -654,6 +661,9 @@ def test_an_attribute_changed_after_saving_is_refused(mapping_path, change):
             f["quantization/1"].attrs["scale"] = 2.0 * f["quantization/1"].attrs["scale"]
         else:
             f["cores"][0, 1] = 1  # rewritten in place, with a fresh Fletcher-32 sum
+    with _raises_naming(mapping_path, FileFormatError, match="bytes do not match"):
+        ns.load_mapping(mapping_path)  # the seal
+    seal(mapping_path)  # as if written so: the content digest still refuses it
     with _raises_naming(mapping_path, FileFormatError, match="does not match its checksum"):
         ns.load_mapping(mapping_path)
 
@@ -667,7 +677,9 @@ def test_a_damaged_attribute_type_is_refused_before_hdf5_crashes(tmp_path, mappi
     import subprocess
     import sys
 
-    raw = bytearray(mapping_files["small_loihi2"])
+    plain = _write(tmp_path, "plain.h5", mapping_files["small_loihi2"])
+    _downgrade(plain)  # unsealed: a sealed file is refused before HDF5 sees the damage
+    raw = bytearray(plain.read_bytes())
     key = attribute + b"\x00"
     at = raw.find(key)
     vlen = raw.find(b"\x19\x01\x01\x00", at, at + 24)  # vlen text, UTF-8
@@ -686,6 +698,7 @@ def test_a_damaged_attribute_type_is_refused_before_hdf5_crashes(tmp_path, mappi
 def test_a_current_mapping_without_its_digest_is_refused(mapping_path):
     with h5py.File(mapping_path, "r+") as f:
         del f.attrs[DIGEST_ATTR]
+    seal(mapping_path)
     with _raises_naming(mapping_path, FileFormatError, match="no checksum"):
         ns.load_mapping(mapping_path)
 
