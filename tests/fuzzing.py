@@ -50,8 +50,10 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM,
                 settings.default.database, print_blob=True)
 
 
-class Hang(Exception):
-    """The reader did not answer within the time limit."""
+class Hang(BaseException):
+    """The reader did not answer within the time limit. A BaseException, so that no reader's
+    ``except Exception`` (the reader contract's own, in :func:`neurosim.io.guard.reading`)
+    turns a hang into an ordinary refusal."""
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import tokenize
 import zipfile
 from typing import Iterator
 
@@ -169,13 +170,17 @@ def json_text(value, source: str, name: str, expect: "type | tuple" = (dict, lis
                                   f"shape {value.shape}.")
         value = value.item()
     if isinstance(value, bytes):
-        value = value.decode("utf-8")
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileFormatError(f"{source}: {name} is not UTF-8 text.") from None
     if not isinstance(value, str):
         raise FileFormatError(f"{source}: {name} must be JSON text; got {type(value).__name__}.")
     try:
         parsed = json.loads(value)
-    except ValueError as exc:
-        raise FileFormatError(f"{source}: {name} is not valid JSON ({exc}).") from None
+    except (ValueError, RecursionError) as exc:
+        raise FileFormatError(f"{source}: {name} is not valid JSON "
+                              f"({_describe(exc)}).") from None
     if not isinstance(parsed, expect):
         names = " or ".join(t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,)))
         raise FileFormatError(f"{source}: {name} must be a JSON {names.replace('dict', 'object')}"
@@ -249,7 +254,8 @@ def read_npz(path, source: str, numbers_only: "set | None" = None) -> dict:
             except FileFormatError:
                 raise
             except (zipfile.BadZipFile, ValueError, OSError, EOFError, SyntaxError,
-                    NotImplementedError, RuntimeError) as exc:
+                    NotImplementedError, RuntimeError, tokenize.TokenError,
+                    RecursionError) as exc:
                 raise FileFormatError(
                     f"{source}: array {name!r} cannot be read ({_describe(exc)}).") from None
             array = np.frombuffer(data, dtype=dtype, count=count)
