@@ -231,70 +231,25 @@ def _read_h5_array(dataset, name: str, source: str) -> np.ndarray:
 
 def check_hdf5_dataset(dataset, source: str, name: str) -> None:
     """Checks of an HDF5 dataset before its values are read: its declared size within the
-    read limit, no more uncompressed bytes than the file holds, and a sound chunk index
-    (:func:`check_chunk_index`)."""
+    read limit, no more uncompressed bytes than the file holds, and chunks HDF5 survives
+    reading (:func:`neurosim.io.hdf5.check_storage`)."""
+    from neurosim.io.hdf5 import check_storage
+
     shape = dataset.shape if dataset.shape is not None else ()
     declared = math.prod(shape) * dataset.dtype.itemsize
     check_nbytes(declared, source, f"dataset {name!r} (shape {shape}, {dataset.dtype})")
-    held = os.path.getsize(dataset.file.filename)
+    held = dataset.file.id.get_filesize()
     if declared > held and not _compressed(dataset):
         # Uncompressed values are in the file; more than it holds is damage (a dimension
         # gone wrong), not data, and is refused before the reader allocates for it.
         raise FileFormatError(
             f"{source}: dataset {name!r} declares shape {shape} of {dataset.dtype} "
             f"({declared} bytes, uncompressed), more than the file's {held} bytes.")
-    check_chunk_index(dataset, source, name)
+    check_storage(dataset, source, f"dataset {name!r}")
 
 
 #: HDF5 filters that do not compress: shuffle (2) and the Fletcher-32 checksum (3).
 _NON_COMPRESSING_FILTERS = (2, 3)
-_FLETCHER32 = 3
-
-
-def check_chunk_index(dataset, source: str, name: str) -> None:
-    """Refuse a chunked HDF5 dataset whose chunk index is damaged in a way the HDF5 library
-    does not survive, before any chunk is read.
-
-    HDF5 (2.0.0) trusts the index: a chunk recorded with fewer bytes than its Fletcher-32
-    checksum takes crashes the process inside the library (a segmentation fault, which no
-    ``try`` catches). Each recorded chunk must lie inside the file, hold at least one byte
-    (five with the checksum), sit on the chunk grid inside the dataset's shape, and appear
-    once.
-    """
-    import h5py
-
-    plist = dataset.id.get_create_plist()
-    if plist.get_layout() != h5py.h5d.CHUNKED or not dataset.shape:
-        return
-    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    least = 5 if _FLETCHER32 in filters else 1
-    file_size = os.path.getsize(dataset.file.filename)
-    shape, chunks = dataset.shape, dataset.chunks
-    seen = set()
-    problems = []
-
-    def visit(info) -> None:
-        offset = tuple(info.chunk_offset)
-        if offset in seen:
-            problems.append(f"the chunk at {offset} twice")
-        elif len(offset) != len(shape) or any(o % c or not 0 <= o < s
-                                              for o, c, s in zip(offset, chunks, shape)):
-            problems.append(f"a chunk at {offset}, off the chunk grid {chunks} of shape "
-                            f"{shape}")
-        elif (info.byte_offset is None or info.size < least
-              or info.byte_offset + info.size > file_size):
-            problems.append(f"the chunk at {offset} as {info.size} bytes at byte "
-                            f"{info.byte_offset} of a {file_size}-byte file")
-        seen.add(offset)
-
-    if hasattr(dataset.id, "chunk_iter"):  # h5py >= 3.8 with HDF5 >= 1.12.3: one walk
-        dataset.id.chunk_iter(visit)
-    else:  # pragma: no cover - older h5py
-        for index in range(dataset.id.get_num_chunks()):
-            visit(dataset.id.get_chunk_info(index))
-    if problems:
-        raise FileFormatError(f"{source}: dataset {name!r} is damaged: its chunk index records "
-                              f"{problems[0]}. It is not read.")
 
 
 def _compressed(dataset) -> bool:
