@@ -34,6 +34,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -284,6 +285,23 @@ def run_reader(read, payload: bytes, suffix: str, check=None):
         if check is not None:
             check(obj)
         return obj
+
+
+def raises_naming(path, error=ns.NeurosimError, match: "str | None" = None):
+    """``pytest.raises`` that also checks the message names ``path`` and is one line."""
+    class _Check:
+        def __enter__(self):
+            self._ctx = pytest.raises(error, match=match)
+            self.info = self._ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *exc):
+            handled = self._ctx.__exit__(*exc)
+            message = str(self.info.value)
+            assert str(path) in message, message
+            assert "\n" not in message.strip(), message
+            return handled
+    return _Check()
 
 
 def keep_failure(kind: str, payload: bytes, suffix: str) -> Path:

@@ -33,6 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fuzzing
+from fuzzing import raises_naming as _raises_naming
 import neurosim as ns
 from neurosim.datasets import read_idx
 from neurosim.errors import (
@@ -49,21 +50,6 @@ from neurosim.mapping import DIGEST_VERSION, MAPPING_FORMAT_VERSION, Mapping
 N_SAMPLES, N_FEATURES = 50, 64
 
 
-def _raises_naming(path, error=NeurosimError, match: "str | None" = None):
-    """``pytest.raises`` that also checks the message names ``path`` and is one line."""
-    class _Check:
-        def __enter__(self):
-            self._ctx = pytest.raises(error, match=match)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self._ctx.__exit__(*exc)
-            message = str(self.info.value)
-            assert str(path) in message, message
-            assert "\n" not in message.strip(), message
-            return handled
-    return _Check()
 
 
 # --- makers of valid files -------------------------------------------------------------------

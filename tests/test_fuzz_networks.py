@@ -41,6 +41,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import fuzz_kinds  # noqa: E402
 import fuzzing  # noqa: E402
+from fuzzing import raises_naming as _raises_naming  # noqa: E402
 import neurosim as ns  # noqa: E402
 from neurosim.errors import (  # noqa: E402
     FileFormatError,
@@ -60,21 +61,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 KEEP = os.environ.get("NEUROSIM_FUZZ_KEEP", "") == "1"
 
 
-def _raises_naming(path, error=NeurosimError, match: "str | None" = None):
-    """``pytest.raises`` that also checks the message names ``path`` and is one line."""
-    class _Check:
-        def __enter__(self):
-            self._ctx = pytest.raises(error, match=match)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self._ctx.__exit__(*exc)
-            message = str(self.info.value)
-            assert str(path) in message, message
-            assert "\n" not in message.strip(), message
-            return handled
-    return _Check()
 
 
 # --- makers of valid files -------------------------------------------------------------------

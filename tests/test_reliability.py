@@ -25,15 +25,15 @@ from neurosim.io import digest
 from neurosim.io.lock import OutputLockedError, lock_path, output_lock
 from neurosim.results import load_result
 
+from fuzz_kinds import resume_setup
+
 FAULTS = ns.NeuronCrash(0.02) + ns.SynapseStuck(0.01, 0.01)
 KW = dict(metric="linf", eps=0.05, n_samples=40, seed=4, checkpoint_every_s=0.0)
 
 
 @pytest.fixture(scope="module")
 def run_setup():
-    net = ns.Network.random([6, 9, 7, 4], "tanh", seed=3)
-    X = np.random.default_rng(0).normal(size=(900, 6))
-    y = np.random.default_rng(1).integers(0, 4, size=900)
+    net, _, X, y, _ = resume_setup()  # the fuzzed checkpoints' run (tests/fuzz_kinds.py)
     return net, X, y
 
 
