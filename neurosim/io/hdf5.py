@@ -180,10 +180,6 @@ def json_attr(obj, key: str, source: str, what: str, expect, default=_MISSING):
         return value
     try:
         return guard.json_text(value, source, what, expect)
-    except RecursionError:
-        raise FileFormatError(f"{source}: {what} nests too deeply to be read.") from None
-    except UnicodeDecodeError:
-        raise FileFormatError(f"{source}: {what} is not UTF-8 text.") from None
     except FileFormatError as exc:
         if isinstance(exc.__context__, json.JSONDecodeError):  # say which text is broken
             raise FileFormatError(f"{source}: {what} is not JSON text "
