@@ -483,9 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="a fault model, repeatable: crash:p=1e-3[,layers=1,2][,semantics=paper|"
                         "stuck,value=V], stuck:p0=0.0175,p1=0.0904, bitflip:p=1e-6, core:p=1e-3, "
+                        "each optionally with ,mode=permanent|transient, "
                         "or 'profile' (the profile's defaults, also used when no --fault is given)")
-    p.add_argument("--fault-mode", default="transient", choices=("transient", "permanent"),
-                   help="fresh faults per input (transient) or one fault set per chip (permanent)")
+    p.add_argument("--fault-mode", default=None, choices=("transient", "permanent"),
+                   help="every fault process fresh per input (transient) or fixed per chip "
+                        "(permanent); default: each process in the mode its --fault spec "
+                        "(mode=...) or the profile's [fault_modes] states, transient otherwise")
     p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (0.95)")
     p.add_argument("--float", dest="use_float", action="store_true",
                    help="simulate the float network instead of the chip's quantized weights")

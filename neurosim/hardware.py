@@ -43,6 +43,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from neurosim.errors import NeurosimFileNotFoundError, ProfileError
 from neurosim.faults import FAULT_TYPES
+from neurosim.faults.base import FAULT_MODES
 
 __all__ = [
     "FaultRates",
@@ -156,6 +157,10 @@ class HardwareProfile:
         "Crossbar tile rows (inputs); crossbar profiles only.", "rows", required=False, lo=0))
     crossbar_cols: int = field(default=0, metadata=_spec(
         "Crossbar tile columns (outputs); crossbar profiles only.", "columns", required=False, lo=0))
+    fault_modes: dict = field(default_factory=dict, metadata=_spec(
+        "The mode of each fault type's process, by its spec name: 'permanent' (fixed when the "
+        "chip is made, e.g. stuck crossbar cells) or 'transient' (fresh for every input, the "
+        "default). Sources as 'fault_modes.stuck'.", "table", required=False))
     confidence: dict = field(default_factory=dict, metadata=_spec(
         "How sure each number is: vendor, code, derived, unverified (or illustrative for fault "
         "rates). Keys are field names; fault rates as 'fault_rates.neuron_crash'.", "table",
@@ -202,6 +207,7 @@ class HardwareProfile:
             out["crossbar_rows"] = self.crossbar_rows
             out["crossbar_cols"] = self.crossbar_cols
         out["fault_rates"] = self.fault_rates.as_dict()
+        out["fault_modes"] = dict(self.fault_modes)
         out["confidence"] = dict(self.confidence)
         out["sources"] = dict(self.sources)
         return out
@@ -303,7 +309,14 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> HardwareProfile:
         rates[name] = _check_value(source, f"fault_rates.{name}", f, rates_table[name])
     kwargs["fault_rates"] = rates_class(**rates)
 
-    documented = set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in rate_fields}
+    for kind, mode in kwargs.get("fault_modes", {}).items():
+        if kind not in FAULT_TYPES:
+            raise _unknown_key(source, kind, FAULT_TYPES, where="in [fault_modes] ")
+        if mode not in FAULT_MODES:
+            raise ProfileError(f"{source}: [fault_modes] {kind} must be one of "
+                               f"{', '.join(map(repr, FAULT_MODES))}. Got {mode!r} instead.")
+    documented = (set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in rate_fields}
+                  | {f"fault_modes.{k}" for k in kwargs.get("fault_modes", {})})
     for table in ("confidence", "sources"):
         for key, value in kwargs.get(table, {}).items():
             if key not in documented:

@@ -8,6 +8,7 @@ random number or runs a network.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -91,6 +92,10 @@ class Plan:
         The fault model's processes, in registration order (the order of records).
     groups : list of FaultGroup
         Their fault sites, in sampling order.
+    fields : list of StuckField
+        Faults drawn as fields instead of groups (:mod:`neurosim.fields`).
+    modes : dict
+        Each active process's mode by kind (transient or permanent).
     """
 
     network: Network
@@ -110,6 +115,9 @@ class Plan:
     max_weight_neg: list
     fault_types: list
     groups: list
+    fields: list = dataclasses.field(default_factory=list)
+    modes: dict = dataclasses.field(default_factory=dict)
+    allow_fields: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -121,8 +129,27 @@ class Plan:
 
     @property
     def expected_faults(self) -> float:
-        """Mean number of faulty sites per draw."""
-        return float(sum(g.n * g.rate for g in self.groups))
+        """Mean number of faulty sites per draw (fields included)."""
+        return float(sum(g.n * g.rate for g in self.groups)
+                     + sum(self.sites[f.layer - 1].n * f.rate for f in self.fields))
+
+    @property
+    def run_mode(self) -> str:
+        """``transient``, ``permanent`` or ``mixed`` (see :meth:`FaultModel.run_mode`)."""
+        return self.faults.run_mode()
+
+    def kinds_in(self, mode: str) -> set:
+        """The fault kinds in ``mode``."""
+        return {kind for kind, m in self.modes.items() if m == mode}
+
+    def fields_in(self, mode: str) -> list:
+        return [f for f in self.fields if f.mode == mode]
+
+    def with_weights(self, weights: dict, fields: list) -> "Plan":
+        """This plan with layer ``l``'s matrix replaced by ``weights[l]`` (a chip's faulty
+        weights) and only ``fields`` left as fields."""
+        W = [weights.get(l, self.W[l - 1]) for l in range(1, self.n_layers + 1)]
+        return dataclasses.replace(self, W=W, fields=list(fields))
 
 
 def resolve_faults(target, faults, owner: str = "simulate", use_float: bool = False) -> FaultModel:
@@ -150,11 +177,14 @@ def resolve_faults(target, faults, owner: str = "simulate", use_float: bool = Fa
     return as_fault_model(faults, owner)
 
 
-def build_plan(target, faults, use_float: bool = False, owner: str = "simulate") -> Plan:
+def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
+               fields: bool = True) -> Plan:
     """Lower ``target`` (a Mapping or a Network) and ``faults`` to a :class:`Plan`.
 
     On a mapping the quantized network is simulated unless ``use_float``; bit flips and core
     failures need a mapping. Every fault process checks that it can act on the target first.
+    ``fields``: dense stuck cells are drawn as fields (:mod:`neurosim.fields`) where the
+    measured costs favour it; False draws every fault as records (the record path's tests).
     """
     network, mapping = target_network(target, use_float, owner)
     faults = as_fault_model(faults, owner)
@@ -177,11 +207,14 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate")
         sites=[synapse_sites(layer, l, mapping)
                for l, layer in enumerate(network.layers, start=1)],
         max_weight_pos=max_pos, max_weight_neg=max_neg, fault_types=[], groups=[],
+        allow_fields=bool(fields),
     )
     types = faults.in_registry_order()
     for proc in types:
         proc.check(plan)
     plan.fault_types = types
+    plan.modes = faults.modes()
+    plan.fields = [f for proc in types if not proc.is_null() for f in proc.fields(plan)]
     rank = {kind: i for i, kind in enumerate(p.kind for p in types)}
     groups = [g for proc in types for g in proc.groups(plan)]
     # Sampling order: neurons, then synapses, then cores; by layer (chip); by type.

@@ -44,7 +44,8 @@ _CONFIG_NAMES = {"seed": "seed", "faults": "fault model", "network_sha256": "net
                  "data_sha256": "data", "n_samples": "number of samples", "metric": "metric",
                  "eps": "threshold eps", "mode": "mode", "profile": "chip profile",
                  "use_float": "use_float setting", "confidence": "confidence",
-                 "n_inputs": "number of inputs", "rounds_per_block": "block size"}
+                 "n_inputs": "number of inputs", "rounds_per_block": "block size",
+                 "fields": "way of drawing dense stuck cells"}
 
 
 class Checkpoint:

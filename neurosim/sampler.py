@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from neurosim.errors import ValidationError
+from neurosim.fields import draw_keys
 from neurosim.kernels.codes import CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
 
 __all__ = [
@@ -68,6 +69,8 @@ class FaultBatch:
     crash_mode: np.ndarray
     core: np.ndarray
     ptr: list = field(repr=False)
+    #: Each draw's 64-bit key of the plan's fields of this batch's mode (None: no field).
+    keys: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
     def n_layers(self) -> int:
@@ -75,6 +78,10 @@ class FaultBatch:
 
     @property
     def draw_has_fault(self) -> np.ndarray:
+        """Draws with a record, or every draw when the batch carries field keys (a field
+        may hit any draw; one that happens to hit nothing computes the clean output)."""
+        if self.keys is not None:
+            return np.ones(self.n_draws, dtype=bool)
         has = np.zeros(self.n_draws, dtype=bool)
         has[self.draw] = True
         return has
@@ -103,7 +110,23 @@ class FaultBatch:
             cols["draw"] = np.concatenate([np.full(sl.stop - sl.start, k, np.int64)
                                            for k, sl in parts])
             rec.parts.append(cols)
-        return rec.build(draws.size, self.n_layers)
+        out = rec.build(draws.size, self.n_layers)
+        out.keys = None if self.keys is None else self.keys[draws]
+        return out
+
+    def then(self, other: "FaultBatch") -> "FaultBatch":
+        """A batch whose draw ``d`` holds this batch's records of draw ``d`` followed by
+        ``other``'s (a chip's permanent faults, then a row's transient ones), and ``other``'s
+        field keys."""
+        if other.n_draws != self.n_draws:
+            raise ValueError("FaultBatch.then needs batches of as many draws")
+        rec = RecordBuilder()
+        for b in (self, other):
+            if b.layer.size:
+                rec.parts.append({name: getattr(b, name) for name in _COLUMNS})
+        out = rec.build(self.n_draws, self.n_layers)
+        out.keys = other.keys
+        return out
 
     def with_values(self, value: np.ndarray) -> "FaultBatch":
         """The same records with other ``value`` entries (e.g. integer weight words)."""
@@ -290,16 +313,22 @@ def distinct_positions(rng: np.random.Generator, counts: np.ndarray, n: int):
         pos[redo] = rng.integers(0, n, size=int(redo.sum()), dtype=np.int64)
 
 
-def sample_faults(plan, rng: np.random.Generator, n_draws: int, counts=None) -> FaultBatch:
+def sample_faults(plan, rng: np.random.Generator, n_draws: int, counts=None,
+                  mode: "str | None" = None) -> FaultBatch:
     """Draw ``n_draws`` independent fault sets (sparse: a count per group, then positions).
 
     ``counts`` (a dict from group key to an array of per-draw counts) fixes the number of
     faults of each group, for sampling conditional on the number of faults; by default the
     counts are binomial. After every group's positions, each fault type draws its sites'
-    outcomes (in registration order).
+    outcomes (in registration order). ``mode`` keeps the processes of that mode only (a
+    chip's permanent faults, a row's transient ones). When the plan has fields of those
+    processes, one key per draw is drawn last (:mod:`neurosim.fields`).
     """
+    kinds = plan.kinds_in(mode) if mode is not None else None
     positions = {}
     for group in plan.groups:
+        if kinds is not None and group.kind not in kinds:
+            continue
         if counts is None:
             c = rng.binomial(group.n, group.rate, size=n_draws)
         else:
@@ -308,7 +337,11 @@ def sample_faults(plan, rng: np.random.Generator, n_draws: int, counts=None) -> 
     outcomes = {}
     for fault in plan.fault_types:
         outcomes.update(fault.draw_outcomes(plan, rng, positions))
-    return records_from_positions(plan, positions, n_draws, outcomes)
+    batch = records_from_positions(plan, positions, n_draws, outcomes)
+    fields = plan.fields if mode is None else plan.fields_in(mode)
+    if fields:
+        batch.keys = draw_keys(rng, n_draws)
+    return batch
 
 
 def records_from_positions(plan, positions: dict, n_draws: int, outcomes: "dict | None" = None) -> FaultBatch:

@@ -35,6 +35,8 @@ ESTIMATORS = ("mc", "stratified", "auto")
 #: ``estimator="auto"`` picks the stratified estimator at most this many faults per draw on average.
 AUTO_STRATIFIED_MAX_FAULTS = 0.1
 MODES = ("transient", "permanent")
+#: What a run's mode may be once its processes' modes are known.
+RUN_MODES = ("transient", "permanent", "mixed")
 
 #: Constraints shared by the front doors (and the command line's flags).
 EPS = Interval(0.0, None, "left", kind="a number") | None
@@ -65,7 +67,7 @@ class _Progress:
     def __init__(self, n_samples, mode, m, confidence):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=n_samples, unit="chip" if mode == "permanent" else "draw",
+        self.bar = tqdm(total=n_samples, unit="draw" if mode == "transient" else "chip",
                         desc="simulate", leave=False)
         self.n_samples, self.m, self.confidence = n_samples, m, confidence
 
@@ -80,7 +82,7 @@ class _Progress:
 
 @validate_params({
     "metric": Options(METRICS), "eps": EPS, "n_samples": SAMPLES, "seed": SEED,
-    "mode": Options(MODES), "confidence": OPEN_UNIT, "use_float": BOOLEAN, "output": PATH,
+    "mode": Options(MODES) | None, "confidence": OPEN_UNIT, "use_float": BOOLEAN, "output": PATH,
     "resume": BOOLEAN, "checkpoint_every_s": SECONDS, "progress": BOOLEAN,
     "estimator": Options(ESTIMATORS), "backend": BACKEND, "runner": RUNNER, "overwrite": BOOLEAN,
 })
@@ -94,7 +96,7 @@ def simulate(
     eps: "float | None" = None,
     n_samples: int = 1000,
     seed: int = 0,
-    mode: str = "transient",
+    mode: "str | None" = None,
     confidence: float = 0.95,
     use_float: bool = False,
     output: "str | os.PathLike | None" = None,
@@ -125,13 +127,17 @@ def simulate(
     eps : float
         Failure threshold (>= 0); defaults to 0.5 for ``flip``.
     n_samples : int
-        Fault draws per input (transient) or chip instances (permanent).
+        Fault draws per input (transient) or chip instances (permanent or mixed).
     seed : int
         The same seed gives the same numbers whatever the thread count, checkpointing,
         backend or runner.
-    mode : {"transient", "permanent"}
-        Fresh faults for every input (paper Def. 5), or one fault set per chip instance shared
-        by all inputs.
+    mode : {None, "transient", "permanent"}
+        None (default): each fault process in its own mode (``FaultType.mode``; a profile's
+        ``[fault_modes]`` states them, e.g. stuck crossbar cells are permanent), transient
+        where none is stated. ``"transient"``: every process fresh for every input (paper
+        Def. 5); ``"permanent"``: every process fixed per chip instance, shared by all inputs.
+        A run with both kinds is *mixed*: each chip instance fixes its permanent faults and
+        each of its inputs draws the transient ones afresh.
     confidence : float
         Confidence level of the interval (default 0.95).
     output : path, optional
@@ -228,16 +234,24 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     backend = get_backend(backend, "simulate")
     runner = get_runner(runner, "simulate")
     faults = resolve_faults(target, faults, "simulate", use_float)
-    plan = build_plan(target, faults, use_float=use_float)
+    if mode is not None:
+        faults = faults.with_modes(mode)
+    mode = faults.run_mode()
+    plan = build_plan(target, faults, use_float=use_float, fields=_resume_fields(output, resume))
     X, y = check_inputs(plan.network, X, y, "simulate")
     backend.check(plan)
     if estimator == "auto":
-        estimator = ("stratified" if mode == "transient" and not resume
+        estimator = ("stratified" if mode == "transient" and not resume and not plan.fields
                      and plan.expected_faults <= AUTO_STRATIFIED_MAX_FAULTS else "mc")
     if estimator == "stratified":
         if mode != "transient":
-            raise ValidationError("The stratified estimator supports transient faults only; use "
-                                  "estimator='mc' for permanent mode.")
+            raise ValidationError(f"The stratified estimator supports transient faults only; "
+                                  f"this run is {mode} ({faults.spec()}); use estimator='mc'.")
+        if plan.fields:
+            raise ValidationError(
+                "The stratified estimator enumerates sparse faults; stuck cells at a dense rate "
+                f"(about {plan.expected_faults:.0f} faults per draw) are sampled: use "
+                "estimator='mc'.")
         if resume:
             raise ValidationError("The stratified estimator does not checkpoint; resume needs "
                                   "estimator='mc'.")
@@ -248,15 +262,20 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
                       seed=seed, mode=mode)
     mapping = plan.mapping
+    # A run in one mode writes its processes without modes (the config's 'mode' says it, as
+    # in files before per-process modes); a mixed run writes each process's mode.
+    written = faults if mode == "mixed" else faults.with_modes(None)
     config = {
         "metric": metric, "eps": eps, "n_samples": int(n_samples), "seed": int(seed), "mode": mode,
-        "confidence": float(confidence), "use_float": bool(use_float), "faults": faults.spec(),
+        "confidence": float(confidence), "use_float": bool(use_float), "faults": written.spec(),
         "profile": mapping.profile.name if mapping is not None else None,
         "network_sha256": network_sha256(plan.network), "data_sha256": data_sha256(X, y),
         "n_inputs": work.m, "rounds_per_block": work.rounds_per_block,
     }
+    if plan.fields:  # (absent otherwise, as in files written before fields existed)
+        config["fields"] = [[f.layer, f.mode] for f in plan.fields]
     checkpoint = (Checkpoint(output, config, checkpoint_every_s, hold=hold,
-                             legacy={"faults": faults.spec(legacy=True)})
+                             legacy={"faults": written.spec(legacy=True)})
                   if output is not None else None)
     bar = _Progress(n_samples, mode, work.m, confidence) if progress else None
     try:
@@ -271,6 +290,18 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     if output is not None:
         _save(result, output, config, stats.to_state(), result.chip_failure_rates)
     return result
+
+
+def _resume_fields(output, resume: bool) -> bool:
+    """Whether dense stuck cells may be drawn as fields: always, except when resuming a run
+    that drew them as records (a checkpoint written before fields existed has no 'fields'
+    entry), so that it ends with the numbers it started with."""
+    if not resume:
+        return True
+    try:
+        return "fields" in read_run_file(output).config
+    except NeurosimError:
+        return True  # the checkpoint's own check reports the problem
 
 
 def _save(result, output, config, state, chips=None) -> None:

@@ -57,7 +57,8 @@ TARGETS = {"network": None, "cores": CORES, "loihi": LOIHI, "crossbar": CROSSBAR
 
 
 def _plan(target, faults):
-    return build_plan(target, as_fault_model(faults))
+    """Every fault as records (the record path under test; fields: tests/test_fields.py)."""
+    return build_plan(target, as_fault_model(faults), fields=False)
 
 
 _NUMBA = NumbaBackend()

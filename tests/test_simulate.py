@@ -236,7 +236,7 @@ def test_profile_faults_drop_zero_rates():
     model = profile_faults(ns.load_profile("loihi2"))
     assert {p.kind for p in model.processes} == {"crash", "bitflip", "core"}
     rram = profile_faults(ns.load_profile("rram_crossbar"))
-    assert rram.processes == [ns.SynapseStuck(0.0175, 0.0904)]
+    assert rram.processes == [ns.SynapseStuck(0.0175, 0.0904, mode="permanent")]
     assert isinstance(ns.NeuronCrash(0.1) + ns.CoreFailure(0.1), FaultModel)
 
 

@@ -21,10 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from neurosim.fields import stuck_matrix
+
 from neurosim.sampler import RecordBuilder
 
 __all__ = ["Backend", "CleanCache", "BACKENDS", "register_backend", "single_fault_outputs",
-           "apply_transforms"]
+           "apply_transforms", "transient_fields"]
 
 #: Registered backend classes by name (filled as their modules are imported).
 BACKENDS: dict[str, type] = {}
@@ -74,8 +76,30 @@ class Backend:
         """Context manager around a run (the numba backend limits BLAS threads)."""
         return contextlib.nullcontext()
 
+    def chip_plan(self, plan, batch, draw: int):
+        """The plan of chip ``draw`` of ``batch`` (permanent faults): the plan's permanent
+        fields written into its weights (:func:`neurosim.fields.stuck_matrix`; a backend may
+        compute the same cells faster), its transient fields left as fields."""
+        weights = {}
+        for f in plan.fields_in("permanent"):
+            W = weights.get(f.layer, plan.W[f.layer - 1])
+            weights[f.layer] = self.stuck_matrix(W, f, int(batch.keys[draw]))
+        return plan.with_weights(weights, plan.fields_in("transient"))
+
+    def stuck_matrix(self, W, field, key: int) -> np.ndarray:
+        return stuck_matrix(W, field, key)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def transient_fields(plan, batch) -> list:
+    """The plan's transient fields, whose keys the batch carries (permanent fields are in a
+    chip's weights already, :meth:`Backend.chip_plan`)."""
+    fields = plan.fields_in("transient")
+    if fields and batch.keys is None:
+        raise ValueError("the plan has transient fields but the batch carries no draw keys")
+    return fields
 
 
 def apply_transforms(plan, l: int, Y: np.ndarray) -> np.ndarray:

@@ -86,6 +86,9 @@ LAVA_UNSUPPORTED: dict[str, str] = {
                           "on the float network",
     "int32_overflow": "fixed_pt inputs whose integer pre-activations leave int32: Lava's Dense "
                       "accumulates in int32 and would wrap around",
+    "fields": "stuck cells at dense rates (drawn as fields, neurosim.fields: the chip's "
+              "weights change per chip or per input, and Lava builds its processes once per "
+              "run); use the numba or numpy backend",
     "pooling": "pooling layers and channels-last flattening (max, average and global average "
                "pooling): lava-nc has no pooling process (a conv layer itself runs as a Dense "
                "process on the unfolded kernel)",
@@ -418,6 +421,8 @@ class LavaBackend(Backend):
 
     def check(self, plan) -> None:
         _check_network(plan.network)
+        if plan.fields:
+            raise _unsupported("fields")
         crash = plan.faults.get("crash")
         if crash is not None and not crash.is_null() and crash.semantics == "stuck":
             raise _unsupported("crash_stuck")

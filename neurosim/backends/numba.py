@@ -18,15 +18,20 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from neurosim.backends import cone
-from neurosim.backends.base import Backend, CleanCache, apply_transforms, register_backend
+from neurosim.backends.base import (Backend, CleanCache, apply_transforms, register_backend,
+                                    transient_fields)
+from neurosim.kernels import field as KF
 from neurosim.kernels import propagate as K
 
 __all__ = ["NumbaBackend", "fault_layer_span", "one_blas_thread", "warmup"]
 
 
-def fault_layer_span(batch, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last layer with a fault, per draw (n_layers + 1 and -1 for a fault-free draw)."""
+def fault_layer_span(batch, n_layers: int, field_layers=()) -> tuple[np.ndarray, np.ndarray]:
+    """First and last layer with a fault, per draw (n_layers + 1 and -1 for a fault-free draw);
+    a layer in ``field_layers`` counts as faulty in every draw."""
     has = np.stack([np.diff(batch.ptr[l]) > 0 for l in range(n_layers + 1)])
+    for l in field_layers:
+        has[l] = True
     any_fault = has.any(axis=0)
     first = np.where(any_fault, has.argmax(axis=0), n_layers + 1)
     last = np.where(any_fault, n_layers - has[::-1].argmax(axis=0), -1)
@@ -100,7 +105,8 @@ class NumbaBackend(Backend):
                 return cone.propagate(plan, cache, batch, row_draw, row_input)
         n_rows = row_draw.size
         L = plan.n_layers
-        first_draw, last_draw = fault_layer_span(batch, L)
+        fields = transient_fields(plan, batch)
+        first_draw, last_draw = fault_layer_span(batch, L, [f.layer for f in fields])
         first, last = first_draw[row_draw], last_draw[row_draw]
         alive = np.ones(n_rows, dtype=bool)
         status = np.zeros(n_rows, dtype=np.int8)  # CLEAN: activations are the cached ones
@@ -133,6 +139,11 @@ class NumbaBackend(Backend):
             if dense.size:
                 Z[dense] = K.dense_forward(Y[dense], W, b)
             K.z_from_clean(Z, rows, status, Y, U_clean, cache.Z[l], W, row_input)
+            for f in fields:
+                if f.layer == l:
+                    KF.apply_stuck_field(Z, rows, status, Y, U_clean, np.ascontiguousarray(W.T),
+                                         row_draw, row_input, batch.keys, l, f.t0, f.t01,
+                                         f.v_pos, f.v_neg)
             Y_next = np.empty_like(Z)
             status_next = np.zeros(n_rows, dtype=np.int8)
             K.finish_layer(Z, Y_next, rows, status, Y, U_clean, W, b, row_draw, row_input,
@@ -152,6 +163,11 @@ class NumbaBackend(Backend):
 
     def session(self):
         return one_blas_thread()
+
+    def stuck_matrix(self, W, field, key: int) -> np.ndarray:
+        W = np.ascontiguousarray(W)
+        return KF.stuck_field_matrix(W, np.uint64(key), field.layer, field.t0, field.t01,
+                                     field.v_pos, field.v_neg)
 
 
 def warmup() -> None:

@@ -18,8 +18,10 @@ import contextlib
 
 import numpy as np
 
-from neurosim.backends.base import Backend, CleanCache, apply_transforms, register_backend
+from neurosim.backends.base import (Backend, CleanCache, apply_transforms, register_backend,
+                                    transient_fields)
 from neurosim.errors import BackendUnsupportedError
+from neurosim.fields import stuck_matrix
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
 
 __all__ = ["NumpyBackend", "apply_weight_records", "crash_records", "faults_as_parameters"]
@@ -107,12 +109,16 @@ class NumpyBackend(Backend):
         rows_of = [np.flatnonzero(inverse == k) for k in range(draws.size)]
         y = np.array(cache.X[row_input], copy=True)
         self._crash(y, batch, 0, draws, rows_of, None, None)
+        fields = transient_fields(plan, batch)
         for l, layer in enumerate(plan.network.layers, start=1):
             W, b = plan.W[l - 1], plan.b[l - 1]
             y = apply_transforms(plan, l, y)
             z = y @ W.T + b
             for d, rows in zip(draws, rows_of):
                 W_d = apply_weight_records(W, batch, l, int(d))
+                for f in fields:
+                    if f.layer == l:
+                        W_d = stuck_matrix(W_d, f, int(batch.keys[d]))
                 if W_d is not W:
                     z[rows] = y[rows] @ W_d.T + b
             y = layer.activation(z)

@@ -19,7 +19,7 @@ from neurosim.estimators.exact import ExactSum
 from neurosim.metrics import is_classification
 from neurosim.metrics import metric as metric_values
 from neurosim.results import SimulationResult
-from neurosim.sampler import sample_block
+from neurosim.sampler import sample_block, sample_faults
 from neurosim.stats import bernstein_interval, clopper_pearson
 
 __all__ = ["MonteCarlo", "MonteCarloStats", "BlockSet", "BLOCK_PAIRS"]
@@ -271,7 +271,7 @@ class MonteCarlo:
         for name in ("sum_metric", "sum_metric_sq", "sum_delta", "sum_delta_sq"):
             if not np.all(np.isfinite(getattr(stats, name).value())):
                 raise ValueError(f"{name} is not finite")
-        if self.mode == "permanent":
+        if self.mode in ("permanent", "mixed"):
             chips = stats.chip_failures.items()
             if [b for b, _ in chips] != [b for r in stats.blocks.ranges for b in range(*r)]:
                 raise ValueError("the per-chip failure counts are not those of the committed blocks")
@@ -289,58 +289,133 @@ class MonteCarlo:
         with self.backend.session():
             return self._block(int(block))
 
+    @property
+    def chip_path(self) -> bool:
+        """Whether blocks run chip by chip: a chip's permanent fields go into its weights, or
+        its inputs draw transient faults on top of its permanent ones (mixed)."""
+        return self.mode == "mixed" or (self.mode == "permanent"
+                                        and bool(self.plan.fields_in("permanent")))
+
     def _block(self, block: int) -> MonteCarloStats:
-        plan, m, y = self.plan, self.m, self.y
-        clean_out = self.cache.output
+        if self.chip_path:
+            return self._chip_block(block)
+        plan, m = self.plan, self.m
         rounds = self.rounds(block)
         batch, n_draws, faulty, row_draw, row_input = sample_block(plan, self.seed, block, rounds,
                                                                    m, self.mode)
-        n_pairs = rounds * m
-        zero_fails = 0.0 >= self.eps  # a fault-free pair has metric 0
-        if row_draw.size:
-            out = self.backend.propagate(plan, self.cache, batch, row_draw, row_input)
-            y_rows = y[row_input] if y is not None else None
-            values = metric_values(self.metric, out, clean_out[row_input], y_rows)
-            failed = values >= self.eps
-            delta = out.astype(np.float64) - clean_out[row_input].astype(np.float64)
-        else:
-            values = np.zeros(0)
-            failed = np.zeros(0, dtype=bool)
-            delta = np.zeros((0, clean_out.shape[1]))
-        n_fail_rows = int(failed.sum())
-        n_correct = 0
-        if self.classification:
-            changed = 0
-            if row_draw.size:
-                changed = int((out.argmax(axis=1) == y[row_input]).sum()
-                              - self.clean_correct[row_input].sum())
-            n_correct = rounds * int(self.clean_correct.sum()) + changed
+        out = (self.backend.propagate(plan, self.cache, batch, row_draw, row_input)
+               if row_draw.size else None)
+        values, failed = self._metric(out, row_input)
         L = plan.n_layers
         layer_failures = np.zeros(L + 1, dtype=np.int64)
         core_failures = np.zeros(self.n_cores, dtype=np.int64)
-        # Attribution: each failing pair counts once for every layer and core its draw touched.
-        if n_fail_rows:
-            fail_weight = np.bincount(row_draw[failed], minlength=n_draws)
-            keys = np.unique(batch.draw * (L + 1) + batch.layer)
-            d, l = keys // (L + 1), keys % (L + 1)
-            layer_failures += np.bincount(l, weights=fail_weight[d], minlength=L + 1).astype(np.int64)
-            has_core = batch.core >= 0
-            if has_core.any() and self.n_cores:
-                keys = np.unique(batch.draw[has_core] * self.n_cores + batch.core[has_core])
-                d, c = keys // self.n_cores, keys % self.n_cores
-                core_failures += np.bincount(c, weights=fail_weight[d],
-                                             minlength=self.n_cores).astype(np.int64)
-        chip_failures = _Chips()
+        self._attribute(batch, n_draws, row_draw, failed, [f.layer for f in plan.fields],
+                        layer_failures, core_failures)
+        per_chip = None
         if self.mode == "permanent":
-            per_chip = np.full(rounds, m * int(zero_fails), dtype=np.int64)
+            per_chip = np.full(rounds, m * int(0.0 >= self.eps), dtype=np.int64)
             if row_draw.size:
                 per_chip[faulty] = np.bincount(np.repeat(np.arange(faulty.size), m)[failed],
                                                minlength=faulty.size)
+        return self._stats(block, rounds, row_input, out, values, failed, layer_failures,
+                           core_failures, per_chip)
+
+    def _chip_block(self, block: int) -> MonteCarloStats:
+        """A block of chips: each chip's permanent faults (fields written into its weights,
+        then one clean pass over every input; records shared by its inputs), and in a mixed
+        run each (chip, input) row's own transient faults on top."""
+        plan, m, backend = self.plan, self.m, self.backend
+        rounds = self.rounds(block)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(block)]))
+        chips = sample_faults(plan, rng, rounds, mode="permanent")
+        rows_t = sample_faults(plan, rng, rounds * m, mode="transient") if self.mode == "mixed" else None
+        permanent_fields = plan.fields_in("permanent")
+        L = plan.n_layers
+        layer_failures = np.zeros(L + 1, dtype=np.int64)
+        core_failures = np.zeros(self.n_cores, dtype=np.int64)
+        per_chip = np.zeros(rounds, dtype=np.int64)
+        zero_fails = int(0.0 >= self.eps)
+        inputs = np.arange(m)
+        parts = []
+        for c in range(rounds):
+            if permanent_fields:
+                plan_c = backend.chip_plan(plan, chips, c)
+                cache_c = backend.clean_cache(plan_c, self.cache.X)
+            else:
+                plan_c, cache_c = plan, self.cache
+            batch_c = chips.select(np.full(m, c))
+            if rows_t is not None:
+                batch_c = batch_c.then(rows_t.select(inputs + c * m))
+            rows = inputs if permanent_fields else np.flatnonzero(batch_c.draw_has_fault)
+            out_c = np.array(cache_c.output[rows], copy=True)
+            changed = np.flatnonzero(batch_c.draw_has_fault[rows])
+            if changed.size:
+                out_c[changed] = backend.propagate(plan_c, cache_c, batch_c, rows[changed],
+                                                   rows[changed])
+            values, failed = self._metric(out_c if rows.size else None, rows)
+            self._attribute(batch_c, m, rows, failed, [f.layer for f in plan.fields],
+                            layer_failures, core_failures)
+            per_chip[c] = int(failed.sum()) + (m - rows.size) * zero_fails
+            parts.append((rows, out_c, values, failed))
+        row_input = np.concatenate([p[0] for p in parts])
+        out = np.concatenate([p[1] for p in parts]) if row_input.size else None
+        values = np.concatenate([p[2] for p in parts])
+        failed = np.concatenate([p[3] for p in parts])
+        return self._stats(block, rounds, row_input, out, values, failed, layer_failures,
+                           core_failures, per_chip)
+
+    def _metric(self, out, row_input):
+        """Metric values and failures of computed rows (none when ``out`` is None)."""
+        if out is None:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        y_rows = self.y[row_input] if self.y is not None else None
+        values = metric_values(self.metric, out, self.cache.output[row_input], y_rows)
+        return values, values >= self.eps
+
+    def _attribute(self, batch, n_draws, row_draw, failed, field_layers, layer_failures,
+                   core_failures) -> None:
+        """Each failing row counts once for every layer and core its draw touched (a field's
+        layer touches every draw; cores are counted from records only)."""
+        if not failed.any():
+            return
+        L = self.plan.n_layers
+        fail_weight = np.bincount(row_draw[failed], minlength=n_draws)
+        has = np.zeros((n_draws, L + 1), dtype=bool)
+        has[batch.draw, batch.layer] = True
+        has[:, list(field_layers)] = True
+        layer_failures += fail_weight @ has
+        has_core = batch.core >= 0
+        if has_core.any() and self.n_cores:
+            keys = np.unique(batch.draw[has_core] * self.n_cores + batch.core[has_core])
+            d, c = keys // self.n_cores, keys % self.n_cores
+            core_failures += np.bincount(c, weights=fail_weight[d],
+                                         minlength=self.n_cores).astype(np.int64)
+
+    def _stats(self, block, rounds, row_input, out, values, failed, layer_failures,
+               core_failures, per_chip) -> MonteCarloStats:
+        m, y = self.m, self.y
+        clean_out = self.cache.output
+        n_pairs = rounds * m
+        n_rows = row_input.size
+        zero_fails = 0.0 >= self.eps  # a fault-free pair has metric 0
+        if n_rows:
+            delta = out.astype(np.float64) - clean_out[row_input].astype(np.float64)
+        else:
+            delta = np.zeros((0, clean_out.shape[1]))
+        n_correct = 0
+        if self.classification:
+            changed = 0
+            if n_rows:
+                changed = int((out.argmax(axis=1) == y[row_input]).sum()
+                              - self.clean_correct[row_input].sum())
+            n_correct = rounds * int(self.clean_correct.sum()) + changed
+        chip_failures = _Chips()
+        if per_chip is not None:
             chip_failures = _Chips.leaf(block, _count_tuple(per_chip))
         return MonteCarloStats(
             blocks=BlockSet.of(block), n_pairs=n_pairs,
-            n_failures=n_fail_rows + (n_pairs - row_draw.size) * int(zero_fails),
-            n_faulty_pairs=int(row_draw.size), n_correct=n_correct,
+            n_failures=int(failed.sum()) + (n_pairs - n_rows) * int(zero_fails),
+            n_faulty_pairs=int(n_rows), n_correct=n_correct,
             sum_metric=ExactSum.of(float(values.sum())),
             sum_metric_sq=ExactSum.of(float((values ** 2).sum())),
             sum_delta=ExactSum.of(delta.sum(axis=0)), sum_delta_sq=ExactSum.of((delta ** 2).sum(axis=0)),
@@ -358,7 +433,7 @@ class MonteCarlo:
         dmean = stats.sum_delta.value() / n
         dvar = np.maximum(stats.sum_delta_sq.value() / n - dmean ** 2, 0.0)
         chip_rates = None
-        if self.mode == "permanent":
+        if self.mode in ("permanent", "mixed"):
             chip_rates = stats.chip_failure_counts() / m
             if m == 1:
                 lo, hi = clopper_pearson(stats.n_failures, n, confidence)

@@ -18,7 +18,7 @@ schema, the command line and every backend then know it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -38,7 +38,12 @@ __all__ = [
     "as_fault_model",
     "format_number",
     "probability",
+    "process_spec",
+    "FAULT_MODES",
 ]
+
+#: What a fault process's ``mode`` may be.
+FAULT_MODES = ("transient", "permanent")
 
 #: Registered fault types by spec name, in registration order (the order of their records).
 FAULT_TYPES: dict[str, type] = {}
@@ -82,8 +87,17 @@ class ProfileField:
     default: float = 0.0
 
 
+@dataclass(frozen=True)
 class FaultType:
-    """Base class of the fault types (see the module docstring for the protocol)."""
+    """Base class of the fault types (see the module docstring for the protocol).
+
+    ``mode`` (keyword only, every type has it): ``"transient"`` (fresh faults for every input,
+    paper Def. 5), ``"permanent"`` (fixed when the chip instance is made, shared by all its
+    inputs), or None: the run's default (``simulate(mode=...)``). A profile states each type's
+    mode in its ``[fault_modes]`` table; the spec text writes it as ``mode=permanent``.
+    """
+
+    mode: "str | None" = field(default=None, kw_only=True)
 
     #: Spec name (``crash``), registry key, and ``kind`` of the type's fault groups.
     kind: ClassVar[str] = ""
@@ -153,6 +167,11 @@ class FaultType:
         """The process's fault sites with a non-zero rate (:class:`~neurosim.sampler.FaultGroup`)."""
         return []
 
+    def fields(self, plan) -> list:
+        """The process's faults drawn as fields (:mod:`neurosim.fields`) instead of groups:
+        dense rates, where records would cost more than the pass. Default: none."""
+        return []
+
     def draw_outcomes(self, plan, rng, positions: dict) -> dict:
         """Per group key of this type, the outcome index of every faulty site (after all
         positions are drawn). Types whose groups have one outcome draw nothing."""
@@ -190,6 +209,10 @@ class FaultModel:
                     "rates instead of two."
                 )
             seen.add(proc.kind)
+            if proc.mode is not None and proc.mode not in FAULT_MODES:
+                raise ValidationError(
+                    f"The mode of fault {proc.kind!r} must be one of {', '.join(FAULT_MODES)} "
+                    f"(or None: the run's mode). Got {proc.mode!r} instead.")
 
     def __add__(self, other) -> "FaultModel":
         if isinstance(other, FaultType):
@@ -216,13 +239,39 @@ class FaultModel:
         return FaultModel([p for p in self.processes if p.kind != kind])
 
     def spec(self, legacy: bool = False) -> str:
-        """The model as text; :func:`parse_fault_model` reads it back (``legacy``: neurosim
+        """The model as text (each process's spec, with ``,mode=...`` when it states one); :func:`parse_fault_model` reads it back (``legacy``: neurosim
         0.1's text, which run files of format_version 1 hold)."""
-        return " ".join(p.spec(legacy=True) if legacy else p.spec()
-                        for p in self.processes) or "none"
+        return " ".join(process_spec(p, legacy) for p in self.processes) or "none"
+
+    def modes(self) -> dict:
+        """Each active process's mode by kind: its own, transient when it states none."""
+        return {p.kind: p.mode or "transient" for p in self.active()}
+
+    def run_mode(self) -> str:
+        """``transient`` (no permanent process), ``permanent`` (only permanent ones) or
+        ``mixed``: the chip instance fixes the permanent faults, each input draws the
+        transient ones afresh."""
+        modes = set(self.modes().values())
+        if modes == {"permanent"}:
+            return "permanent"
+        return "mixed" if "permanent" in modes else "transient"
+
+    def in_mode(self, mode: str) -> "FaultModel":
+        """The processes of one mode (mode None counts as transient)."""
+        return FaultModel([p for p in self.processes if (p.mode or "transient") == mode])
+
+    def with_modes(self, mode: str) -> "FaultModel":
+        """Every process in ``mode`` (what ``simulate(mode="transient")`` asks for)."""
+        return FaultModel([replace(p, mode=mode) for p in self.processes])
 
     def __str__(self) -> str:
         return self.spec()
+
+
+def process_spec(proc: "FaultType", legacy: bool = False) -> str:
+    """One process as ``--fault`` text, its mode included when it states one."""
+    text = proc.spec(legacy=True) if legacy else proc.spec()
+    return f"{text},mode={proc.mode}" if proc.mode is not None else text
 
 
 def as_fault_model(faults, owner: str = "simulate") -> FaultModel:
@@ -237,9 +286,12 @@ def as_fault_model(faults, owner: str = "simulate") -> FaultModel:
 
 
 def profile_faults(profile) -> FaultModel:
-    """The profile's default fault set (processes with a zero rate left out)."""
+    """The profile's default fault set (processes with a zero rate left out), each in the
+    mode the profile's ``[fault_modes]`` states."""
     procs = [cls.from_profile(profile.fault_rates) for cls in FAULT_TYPES.values()]
-    return FaultModel([p for p in procs if not p.is_null()])
+    modes = getattr(profile, "fault_modes", {})
+    return FaultModel([replace(p, mode=modes[p.kind]) if p.kind in modes else p
+                       for p in procs if not p.is_null()])
 
 
 def parse_fault_spec(text: str) -> "FaultType | None":
@@ -267,6 +319,7 @@ def parse_fault_spec(text: str) -> "FaultType | None":
         )
     cls = FAULT_TYPES[name]
     params: dict[str, list[str]] = {}
+    mode = None
     key = None
     tokens = [t.strip() for t in rest.split(",")] if rest.strip() else []
     if "" in tokens:
@@ -276,10 +329,20 @@ def parse_fault_spec(text: str) -> "FaultType | None":
         if "=" in token:
             key, _, value = token.partition("=")
             key = key.strip()
+            if key == "mode":
+                if mode is not None:
+                    raise ValidationError(f"--fault {text!r} gives 'mode' twice; give it once.")
+                mode = value.strip()
+                if mode not in FAULT_MODES:
+                    raise ValidationError(
+                        f"The mode in --fault {text!r} must be one of {', '.join(FAULT_MODES)}. "
+                        f"Got {mode!r} instead.")
+                key = None
+                continue
             if key not in cls.spec_keys:
                 raise ValidationError(
                     f"Unknown key {key!r} for fault {name!r} in --fault {text!r}. Valid keys: "
-                    f"{', '.join(sorted(cls.spec_keys))}."
+                    f"{', '.join(sorted(cls.spec_keys))}, mode."
                 )
             if key in params:
                 raise ValidationError(f"--fault {text!r} gives {key!r} twice; give it once.")
@@ -291,7 +354,8 @@ def parse_fault_spec(text: str) -> "FaultType | None":
             params[key].append(token)
         else:
             raise ValidationError(f"Cannot parse {token!r} in --fault {text!r}: expected key=value.")
-    return cls.from_params(params, text)
+    proc = cls.from_params(params, text)
+    return replace(proc, mode=mode) if mode is not None else proc
 
 
 def parse_fault_model(text: str) -> FaultModel:

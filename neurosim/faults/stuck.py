@@ -9,12 +9,25 @@ import numpy as np
 from neurosim.errors import ValidationError
 from neurosim.faults.base import (FaultType, ProfileField, format_number, probability,
                                   register_fault)
+from neurosim.fields import StuckField, threshold, use_field
 from neurosim.sampler import FaultGroup
 
 __all__ = ["SynapseStuck"]
 
 #: Outcomes of a stuck synapse (``FaultGroup.outcomes`` order).
 AT_ZERO, AT_MAX = 0, 1
+
+
+def _other_weight_writers(stuck, plan) -> bool:
+    """Whether another active process writes weights (synapse sites, or tiles of a crossbar)."""
+    crossbar = plan.mapping is not None and plan.mapping.profile.architecture == "crossbar"
+    for proc in plan.faults.active():
+        if proc.kind == stuck.kind:
+            continue
+        for g in proc.groups(plan):
+            if g.site == "synapse" or (g.site == "core" and crossbar):
+                return True
+    return False
 
 
 @register_fault
@@ -74,12 +87,35 @@ class SynapseStuck(FaultType):
     def from_profile(cls, rates) -> "SynapseStuck":
         return cls(rates.synapse_stuck_at_zero, rates.synapse_stuck_at_max)
 
+    def field_layers(self, plan) -> set:
+        """The layers whose stuck cells are drawn as a field (:mod:`neurosim.fields`): dense
+        layers of an all-dense network where the measured costs favour it (dense rates).
+
+        A transient field adds its cells' changes to the layer's clean weights, so it is not
+        used when another process also writes weights (bit flips, failed crossbar tiles):
+        then the stuck cells are records, applied in order with the others. Permanent fields
+        are written into the chip's weights, under any other process's records.
+        """
+        if (self.rate <= 0 or not getattr(plan, "allow_fields", True)
+                or any(layer.kind != "dense" for layer in plan.network.layers)):
+            return set()
+        if (self.mode or "transient") == "transient" and _other_weight_writers(self, plan):
+            return set()
+        return {l for l, sites in enumerate(plan.sites, start=1) if use_field(sites.n, self.rate)}
+
+    def fields(self, plan) -> list:
+        return [StuckField(l, threshold(self.p_zero), threshold(self.rate),
+                           float(plan.max_weight_pos[l - 1]), float(plan.max_weight_neg[l - 1]),
+                           self.mode or "transient")
+                for l in sorted(self.field_layers(plan))]
+
     def groups(self, plan) -> list:
         if self.rate <= 0:
             return []
         outcomes = (self.p_zero / self.rate, self.p_max / self.rate)
+        fields = self.field_layers(plan)
         return [FaultGroup("stuck", l, -1, sites.n, self.rate, outcomes, "synapse")
-                for l, sites in enumerate(plan.sites, start=1)]
+                for l, sites in enumerate(plan.sites, start=1) if l not in fields]
 
     def draw_outcomes(self, plan, rng, positions) -> dict:
         if self.rate <= 0:
