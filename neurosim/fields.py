@@ -28,12 +28,13 @@ ways draw different random streams.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["StuckField", "GAMMA", "RECORD_NS", "CELL_NS", "threshold", "use_field",
+__all__ = ["StuckField", "GAMMA", "RECORD_NS", "CELL_NS", "MAX_FAULT_FREE", "threshold", "use_field",
            "cell_words", "stuck_matrix", "draw_keys"]
 
 GAMMA = 0x9E3779B97F4A7C15
@@ -43,13 +44,16 @@ _MASK = (1 << 64) - 1
 #: Bits of the cell counter given to the cell index within a layer (the layer above them).
 LAYER_SHIFT = 40
 
-#: Measured costs (benchmarks/bench_crossbar.py, "costs" table, on the 2-core CI machine):
-#: drawing and applying one stuck cell as a record (binomial count, distinct positions,
-#: outcome, record, kernel update), and looking up one cell of a field (its word and the
-#: comparison; columns with a zero input are skipped, which the choice ignores: it is a
-#: conservative bound for the field).
-RECORD_NS = 300.0
-CELL_NS = 1.5
+#: Measured costs, wall-clock per draw on the 2-core CI machine (benchmarks/bench_crossbar.py,
+#: its "costs" table, on the bundled model): drawing and applying one stuck cell as a record
+#: (binomial count, distinct positions, outcome, record, kernel update: 560-790 ns per fault
+#: at rates 1e-3 to 3e-3), and one cell of a field (its word and comparison, zero-input
+#: columns skipped: 0.17-0.21 ns per cell at rates 1e-4 to 0.1, whatever the rate).
+RECORD_NS = 650.0
+CELL_NS = 0.18
+#: Records let the simulator skip a draw with no fault in a layer; a field computes every
+#: draw. A field is used only where at most this fraction of draws would be fault-free there.
+MAX_FAULT_FREE = 0.01
 
 
 def threshold(p: float) -> int:
@@ -58,9 +62,13 @@ def threshold(p: float) -> int:
 
 
 def use_field(n_cells: int, rate: float) -> bool:
-    """Whether a layer's stuck cells are cheaper as a field than as records: expected faults
-    x ``RECORD_NS`` against cells x ``CELL_NS`` (a field is used from about 0.5 % of cells)."""
-    return rate > 0 and n_cells * rate * RECORD_NS > n_cells * CELL_NS
+    """Whether a layer's stuck cells are cheaper as a field than as records, from the measured
+    costs: expected faults x ``RECORD_NS`` above cells x ``CELL_NS`` (a rate above about
+    3e-4), and few draws fault-free in the layer (``(1 - rate)^n_cells <= MAX_FAULT_FREE``)."""
+    if not 0 < rate < 1:
+        return rate >= 1
+    return (rate * RECORD_NS > CELL_NS
+            and n_cells * math.log1p(-rate) <= math.log(MAX_FAULT_FREE))
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class NumbaBackend(Backend):
             for f in fields:
                 if f.layer == l:
                     KF.apply_stuck_field(Z, rows, status, Y, U_clean, np.ascontiguousarray(W.T),
-                                         row_draw, row_input, batch.keys, l, f.t0, f.t01,
+                                         row_draw, row_input, batch.keys, l, np.uint64(f.t0), np.uint64(f.t01),
                                          f.v_pos, f.v_neg)
             Y_next = np.empty_like(Z)
             status_next = np.zeros(n_rows, dtype=np.int8)
@@ -166,7 +166,8 @@ class NumbaBackend(Backend):
 
     def stuck_matrix(self, W, field, key: int) -> np.ndarray:
         W = np.ascontiguousarray(W)
-        return KF.stuck_field_matrix(W, np.uint64(key), field.layer, field.t0, field.t01,
+        return KF.stuck_field_matrix(W, np.uint64(key), field.layer, np.uint64(field.t0),
+                                     np.uint64(field.t01),
                                      field.v_pos, field.v_neg)
 
 
