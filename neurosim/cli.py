@@ -204,7 +204,31 @@ def _run_data(args, owner: str, function):
     network = load_model_arg(args)
     mapping = map_network(network, args.profile)
     X, y = load_data(args.data, network=network)
-    return network, mapping, X, y, _fault_model_arg(args, mapping, owner)
+    faults = _fault_model_arg(args, mapping, owner)
+    if getattr(args, "time", None) is not None:
+        faults = _with_time(faults, args.time, mapping)
+    return network, mapping, X, y, faults
+
+
+def _with_time(faults, text, mapping):
+    """The fault model with the analog process at ``--time`` since programming (the profile's
+    [analog] table when no analog fault is given)."""
+    from dataclasses import replace
+
+    from neurosim.faults import AnalogCrossbar, FaultModel, parse_time
+    from neurosim.plan import resolve_faults
+
+    t = parse_time(text)
+    faults = resolve_faults(mapping, faults, "--time")
+    analog = faults.get("analog")
+    if analog is None or analog.is_null():
+        if not getattr(mapping.profile, "analog", None):
+            raise ValidationError_(
+                f"--time sets the analog devices' time since programming, but the fault model "
+                f"has no analog process and profile {mapping.profile.name!r} no [analog] table; "
+                "add --fault analog:device=pcm|reram,...")
+        return FaultModel(faults.processes + [replace(AnalogCrossbar.from_chip(mapping.profile), t=t)])
+    return FaultModel([replace(p, t=t) if p is analog else p for p in faults.processes])
 
 
 def cmd_simulate(args) -> int:
@@ -483,8 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="a fault model, repeatable: crash:p=1e-3[,layers=1,2][,semantics=paper|"
                         "stuck,value=V], stuck:p0=0.0175,p1=0.0904, bitflip:p=1e-6, core:p=1e-3, "
+                        "analog:device=pcm|reram[,t=1h,dac=7,adc=9,...] (or 'analog': the "
+                        "profile's [analog] table), "
                         "each optionally with ,mode=permanent|transient, "
                         "or 'profile' (the profile's defaults, also used when no --fault is given)")
+    p.add_argument("--time", default=None, metavar="T",
+                   help="time since the analog devices were programmed (drift): seconds or "
+                        "1s, 10min, 1h, 1d, 1y; adds the profile's [analog] devices if no "
+                        "analog fault is given")
     p.add_argument("--fault-mode", default=None, choices=("transient", "permanent"),
                    help="every fault process fresh per input (transient) or fixed per chip "
                         "(permanent); default: each process in the mode its --fault spec "
@@ -522,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability that the bounds hold (default 0.95)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="fault models as for simulate (default: the profile's rates)")
+    p.add_argument("--time", default=None, metavar="T",
+                   help="time since the analog devices were programmed (drift): seconds or "
+                        "1s, 10min, 1h, 1d, 1y; adds the profile's [analog] devices if no "
+                        "analog fault is given")
     p.add_argument("--float", dest="use_float", action="store_true",
                    help="certify the float network instead of the chip's quantized weights")
     p.add_argument("--seed", type=int, default=0)

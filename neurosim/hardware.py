@@ -41,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from neurosim.errors import NeurosimFileNotFoundError, ProfileError
+from neurosim.errors import NeurosimFileNotFoundError, ProfileError, ValidationError
 from neurosim.faults import FAULT_TYPES
 from neurosim.faults.base import FAULT_MODES
 
@@ -161,6 +161,12 @@ class HardwareProfile:
         "The mode of each fault type's process, by its spec name: 'permanent' (fixed when the "
         "chip is made, e.g. stuck crossbar cells) or 'transient' (fresh for every input, the "
         "default). Sources as 'fault_modes.stuck'.", "table", required=False))
+    analog: dict = field(default_factory=dict, metadata=_spec(
+        "Analog crossbar non-idealities (neurosim.faults.AnalogCrossbar): device ('pcm' or "
+        "'reram'), t (seconds since programming, or '1h'...), dac and adc (bits), inp_bound, "
+        "out_bound, out_noise, compensate; in_defaults = false keeps them out of the default "
+        "fault set ('--fault analog' adds them). Sources as 'analog.device'.", "table",
+        required=False))
     confidence: dict = field(default_factory=dict, metadata=_spec(
         "How sure each number is: vendor, code, derived, unverified (or illustrative for fault "
         "rates). Keys are field names; fault rates as 'fault_rates.neuron_crash'.", "table",
@@ -208,6 +214,8 @@ class HardwareProfile:
             out["crossbar_cols"] = self.crossbar_cols
         out["fault_rates"] = self.fault_rates.as_dict()
         out["fault_modes"] = dict(self.fault_modes)
+        if self.analog:
+            out["analog"] = dict(self.analog)
         out["confidence"] = dict(self.confidence)
         out["sources"] = dict(self.sources)
         return out
@@ -315,8 +323,26 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> HardwareProfile:
         if mode not in FAULT_MODES:
             raise ProfileError(f"{source}: [fault_modes] {kind} must be one of "
                                f"{', '.join(map(repr, FAULT_MODES))}. Got {mode!r} instead.")
+    analog = kwargs.get("analog", {})
+    if analog:
+        from neurosim.faults.analog import ANALOG_KEYS, AnalogCrossbar
+
+        for key in analog:
+            if key not in ANALOG_KEYS and key != "in_defaults":
+                raise _unknown_key(source, key, list(ANALOG_KEYS) + ["in_defaults"],
+                                   where="in [analog] ")
+        if not isinstance(analog.get("in_defaults", True), bool):
+            raise ProfileError(f"{source}: [analog] in_defaults must be true or false.")
+        if "device" not in analog:
+            raise ProfileError(f"{source}: [analog] needs device = 'pcm' or 'reram'.")
+        try:
+            AnalogCrossbar(**AnalogCrossbar._values(
+                {k: v for k, v in analog.items() if k != "in_defaults"}, f"{source} [analog]"))
+        except ValidationError as exc:
+            raise ProfileError(f"{source}: [analog]: {exc}") from None
     documented = (set(_PROFILE_FIELDS) | {f"fault_rates.{n}" for n in rate_fields}
-                  | {f"fault_modes.{k}" for k in kwargs.get("fault_modes", {})})
+                  | {f"fault_modes.{k}" for k in kwargs.get("fault_modes", {})}
+                  | {f"analog.{k}" for k in analog})
     for table in ("confidence", "sources"):
         for key, value in kwargs.get(table, {}).items():
             if key not in documented:

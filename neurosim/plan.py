@@ -96,6 +96,9 @@ class Plan:
         Faults drawn as fields instead of groups (:mod:`neurosim.fields`).
     modes : dict
         Each active process's mode by kind (transient or permanent).
+    analog : AnalogCrossbar or None
+        The crossbar's analog non-idealities, when the fault model has them (the estimator
+        then runs chips through :mod:`neurosim.crossbar`).
     """
 
     network: Network
@@ -118,6 +121,7 @@ class Plan:
     fields: list = dataclasses.field(default_factory=list)
     modes: dict = dataclasses.field(default_factory=dict)
     allow_fields: bool = True
+    analog: object = None
 
     @property
     def n_layers(self) -> int:
@@ -174,7 +178,25 @@ def resolve_faults(target, faults, owner: str = "simulate", use_float: bool = Fa
                 NeurosimWarning, stacklevel=3)
             model = model.without("bitflip")
         return model
-    return as_fault_model(faults, owner)
+    return _profile_analog(target, as_fault_model(faults, owner), owner)
+
+
+def _profile_analog(target, model: FaultModel, owner: str) -> FaultModel:
+    """``analog`` without keys (``AnalogCrossbar(device="profile")``) becomes the process of the
+    target profile's ``[analog]`` table."""
+    proc = model.get("analog")
+    if proc is None or proc.device != "profile":
+        return model
+    if not isinstance(target, Mapping) or not getattr(target.profile, "analog", None):
+        raise ValidationError(
+            f"{owner}: the 'analog' fault without keys takes the chip profile's [analog] table, "
+            "and this target has none; give analog:device=pcm|reram,... explicitly.")
+    from dataclasses import replace
+
+    from neurosim.faults.analog import AnalogCrossbar
+
+    resolved = replace(AnalogCrossbar.from_chip(target.profile), mode=proc.mode)
+    return FaultModel([resolved if p is proc else p for p in model.processes])
 
 
 def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
@@ -215,6 +237,8 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
     plan.fault_types = types
     plan.modes = faults.modes()
     plan.fields = [f for proc in types if not proc.is_null() for f in proc.fields(plan)]
+    analog = faults.get("analog")
+    plan.analog = analog if analog is not None and not analog.is_null() else None
     rank = {kind: i for i, kind in enumerate(p.kind for p in types)}
     groups = [g for proc in types for g in proc.groups(plan)]
     # Sampling order: neurons, then synapses, then cores; by layer (chip); by type.

@@ -26,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-BUILTINS = ["loihi2", "loihi1", "truenorth", "spinnaker2", "dynapse2", "rram_crossbar"]
+BUILTINS = ["loihi2", "loihi1", "truenorth", "spinnaker2", "dynapse2", "rram_crossbar", "pcm_crossbar"]
 NUMBER_TYPES = ("int", "float", "bool")
 
 
@@ -107,6 +107,8 @@ def test_builtin_numbers_have_confidence_and_sources(name):
         if f.type in NUMBER_TYPES and (f.metadata["required"] or f.name in raw):
             keys.append(f.name)
     keys += [f"fault_rates.{f.name}" for f in dataclasses.fields(FaultRates)]
+    keys += [f"fault_modes.{k}" for k in raw.get("fault_modes", {})]
+    keys += [f"analog.{k}" for k in raw.get("analog", {})]
     # Sanity: the required numbers and all five rates are in the list.
     assert {"cores_per_chip", "neurons_per_core", "max_fan_in", "synapses_per_core",
             "weight_bits", "fault_rates.neuron_crash", "fault_rates.core_failure"} <= set(keys)

@@ -86,6 +86,8 @@ LAVA_UNSUPPORTED: dict[str, str] = {
                           "on the float network",
     "int32_overflow": "fixed_pt inputs whose integer pre-activations leave int32: Lava's Dense "
                       "accumulates in int32 and would wrap around",
+    "analog": "analog crossbar non-idealities (device noise, drift, DAC / ADC): they run in "
+              "neurosim's crossbar pass; use the numba or numpy backend",
     "fields": "stuck cells at dense rates (drawn as fields, neurosim.fields: the chip's "
               "weights change per chip or per input, and Lava builds its processes once per "
               "run); use the numba or numpy backend",
@@ -423,6 +425,8 @@ class LavaBackend(Backend):
         _check_network(plan.network)
         if plan.fields:
             raise _unsupported("fields")
+        if plan.analog is not None:
+            raise _unsupported("analog")
         crash = plan.faults.get("crash")
         if crash is not None and not crash.is_null() and crash.semantics == "stuck":
             raise _unsupported("crash_stuck")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurosim.crossbar import analog_outputs, chip_weights
 from neurosim.estimators.exact import ExactSum
 from neurosim.metrics import is_classification
 from neurosim.metrics import metric as metric_values
@@ -293,8 +294,8 @@ class MonteCarlo:
     def chip_path(self) -> bool:
         """Whether blocks run chip by chip: a chip's permanent fields go into its weights, or
         its inputs draw transient faults on top of its permanent ones (mixed)."""
-        return self.mode == "mixed" or (self.mode == "permanent"
-                                        and bool(self.plan.fields_in("permanent")))
+        return (self.mode == "mixed" or self.plan.analog is not None
+                or (self.mode == "permanent" and bool(self.plan.fields_in("permanent"))))
 
     def _block(self, block: int) -> MonteCarloStats:
         if self.chip_path:
@@ -338,6 +339,17 @@ class MonteCarlo:
         inputs = np.arange(m)
         parts = []
         for c in range(rounds):
+            if plan.analog is not None:
+                # An analog chip: programmed tiles, every input through DAC, tiles and ADC.
+                crng = np.random.default_rng(np.random.SeedSequence([self.seed, int(block), c]))
+                weights = chip_weights(plan, plan.analog, chips, c, crng)
+                out_c = analog_outputs(plan, plan.analog, weights, self.cache.X, crng)
+                values, failed = self._metric(out_c, inputs)
+                self._attribute(chips.select(np.full(m, c)), m, inputs, failed,
+                                range(1, L + 1), layer_failures, core_failures)
+                per_chip[c] = int(failed.sum())
+                parts.append((inputs, out_c, values, failed))
+                continue
             if permanent_fields:
                 plan_c = backend.chip_plan(plan, chips, c)
                 cache_c = backend.clean_cache(plan_c, self.cache.X)

@@ -23,7 +23,8 @@ Fault semantics (the documentation states them exactly like this):
 
 Each fault type is one class in its own module, registered by name (:func:`register_fault`):
 :class:`NeuronCrash` (``crash``), :class:`SynapseStuck` (``stuck``), :class:`WeightBitFlip`
-(``bitflip``), :class:`CoreFailure` (``core``). See :mod:`neurosim.faults.base` for the
+(``bitflip``), :class:`CoreFailure` (``core``), :class:`AnalogCrossbar` (``analog``: device
+noise, drift, DAC and ADC of crossbar tiles). See :mod:`neurosim.faults.base` for the
 protocol.
 """
 
@@ -44,6 +45,7 @@ from neurosim.faults.crash import CRASH_MODES, CRASH_SEMANTICS, NeuronCrash
 from neurosim.faults.stuck import SynapseStuck
 from neurosim.faults.bitflip import WeightBitFlip
 from neurosim.faults.core import CoreFailure, failed_core_records
+from neurosim.faults.analog import AnalogCrossbar, parse_time
 from neurosim.kernels.codes import (CRASH_PAPER, CRASH_SILENT, CRASH_STUCK, REC_CRASH, REC_TILE,
                                     REC_WEIGHT)
 
@@ -58,6 +60,8 @@ __all__ = [
     "SynapseStuck",
     "WeightBitFlip",
     "CoreFailure",
+    "AnalogCrossbar",
+    "parse_time",
     "failed_core_records",
     "parse_fault_spec",
     "parse_fault_model",

@@ -109,6 +109,8 @@ class FaultType:
     profile_fields: ClassVar[tuple] = ()
     #: Whether the type needs a chip mapping (integer words, cores).
     needs_mapping: ClassVar[bool] = False
+    #: The mode of a process that states none (analog programming is permanent by nature).
+    default_mode: ClassVar[str] = "transient"
 
     def __add__(self, other) -> "FaultModel":
         return FaultModel([self]) + other
@@ -145,6 +147,12 @@ class FaultType:
             ) from None
 
     # --- profiles -------------------------------------------------------------------------
+    @classmethod
+    def profile_default(cls, profile) -> "FaultType":
+        """The process in the profile's default fault set (may be null): by default the one
+        its ``[fault_rates]`` give."""
+        return cls.from_profile(profile.fault_rates)
+
     @classmethod
     def from_profile(cls, rates) -> "FaultType":  # pragma: no cover - overridden
         """The process a profile's ``fault_rates`` give (may be null)."""
@@ -245,7 +253,7 @@ class FaultModel:
 
     def modes(self) -> dict:
         """Each active process's mode by kind: its own, transient when it states none."""
-        return {p.kind: p.mode or "transient" for p in self.active()}
+        return {p.kind: p.mode or p.default_mode for p in self.active()}
 
     def run_mode(self) -> str:
         """``transient`` (no permanent process), ``permanent`` (only permanent ones) or
@@ -258,7 +266,7 @@ class FaultModel:
 
     def in_mode(self, mode: str) -> "FaultModel":
         """The processes of one mode (mode None counts as transient)."""
-        return FaultModel([p for p in self.processes if (p.mode or "transient") == mode])
+        return FaultModel([p for p in self.processes if (p.mode or p.default_mode) == mode])
 
     def with_modes(self, mode: str) -> "FaultModel":
         """Every process in ``mode`` (what ``simulate(mode="transient")`` asks for)."""
@@ -288,7 +296,7 @@ def as_fault_model(faults, owner: str = "simulate") -> FaultModel:
 def profile_faults(profile) -> FaultModel:
     """The profile's default fault set (processes with a zero rate left out), each in the
     mode the profile's ``[fault_modes]`` states."""
-    procs = [cls.from_profile(profile.fault_rates) for cls in FAULT_TYPES.values()]
+    procs = [cls.profile_default(profile) for cls in FAULT_TYPES.values()]
     modes = getattr(profile, "fault_modes", {})
     return FaultModel([replace(p, mode=modes[p.kind]) if p.kind in modes else p
                        for p in procs if not p.is_null()])
