@@ -138,6 +138,22 @@ class Plan:
                      + sum(self.sites[f.layer - 1].n * f.rate for f in self.fields))
 
     @property
+    def expected_records(self) -> float:
+        """Mean number of fault records per draw: what sampling a draw costs in memory (a
+        synapse site sets every entry of ``A`` that reads it; a core, its neurons or tiles)."""
+        total = 0.0
+        cores = self.mapping.cores if self.mapping is not None else []
+        per_core = (sum(c.out_stop - c.out_start for c in cores) / len(cores)) if cores else 1.0
+        for g in self.groups:
+            if g.site == "synapse":
+                total += g.n * g.rate * self.sites[g.layer - 1].mean_entries
+            elif g.site == "core":
+                total += g.n * g.rate * per_core
+            else:
+                total += g.n * g.rate
+        return float(total)
+
+    @property
     def run_mode(self) -> str:
         """``transient``, ``permanent`` or ``mixed`` (see :meth:`FaultModel.run_mode`)."""
         return self.faults.run_mode()

@@ -45,7 +45,8 @@ _CONFIG_NAMES = {"seed": "seed", "faults": "fault model", "network_sha256": "net
                  "eps": "threshold eps", "mode": "mode", "profile": "chip profile",
                  "use_float": "use_float setting", "confidence": "confidence",
                  "n_inputs": "number of inputs", "rounds_per_block": "block size",
-                 "fields": "way of drawing dense stuck cells"}
+                 "fields": "way of drawing dense stuck cells",
+                 "sub_block_draws": "sub-block size"}
 
 
 class Checkpoint:

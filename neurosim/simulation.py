@@ -237,7 +237,9 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     if mode is not None:
         faults = faults.with_modes(mode)
     mode = faults.run_mode()
-    plan = build_plan(target, faults, use_float=use_float, fields=_resume_fields(output, resume))
+    saved = _resumed_config(output, resume)
+    plan = build_plan(target, faults, use_float=use_float,
+                      fields=saved is None or "fields" in saved)
     X, y = check_inputs(plan.network, X, y, "simulate")
     backend.check(plan)
     if estimator == "auto":
@@ -260,7 +262,7 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
 
     cache = backend.clean_cache(plan, X)
     work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
-                      seed=seed, mode=mode)
+                      seed=seed, mode=mode, sub_blocks=saved is None or "sub_block_draws" in saved)
     mapping = plan.mapping
     # A run in one mode writes its processes without modes (the config's 'mode' says it, as
     # in files before per-process modes); a mixed run writes each process's mode.
@@ -274,6 +276,8 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     }
     if plan.fields:  # (absent otherwise, as in files written before fields existed)
         config["fields"] = [[f.layer, f.mode] for f in plan.fields]
+    if work.sub_block_draws is not None:  # (likewise)
+        config["sub_block_draws"] = work.sub_block_draws
     checkpoint = (Checkpoint(output, config, checkpoint_every_s, hold=hold,
                              legacy={"faults": written.spec(legacy=True)})
                   if output is not None else None)
@@ -292,16 +296,18 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
     return result
 
 
-def _resume_fields(output, resume: bool) -> bool:
-    """Whether dense stuck cells may be drawn as fields: always, except when resuming a run
-    that drew them as records (a checkpoint written before fields existed has no 'fields'
-    entry), so that it ends with the numbers it started with."""
+def _resumed_config(output, resume: bool) -> "dict | None":
+    """The config of the run being resumed (None when not resuming). A checkpoint written
+    before fields and sub-blocks existed has no 'fields' / 'sub_block_draws' entry: it resumes
+    drawing as it started (records, whole blocks), so it ends with the numbers it started
+    with."""
     if not resume:
-        return True
+        return None
     try:
-        return "fields" in read_run_file(output).config
+        config = read_run_file(output).config
     except NeurosimError:
-        return True  # the checkpoint's own check reports the problem
+        return None  # the checkpoint's own check reports the problem
+    return config if isinstance(config, dict) else None
 
 
 def _save(result, output, config, state, chips=None) -> None:

@@ -56,6 +56,20 @@ class SynapseSites:
     kernel: "np.ndarray | None" = None
     core: "np.ndarray | None" = None
 
+    @property
+    def mean_entries(self) -> float:
+        """Entries of ``A`` one site sets, on average (1 for a dense layer): the records a
+        faulty site becomes."""
+        if self.n == 0:
+            return 0.0
+        if self.ptr is not None:
+            return float(self.ptr[-1]) / self.n
+        if self.layer.kind == "dense":
+            return 1.0
+        if "_mean_entries" not in self.__dict__:
+            self.__dict__["_mean_entries"] = self.expand(np.arange(self.n))[0].size / self.n
+        return self.__dict__["_mean_entries"]
+
     def expand(self, pos) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Entries changed by faulty sites ``pos``: ``(owner, i, j, k, core)``, where
         ``owner[r]`` indexes ``pos``, ``(i, j)`` is the entry of ``A``, ``k`` the stored weight

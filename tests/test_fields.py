@@ -393,3 +393,61 @@ def test_rram_defaults_are_permanent_and_fast_enough_to_run_here():
     assert r.mode == "permanent" and r.n_pairs == 30 * X.shape[0]
     assert 0.02 < r.failure_rate < 0.2  # 10.8 % of the cells stuck: a few % of flips
     assert r.layer_failures[1:].min() == r.n_failures  # every layer of every chip is hit
+
+
+# --- dense faults in bounded memory -------------------------------------------------------------
+
+_PEAK = """
+import resource, sys
+import neurosim as ns
+X, y = ns.load_digits_test()
+model = ns.load_digits_conv_model() if sys.argv[1] == "conv" else ns.load_digits_model()
+mapping = ns.map_network(model, "rram_crossbar")
+ns.simulate(mapping, X=X, y=y, n_samples=int(sys.argv[3]), mode=sys.argv[2], seed=1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.parametrize("model, mode, sizes", [("mlp", "transient", (21, 105)),
+                                                ("mlp", "permanent", (21, 420)),
+                                                ("conv", "transient", (21, 63))])
+def test_dense_faults_run_in_bounded_memory(model, mode, sizes):
+    """The rram_crossbar defaults (10.8 % of cells stuck): peak memory under 1 GiB, and no
+    growth with the number of samples (several blocks: 21 draws per input fill one)."""
+    import subprocess
+    import sys
+
+    peaks = []
+    for n in sizes:
+        done = subprocess.run([sys.executable, "-c", _PEAK, model, mode, str(n)],
+                              capture_output=True, text=True, timeout=600, check=True)
+        peaks.append(int(done.stdout.split()[-1]) * 1024)
+    print(f"peak memory {model} {mode}: {[p / 2 ** 20 for p in peaks]} MiB at {sizes} samples")
+    assert max(peaks) < 2 ** 30
+    assert peaks[1] <= 1.10 * peaks[0] + 20 * 2 ** 20, peaks
+
+
+def test_dense_conv_records_go_in_sub_blocks_with_the_same_numbers_for_any_chunk(monkeypatch):
+    from neurosim.backends import cone
+    from neurosim.estimators.montecarlo import MonteCarlo
+
+    net = ns.load_digits_conv_model()
+    X, y = ns.load_digits_test()
+    X, y = X[:60], y[:60]
+    mapping = ns.map_network(net, "rram_crossbar")
+    faults = ns.SynapseStuck(0.0175, 0.0904)
+    plan = build_plan(mapping, faults)
+    assert not plan.fields and plan.expected_records > 1000  # conv layers: records
+    cache = NumbaBackend().clean_cache(plan, X)
+    work = MonteCarlo(plan, NumbaBackend(), cache, y, metric="flip", eps=0.5, n_samples=150,
+                      seed=0, mode="transient")
+    assert work.sub_block_draws is not None and work.sub_block_draws < 150 * 60
+    kw = dict(n_samples=150, seed=2, mode="transient")
+    base = _comparable(ns.simulate(mapping, faults, X, y, **kw))
+    monkeypatch.setattr(cone, "CHUNK_BYTES", 1 << 18)  # rows computed in much smaller chunks
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert _comparable(ns.simulate(mapping, faults, X, y, **kw)) == base
+    finally:
+        numba.set_num_threads(before)

@@ -26,6 +26,10 @@ from neurosim.stats import bernstein_interval, clopper_pearson
 __all__ = ["MonteCarlo", "MonteCarloStats", "BlockSet", "BLOCK_PAIRS"]
 
 BLOCK_PAIRS = 8192  # (draw, input) pairs per block, before rounding to whole rounds
+#: Fault records a transient block samples at once (about 150 MB with the sort's temporaries):
+#: a block whose draws would hold more is drawn in sub-blocks of whole draws, sub-block ``g``
+#: from ``SeedSequence([seed, block, g])``; their size depends on the plan alone.
+RECORD_BUDGET = 1 << 19
 
 
 def _count_tuple(values) -> tuple:
@@ -201,7 +205,7 @@ class MonteCarlo:
     """
 
     def __init__(self, plan, backend, cache, y, *, metric: str, eps: float, n_samples: int,
-                 seed: int, mode: str):
+                 seed: int, mode: str, sub_blocks: bool = True):
         self.plan = plan
         self.backend = backend
         self.cache = cache
@@ -217,6 +221,13 @@ class MonteCarlo:
         self.classification = is_classification(y)
         self.clean_correct = (cache.output.argmax(axis=1) == y) if self.classification else None
         self.n_cores = plan.mapping.cores_used if plan.mapping is not None else 0
+        #: Draws per sub-block of a transient block (None: the block at once; see RECORD_BUDGET).
+        self.sub_block_draws = None
+        if sub_blocks and mode == "transient":
+            per_draw = plan.expected_records
+            g = int(RECORD_BUDGET // per_draw) if per_draw > 0 else self.rounds_per_block * self.m
+            if g < self.rounds_per_block * self.m:
+                self.sub_block_draws = max(1, g)
 
     def rounds(self, block: int) -> int:
         return min(self.rounds_per_block, self.n_samples - block * self.rounds_per_block)
@@ -302,6 +313,8 @@ class MonteCarlo:
             return self._chip_block(block)
         plan, m = self.plan, self.m
         rounds = self.rounds(block)
+        if self.sub_block_draws is not None:
+            return self._sub_blocks(block, rounds)
         batch, n_draws, faulty, row_draw, row_input = sample_block(plan, self.seed, block, rounds,
                                                                    m, self.mode)
         out = (self.backend.propagate(plan, self.cache, batch, row_draw, row_input)
@@ -320,6 +333,35 @@ class MonteCarlo:
                                                minlength=faulty.size)
         return self._stats(block, rounds, row_input, out, values, failed, layer_failures,
                            core_failures, per_chip)
+
+    def _sub_blocks(self, block: int, rounds: int) -> MonteCarloStats:
+        """A transient block drawn in sub-blocks of ``sub_block_draws`` draws (dense records:
+        memory bounded by the budget, not by the fault count); draw ``d`` is for input
+        ``d % m`` as in a whole block."""
+        plan, m, G = self.plan, self.m, self.sub_block_draws
+        n_draws = rounds * m
+        L = plan.n_layers
+        layer_failures = np.zeros(L + 1, dtype=np.int64)
+        core_failures = np.zeros(self.n_cores, dtype=np.int64)
+        parts = []
+        for g, start in enumerate(range(0, n_draws, G)):
+            size = min(G, n_draws - start)
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(block), g]))
+            batch = sample_faults(plan, rng, size)
+            row_draw = np.flatnonzero(batch.draw_has_fault)
+            row_input = (start + row_draw) % m
+            out = (self.backend.propagate(plan, self.cache, batch, row_draw, row_input)
+                   if row_draw.size else None)
+            values, failed = self._metric(out, row_input)
+            self._attribute(batch, size, row_draw, failed, [f.layer for f in plan.fields],
+                            layer_failures, core_failures)
+            if row_draw.size:
+                parts.append((row_input, out, values, failed))
+        if not parts:
+            return self._stats(block, rounds, np.zeros(0, np.int64), None, np.zeros(0),
+                               np.zeros(0, bool), layer_failures, core_failures, None)
+        return self._stats(block, rounds, *(np.concatenate(c) for c in zip(*parts)),
+                           layer_failures, core_failures, None)
 
     def _chip_block(self, block: int) -> MonteCarloStats:
         """A block of chips: each chip's permanent faults (fields written into its weights,
