@@ -334,14 +334,19 @@ Exactly aihwkit's default is ``dataclasses.replace(RERAM, g_max=25.0, prog_g_max
 _DEVICES = {"pcm": PCM, "reram": RERAM}
 
 
+def _preset(presets: dict, name, owner: str):
+    """``presets[name]`` (case-insensitive), or an error naming the valid names."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in presets:
+        raise ValidationError(
+            f"The 'name' parameter of {owner} must be one of {sorted(presets)}. "
+            f"Got {name!r} instead.")
+    return presets[key]
+
+
 def device_model(name: str) -> DeviceModel:
     """The device preset called ``name`` (``"pcm"`` or ``"reram"``, case-insensitive)."""
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _DEVICES:
-        raise ValidationError(
-            f"The 'name' parameter of device_model must be one of {sorted(_DEVICES)}. "
-            f"Got {name!r} instead.")
-    return _DEVICES[key]
+    return _preset(_DEVICES, name, "device_model")
 
 
 @dataclass(frozen=True)
@@ -392,12 +397,7 @@ _PERIPHERIES = {p.name: p for p in (IO_DEFAULT, IO_PRESET, IO_STANDARD_HWA)}
 
 def periphery_model(name: str) -> PeripheryModel:
     """The periphery preset ``name``: ``"io_parameters"``, ``"preset_io"`` or ``"standard_hwa"``."""
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _PERIPHERIES:
-        raise ValidationError(
-            f"The 'name' parameter of periphery_model must be one of {sorted(_PERIPHERIES)}. "
-            f"Got {name!r} instead.")
-    return _PERIPHERIES[key]
+    return _preset(_PERIPHERIES, name, "periphery_model")
 
 
 # --------------------------------------------------------------------------------------------
