@@ -17,6 +17,7 @@ import numpy as np
 
 from neurosim.errors import ValidationError
 from neurosim.fields import draw_keys
+from neurosim.sites import ranges
 from neurosim.kernels.codes import CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
 
 __all__ = [
@@ -98,18 +99,16 @@ class FaultBatch:
                 f"FaultBatch.select: draws must be in [0, {self.n_draws - 1}]. Got values in "
                 f"[{draws.min()}, {draws.max()}] instead.")
         rec = RecordBuilder()
-        parts = []
-        for k, d in enumerate(draws):
-            for l in range(self.n_layers + 1):
-                sl = self.records(l, int(d))
-                if sl.stop > sl.start:
-                    parts.append((k, sl))
-        if parts:
-            cols = {name: np.concatenate([getattr(self, name)[sl] for _, sl in parts])
-                    for name in _COLUMNS}
-            cols["draw"] = np.concatenate([np.full(sl.stop - sl.start, k, np.int64)
-                                           for k, sl in parts])
-            rec.parts.append(cols)
+        n = draws.size
+        if n and self.layer.size:
+            # Every (layer, new draw)'s records, as ranges of this batch's (vectorized).
+            lo = np.concatenate([self.ptr[l][draws] for l in range(self.n_layers + 1)])
+            hi = np.concatenate([self.ptr[l][draws + 1] for l in range(self.n_layers + 1)])
+            owner, idx = ranges(lo, hi)
+            if idx.size:
+                cols = {name: getattr(self, name)[idx] for name in _COLUMNS}
+                cols["draw"] = owner % n
+                rec.parts.append(cols)
         out = rec.build(draws.size, self.n_layers)
         out.keys = None if self.keys is None else self.keys[draws]
         return out

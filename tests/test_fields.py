@@ -451,3 +451,25 @@ def test_dense_conv_records_go_in_sub_blocks_with_the_same_numbers_for_any_chunk
         assert _comparable(ns.simulate(mapping, faults, X, y, **kw)) == base
     finally:
         numba.set_num_threads(before)
+
+
+def test_permanent_field_chips_match_the_generic_chip_path_and_the_numpy_backend():
+    """The fast path of chips with fields only (their outputs in one go) against each chip's
+    plan through the clean pass, and against the NumPy backend."""
+    net, X, y = ns.Network.random([30, 40, 20, 5], "relu", seed=3), None, None
+    X = np.random.default_rng(4).normal(size=(60, 30))
+    plan = build_plan(net, ns.SynapseStuck(0.05, 0.1, mode="permanent"))
+    assert [f.mode for f in plan.fields] == ["permanent"] * 3
+    keys = np.random.default_rng(5).integers(0, 2 ** 63, size=6, dtype=np.uint64)
+    nb, npb = NumbaBackend(), NumpyBackend()
+    fast = nb.chip_outputs(plan, keys, X)
+    generic = super(NumbaBackend, nb).chip_outputs(plan, keys, X)
+    reference = npb.chip_outputs(plan, keys, X)
+    np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-12)
+    for c, key in enumerate(keys):  # each chip: its own faulty matrices, literally
+        y = X
+        for l, layer in enumerate(net.layers, start=1):
+            y = layer.activation(y @ stuck_matrix(plan.W[l - 1], plan.fields[l - 1], int(key)).T
+                                 + plan.b[l - 1])
+        np.testing.assert_allclose(fast[c], y, rtol=1e-12, atol=1e-12)

@@ -89,6 +89,19 @@ class Backend:
     def stuck_matrix(self, W, field, key: int) -> np.ndarray:
         return stuck_matrix(W, field, key)
 
+    def chip_outputs(self, plan, keys, X) -> np.ndarray:
+        """Outputs ``(n_chips, n_inputs, n_L)`` of chips whose only faults are the plan's
+        permanent fields, one chip per key: each chip's weights, then every input."""
+        from neurosim.sampler import FaultBatch
+
+        out = []
+        for key in keys:
+            batch = FaultBatch.__new__(FaultBatch)
+            batch.keys = np.asarray([key], dtype=np.uint64)
+            plan_c = self.chip_plan(plan, batch, 0)
+            out.append(self.clean_cache(plan_c, X).output)
+        return np.stack(out)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 

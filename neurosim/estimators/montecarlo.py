@@ -374,6 +374,9 @@ class MonteCarlo:
         rows_t = sample_faults(plan, rng, rounds * m, mode="transient") if self.mode == "mixed" else None
         permanent_fields = plan.fields_in("permanent")
         L = plan.n_layers
+        if (rows_t is None and plan.analog is None and permanent_fields
+                and chips.layer.size == 0):
+            return self._field_chips(block, rounds, chips)
         layer_failures = np.zeros(L + 1, dtype=np.int64)
         core_failures = np.zeros(self.n_cores, dtype=np.int64)
         per_chip = np.zeros(rounds, dtype=np.int64)
@@ -416,6 +419,24 @@ class MonteCarlo:
         values = np.concatenate([p[2] for p in parts])
         failed = np.concatenate([p[3] for p in parts])
         return self._stats(block, rounds, row_input, out, values, failed, layer_failures,
+                           core_failures, per_chip)
+
+    def _field_chips(self, block: int, rounds: int, chips) -> MonteCarloStats:
+        """Chips whose only faults are permanent fields (dense stuck cells): every chip's
+        weights and its pass over all inputs at once (:meth:`Backend.chip_outputs`)."""
+        m = self.m
+        out = self.backend.chip_outputs(self.plan, chips.keys, self.cache.X)
+        inputs = np.tile(np.arange(m), rounds)
+        out = out.reshape(rounds * m, -1)
+        values, failed = self._metric(out, inputs)
+        L = self.plan.n_layers
+        layer_failures = np.zeros(L + 1, dtype=np.int64)
+        core_failures = np.zeros(self.n_cores, dtype=np.int64)
+        self._attribute(chips.select(np.repeat(np.arange(rounds), m)), rounds * m,
+                        np.arange(rounds * m), failed, [f.layer for f in self.plan.fields],
+                        layer_failures, core_failures)
+        per_chip = failed.reshape(rounds, m).sum(axis=1).astype(np.int64)
+        return self._stats(block, rounds, inputs, out, values, failed, layer_failures,
                            core_failures, per_chip)
 
     def _metric(self, out, row_input):
