@@ -14,7 +14,7 @@ from neurosim.simulation import simulate
 from neurosim.theory.bounds import chebyshev_certificate, theory_report
 
 __all__ = ["delta_vs_eps", "plot_delta_vs_eps", "plot_error_decay", "plot_tradeoff",
-           "plot_chip_mapping", "PLOT_METRICS", "check_plot_metric"]
+           "plot_chip_mapping", "plot_analog_sweep", "PLOT_METRICS", "check_plot_metric"]
 
 #: The metrics :func:`delta_vs_eps` can plot (output errors with a threshold eps).
 PLOT_METRICS = ("linf", "l2")
@@ -299,3 +299,85 @@ def plot_chip_mapping(result, path=None, ax=None):
     ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
     return _finish(fig, path)
+
+
+_ANALOG_STYLE = {("pcm", "analog"): ("C0", "o", "PCM"),
+                 ("pcm", "compensated"): ("C0", "s", "PCM, drift compensated"),
+                 ("rram", "analog"): ("C3", "^", "ReRAM"),
+                 ("rram", "analog+stuck"): ("C1", "v", "ReRAM + stuck cells")}
+
+
+def plot_analog_sweep(result, path=None, ax=None):
+    """Accuracy and failure rate against the time since programming (log x) and against the
+    ADC bits (:func:`neurosim.experiments.analog_sweep`), both profiles; ``ax`` may be a 2 x 2
+    grid of axes (rows: accuracy, failure rate; columns: time, ADC bits).
+
+    Failure-rate error bars are the result's intervals over chips; the shaded band is the
+    5 %..95 % spread of the per-chip failure rates. Returns the figure.
+    """
+    import matplotlib
+
+    if path is not None and ax is None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex="col")
+    else:
+        axes = np.asarray(ax, dtype=object)
+        if axes.size < 4:
+            raise ValueError("plot_analog_sweep needs a 2 x 2 grid of axes.")
+        axes = axes.reshape(2, 2)
+        fig = axes[0, 0].figure
+    day = 86400.0
+    for col, sweep in enumerate(("time", "adc_bits")):
+        acc_ax, fail_ax = axes[0, col], axes[1, col]
+        for profile, variant in result.curves(sweep):
+            idx = result.curve(profile, variant, sweep)
+            color, marker, label = _ANALOG_STYLE.get(
+                (profile, variant), (None, "o", f"{profile} ({variant})"))
+            x = np.asarray(result.value)[idx]
+            ls = "--" if variant != "analog" else "-"
+            acc_ax.plot(x, result.accuracy[idx], ls=ls, marker=marker, color=color, label=label)
+            f = result.failure_rate[idx]
+            yerr = np.maximum(np.vstack([f - result.ci_low[idx], result.ci_high[idx] - f]), 0)
+            fail_ax.errorbar(x, f, yerr=yerr, ls=ls, marker=marker, color=color, capsize=3,
+                             label=label)
+            if np.all(np.isfinite(result.chip_q05[idx])):
+                fail_ax.fill_between(x, result.chip_q05[idx], result.chip_q95[idx], color=color,
+                                     alpha=0.15, lw=0)
+        for a in (acc_ax, fail_ax):
+            a.grid(True, alpha=0.3)
+        if sweep == "time":
+            for a in (acc_ax, fail_ax):
+                a.set_xscale("log")
+            ticks = [(1, "1 s"), (60, "1 min"), (3600, "1 h"), (day, "1 d"), (7 * day, "1 w"),
+                     (30 * day, "1 mo"), (365.25 * day, "1 y")]
+            fail_ax.set_xticks([t for t, _ in ticks])
+            fail_ax.set_xticklabels([s for _, s in ticks])
+            fail_ax.set_xlabel("time since programming (log)")
+            acc_ax.set_title("against drift time (ADC at the profile's bits)", fontsize=9)
+        else:
+            adc_time = result.settings.get("adc_time", {})
+            where = ", ".join(f"{p} at t = {_analog_time(t)}" for p, t in adc_time.items())
+            fail_ax.set_xlabel("ADC bits")
+            fail_ax.set_yscale("log")  # a few bits fail most inputs, more bits < 1 %
+            acc_ax.set_title(f"against ADC resolution ({where})", fontsize=9)
+        acc_ax.set_ylabel("test accuracy (mean over chips)")
+        fail_ax.set_ylabel("failure rate P(argmax flips)")
+        if result.curves(sweep):
+            acc_ax.legend(fontsize=7)
+        else:
+            acc_ax.text(0.5, 0.5, "not swept", transform=acc_ax.transAxes, ha="center")
+    conf = result.settings.get("confidence", 0.95)
+    fig.suptitle(f"{result.n_chips} chips per point, {result.settings.get('n_inputs', '')} inputs; "
+                 f"error bars: {100 * conf:g} % interval over chips, band: per-chip 5-95 %",
+                 fontsize=9)
+    return _finish(fig, path)
+
+
+def _analog_time(seconds) -> str:
+    for unit, size in (("y", 365.25 * 86400), ("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"

@@ -7,7 +7,8 @@ import pathlib
 import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = {"error_decay", "certify_vs_simulate", "regularizer", "chip_mapping", "conv_error_decay"}
+EXPECTED = {"error_decay", "certify_vs_simulate", "regularizer", "chip_mapping", "conv_error_decay",
+            "crossbar_analog"}
 
 
 def test_expected_notebooks_present():

@@ -4,6 +4,8 @@ chip mapping with per-core failure impact. One module per experiment:
 * :mod:`~neurosim.experiments.error_decay`: Var Delta against the hidden width;
 * :mod:`~neurosim.experiments.tradeoff`: clean accuracy against fault tolerance for eq. (1);
 * :mod:`~neurosim.experiments.chip_mapping`: cores per profile and per-core failure impact;
+* :mod:`~neurosim.experiments.crossbar_analog`: accuracy and failure rate on analog crossbars
+  against drift time and ADC bits;
 * :mod:`~neurosim.experiments.common`: training, Var Delta estimates, scores, crash rates;
 * :mod:`~neurosim.experiments.files`: saving and loading the results;
 * :mod:`~neurosim.experiments.notebooks`: running the notebooks.
@@ -28,6 +30,7 @@ from neurosim.experiments.chip_mapping import (DEFAULT_PROFILES, ChipMappingResu
 from neurosim.experiments.common import (clean_score, fit_loglog_slope, hidden_rates,
                                          mc_output_variance, t_interval, theory_variances,
                                          train_network)
+from neurosim.experiments.crossbar_analog import AnalogSweepResult, analog_sweep, load_analog_sweep
 from neurosim.experiments.error_decay import ErrorDecayResult, error_decay, load_error_decay
 from neurosim.experiments.files import EXPERIMENT_FORMAT_VERSION, SavedResult
 from neurosim.experiments.notebooks import execute_notebook, main, notebook_kernel_manager, run_notebooks
@@ -40,4 +43,5 @@ __all__ = [
     "execute_notebook", "notebook_kernel_manager", "small_core_profile", "theory_variances",
     "core_failure_outputs", "train_network", "clean_score", "hidden_rates", "t_interval",
     "SavedResult", "EXPERIMENT_FORMAT_VERSION", "DEFAULT_PROFILES", "main",
+    "AnalogSweepResult", "analog_sweep", "load_analog_sweep",
 ]
