@@ -30,12 +30,12 @@ from numba import njit, prange
 from neurosim.kernels.activation import act as _act
 from neurosim.kernels.activation import crashed_output
 from neurosim.kernels.codes import (
-    ACT_IDENTITY, CLEAN, CRASH_PAPER, CRASH_SILENT, DENSE, REC_CRASH, REC_TILE, REC_WEIGHT,
-    SPARSE,
+    ACT_IDENTITY, ACT_RELU, CLEAN, CRASH_PAPER, CRASH_SILENT, DENSE, REC_CRASH, REC_TILE,
+    REC_WEIGHT, SPARSE,
 )
 
 __all__ = ["CLEAN", "SPARSE", "DENSE", "ACT_IDENTITY", "z_from_clean", "finish_layer",
-           "input_layer", "dense_forward", "activate"]
+           "input_layer", "dense_forward", "activate", "activate_inplace"]
 
 
 @njit(cache=True, inline="always")
@@ -174,3 +174,22 @@ def activate(Z, act_code, alpha, beta):
         for i in range(n_out):
             Y[r, i] = _act(Z[r, i], act_code, alpha, beta)
     return Y
+
+
+@njit(cache=True)
+def activate_inplace(Z, act_code, alpha, beta):
+    """:func:`activate` in place and on one thread (for many small matrices, where starting
+    the parallel threads would cost more than the work)."""
+    n_rows, n_out = Z.shape
+    if act_code == ACT_IDENTITY:
+        return Z
+    if act_code == ACT_RELU:  # the common case, in a loop the compiler vectorizes
+        for r in range(n_rows):
+            for i in range(n_out):
+                z = Z[r, i]
+                Z[r, i] = z if z > 0 else 0.0
+        return Z
+    for r in range(n_rows):
+        for i in range(n_out):
+            Z[r, i] = _act(Z[r, i], act_code, alpha, beta)
+    return Z

@@ -28,6 +28,9 @@ def test_activate_matches_numpy(name, dtype, rtol):
     act = make_activation(name, 0.2 if name == "leaky_relu" else None)
     got = K.activate(Z, ACTIVATION_CODES[name], act.alpha, act.beta)
     np.testing.assert_allclose(got, act(Z.astype(np.float64)), rtol=rtol, atol=rtol)
+    # The one-thread, in-place version (chips' passes) computes the same numbers exactly.
+    inplace = K.activate_inplace(Z.copy(), ACTIVATION_CODES[name], act.alpha, act.beta)
+    np.testing.assert_array_equal(inplace, got)
 
 
 def test_warmup_runs_every_kernel_path():

@@ -182,8 +182,8 @@ class NumbaBackend(Backend):
                         W = self.stuck_matrix(W, fields[l], int(key))
                     z = y @ W.T  # NumPy's BLAS: faster here than Numba's np.dot (measured)
                     z += plan.b[l - 1]
-                    y = K.activate(z, plan.act_codes[l - 1], plan.alphas[l - 1],
-                                   plan.betas[l - 1])
+                    y = K.activate_inplace(z, plan.act_codes[l - 1], plan.alphas[l - 1],
+                                           plan.betas[l - 1])
                 out[c] = y
         return out
 
