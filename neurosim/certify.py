@@ -8,6 +8,22 @@ probability with the Chernoff-Hoeffding (KL) bound for means of [0, 1]-valued va
 (Hoeffding 1963), so ``delta_upper`` holds with probability at least ``confidence`` over the
 fault sampling and the choice of inputs (half of ``1 - confidence`` for each side, split again
 between the strata and the inputs).
+
+When many faults are expected per draw, stratifying by the fault count buys nothing (the
+strata it can compute exactly hold almost none of the probability) and certify samples
+instead (``method = "sampled"``, :func:`choose_method` says when and why): ``n_samples`` plain
+Monte Carlo fault draws per input, drawn afresh for every (draw, input) pair. Their failure
+count is a sum of independent Bernoulli variables whose mean is the failure probability
+averaged over the given inputs, so the one-sided Clopper-Pearson bounds at ``alpha_side / 2``
+hold for it (the tails of a Poisson-binomial sum are no heavier than the binomial's of the
+same mean, Hoeffding 1956), exactly where the stratified path spends that share; the
+population bound over the inputs is then the same Chernoff-Hoeffding step at the other
+``alpha_side / 2``. The certified quantity ``P_{x, U}{metric >= eps}`` is a probability over
+one input and one fault draw, the same whether a process is permanent (one draw per chip) or
+transient, so the sampled path draws every process per pair (``mode="transient"``). Analog
+crossbars are programmed once per chip and have no per-pair draw: there the sampled path runs
+``n_samples`` chips on every input and bounds the mean of their i.i.d. failure rates in
+[0, 1] with the same Chernoff-Hoeffding (KL) bound, the chips being the independent units.
 """
 
 from __future__ import annotations
@@ -19,10 +35,11 @@ import numpy as np
 from neurosim.advice import advise
 from neurosim.backends import get_backend
 from neurosim.errors import ValidationError
+from neurosim.estimators.montecarlo import MonteCarlo
 from neurosim.estimators.stratified import (StratifiedEstimator, composition_weights,
-                                            count_distribution, n_patterns,
-                                            sample_counts_given_k)
-from neurosim.metrics import METRICS
+                                            count_distribution, exact_mass, n_patterns,
+                                            row_cost, sample_counts_given_k)
+from neurosim.metrics import METRICS, is_classification
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import Certificate, StratifiedResult, Stratum
@@ -34,6 +51,7 @@ from neurosim.validation import (BOOLEAN, OPEN_UNIT, SAMPLES, SEED, Integer, Int
                                  Options, check_inputs, validate_params)
 
 __all__ = ["certify", "Certificate", "stratified_estimate", "StratifiedResult", "Stratum",
+           "choose_method", "METHODS", "MAX_SAMPLED_MASS",
            "kl_upper", "kl_lower", "cp_upper", "cp_lower", "kl_bernoulli", "count_distribution",
            "composition_weights", "n_patterns", "sample_counts_given_k"]
 
@@ -42,6 +60,59 @@ _COMMON = {"metric": Options(METRICS), "eps": EPS, "seed": SEED, "confidence": O
            "work_budget": Integer(1, integral_floats=True),
            "tail_fraction": Interval(0.0, 1.0, "right"), "backend": BACKEND, "runner": RUNNER,
            "progress": BOOLEAN}
+
+
+#: ``certify(method=...)``: "auto" chooses by :func:`choose_method`.
+METHODS = ("auto", "stratified", "sampled")
+#: Auto: stratify while the fault-count strata it computes exactly (``K = 0`` and those whose
+#: patterns fit the work budget) leave at most this much probability to sample; beyond it, the
+#: stratified bound is no tighter than plain sampling's and costs more (tests/
+#: test_certify_density.py and the README give the measurements).
+MAX_SAMPLED_MASS = 0.5
+
+
+def choose_method(plan, n_inputs: int, work_budget: float) -> tuple[str, str]:
+    """``("stratified" | "sampled", reason)``: which estimator certify uses for ``plan``.
+
+    Sampled when the plan draws dense stuck cells as fields or has analog non-idealities
+    (neither has fault-count strata), or when the probability the exact strata leave to
+    sampling, ``1 - exact_mass``, exceeds :data:`MAX_SAMPLED_MASS`; stratified otherwise.
+    """
+    expected = plan.expected_faults
+    if plan.analog is not None:
+        return "sampled", ("the analog non-idealities perturb every cell of every draw, so there "
+                           "are no fault-count strata: plain Monte Carlo")
+    if plan.fields:
+        return "sampled", (f"dense stuck cells (about {expected:.3g} faults per draw) are drawn "
+                           "as fields, not as countable faults: plain Monte Carlo")
+    groups = plan.groups
+    covered = exact_mass(groups, n_inputs, work_budget, row_cost(plan.network))
+    left = 1.0 - covered
+    if left > MAX_SAMPLED_MASS:
+        return "sampled", (f"about {expected:.3g} faults per draw: the exactly computed strata "
+                           f"cover P = {covered:.3g} of the fault-count distribution, leaving "
+                           f"{left:.3g} (> {MAX_SAMPLED_MASS:g}) to sampling; plain Monte Carlo")
+    return "stratified", (f"about {expected:.3g} faults per draw: the exactly computed strata "
+                          f"cover P = {covered:.3g} of the fault-count distribution, leaving "
+                          f"{left:.3g} (<= {MAX_SAMPLED_MASS:g}) to sampling")
+
+
+class _DrawProgress:
+    """A tqdm bar over fault draws per input of the sampled path, with the current rate."""
+
+    def __init__(self, n_samples: int, m: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=n_samples, unit="draw", desc="certify (sampling)", leave=False)
+        self.n_samples, self.m = n_samples, m
+
+    def __call__(self, stats) -> None:
+        self.bar.n = min(self.n_samples, stats.n_pairs // self.m)
+        self.bar.set_postfix_str(f"failures {stats.n_failures}/{stats.n_pairs}")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class _TaskProgress:
@@ -60,17 +131,102 @@ class _TaskProgress:
         self.bar.close()
 
 
-def _lowered(owner, target, faults, X, y, metric, eps, use_float, backend):
-    """Everything the estimator needs, validated once: eps, plan, inputs, backend, cache."""
+def _lowered(owner, target, faults, X, y, metric, eps, use_float, backend, fields=True):
+    """Everything the estimator needs, validated once: eps, plan, inputs, backend, cache.
+    ``fields=False`` draws every fault as records (what the stratified estimator counts)."""
     eps = resolve_eps(metric, eps, owner)
     if metric == "loss" and y is None:
         raise ValidationError("The 'loss' metric needs labels or targets y.")
     backend = get_backend(backend, owner)
     faults = resolve_faults(target, faults, owner, use_float)
-    plan = build_plan(target, faults, use_float=use_float, owner=owner)
+    plan = build_plan(target, faults, use_float=use_float, owner=owner, fields=fields)
     X, y = check_inputs(plan.network, X, y, owner)
     backend.check(plan)
     return eps, plan, X, y, backend
+
+
+def _stratifiable(plan, owner: str):
+    """The plan with every fault as records (fields have no fault count); analog
+    non-idealities have no strata at all."""
+    if plan.analog is not None:
+        raise ValidationError(
+            f"{owner}: the stratified estimator counts discrete faults; the analog "
+            "non-idealities perturb every cell of every draw. Use certify (it samples them) or "
+            "simulate.")
+    if plan.fields:
+        plan = build_plan(plan.mapping if plan.mapping is not None else plan.network,
+                          plan.faults, use_float=plan.use_float, owner=owner, fields=False)
+    return plan
+
+
+def _run_sampled(plan, backend, X, y, runner, progress, *, metric, eps, seed, n_samples,
+                 confidence, alpha):
+    """Plain Monte Carlo over the given inputs (``n_samples`` draws per input, every fault
+    process drawn afresh per pair) and one-sided Clopper-Pearson bounds at ``alpha``, as a
+    :class:`StratifiedResult` of one sampled part (no strata, nothing counted as tail)."""
+    started = time.perf_counter()
+    if plan.analog is not None:
+        return _run_sampled_chips(plan, backend, X, y, runner, progress, metric=metric,
+                                  eps=eps, seed=seed, n_samples=n_samples,
+                                  confidence=confidence, alpha=alpha, started=started)
+    if plan.run_mode != "transient":  # every process drawn per pair (a fresh chip per pair)
+        plan = build_plan(plan.mapping if plan.mapping is not None else plan.network,
+                          plan.faults.with_modes("transient"), use_float=plan.use_float,
+                          owner="certify")
+        backend.check(plan)
+    cache = backend.clean_cache(plan, X)
+    work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
+                      seed=seed, mode="transient")
+    bar = _DrawProgress(n_samples, work.m) if progress else None
+    try:
+        stats = runner.run(work, None, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    fails, pairs = int(stats.n_failures), int(stats.n_pairs)
+    lower, upper = cp_lower(fails, pairs, alpha), cp_upper(fails, pairs, alpha)
+    estimate = fails / pairs
+    part = Stratum(0, "all draws (plain Monte Carlo)", 1.0, "sampled", estimate, lower, upper,
+                   rows=pairs, patterns=0.0)
+    clean_accuracy = None
+    if is_classification(y):
+        clean_accuracy = float(np.mean(cache.output.argmax(axis=1) == y))
+    return StratifiedResult(
+        estimate=estimate, lower=lower, upper=upper, tail=0.0, k_max=-1, strata=[part],
+        confidence=confidence, n_inputs=work.m, rows=int(stats.n_faulty_pairs),
+        elapsed_s=time.perf_counter() - started, clean_accuracy=clean_accuracy)
+
+
+def _run_sampled_chips(plan, backend, X, y, runner, progress, *, metric, eps, seed, n_samples,
+                       confidence, alpha, started):
+    """The sampled path for analog crossbars, whose programming happens once per chip (it has
+    no per-pair draw): ``n_samples`` chip instances, each run on every given input. The chips'
+    failure rates are i.i.d. in [0, 1] with mean the failure probability averaged over the
+    inputs, so the Chernoff-Hoeffding (KL) bound for means of [0, 1] variables (Hoeffding 1963)
+    bounds it at ``alpha`` on each side (the pairs of one chip are not independent: no
+    Clopper-Pearson over pairs here)."""
+    cache = backend.clean_cache(plan, X)
+    work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
+                      seed=seed, mode=plan.run_mode)
+    bar = _DrawProgress(n_samples, work.m) if progress else None
+    try:
+        stats = runner.run(work, None, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    rates = stats.chip_failure_counts() / work.m
+    estimate = float(rates.mean())
+    n = rates.size
+    lower, upper = kl_lower(estimate, n, alpha), kl_upper(estimate, n, alpha)
+    part = Stratum(0, f"{n} chip instances (plain Monte Carlo over chips, KL bound)", 1.0,
+                   "sampled", estimate, lower, upper, rows=int(stats.n_pairs), patterns=0.0)
+    clean_accuracy = None
+    if is_classification(y):
+        clean_accuracy = float(np.mean(cache.output.argmax(axis=1) == y))
+    return StratifiedResult(
+        estimate=estimate, lower=lower, upper=upper, tail=0.0, k_max=-1, strata=[part],
+        confidence=confidence, n_inputs=work.m, rows=int(stats.n_faulty_pairs),
+        elapsed_s=time.perf_counter() - started, clean_accuracy=clean_accuracy)
 
 
 def _run_estimator(plan, backend, X, y, runner, progress, desc, **kwargs) -> StratifiedResult:
@@ -106,7 +262,8 @@ def stratified_estimate(
     StratifiedResult
     """
     eps, plan, X, y, backend = _lowered("stratified_estimate", target, faults, X, y, metric,
-                                        eps, use_float, backend)
+                                        eps, use_float, backend, fields=False)
+    plan = _stratifiable(plan, "stratified_estimate")
     return _run_estimator(
         plan, backend, X, y, get_runner(runner, "stratified_estimate"), progress, "stratified",
         metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
@@ -116,11 +273,13 @@ def stratified_estimate(
 
 
 @validate_params({**_COMMON, "delta": Interval(0.0, 1.0, "neither") | None, "theory": BOOLEAN,
-                  "alpha": Interval(0.0, 1.0, "neither"), "advice": BOOLEAN})
+                  "alpha": Interval(0.0, 1.0, "neither"), "advice": BOOLEAN,
+                  "method": Options(METHODS)})
 def certify(
     target, faults=None, X=None, y=None, *, eps=None, delta=None, metric="flip", confidence=0.95,
     seed=0, use_float=False, n_samples=200, work_budget=4_000_000, tail_fraction=0.01,
     theory=True, alpha=0.1, advice=True, backend="auto", runner="serial", progress=False,
+    method="auto",
 ) -> Certificate:
     """Certify ``P_{x, U}{metric >= eps} <= delta`` at the given confidence.
 
@@ -136,10 +295,17 @@ def certify(
         least this probability.
     theory : bool
         Also compute the paper's bounds (crash faults only) for comparison.
+    n_samples : int
+        Stratified: conditional fault draws per input in each sampled stratum. Sampled: plain
+        Monte Carlo fault draws per input.
     backend, runner
         As for :func:`neurosim.simulate`.
     progress : bool
-        A progress bar over the estimator's tasks.
+        A progress bar (on stderr) over the estimator's tasks, or the sampled draws.
+    method : {"auto", "stratified", "sampled"}
+        How the failure probability over the given inputs is bounded: stratified by fault
+        count, or plain Monte Carlo; "auto" (default) asks :func:`choose_method` (sampled when
+        many faults are expected per draw). The certificate records the choice and why.
 
     Returns
     -------
@@ -154,10 +320,23 @@ def certify(
                                           use_float, backend)
     faults = plan.faults
     alpha_side = (1.0 - confidence) / 2.0
-    empirical = _run_estimator(
-        plan, backend, Xc, yc, get_runner(runner, "certify"), progress, "certify",
-        metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
-        work_budget=work_budget, tail_target=delta, tail_fraction=tail_fraction, alpha_split=0.5)
+    chosen, reason = choose_method(plan, Xc.shape[0], work_budget)
+    if method != "auto" and method != chosen:
+        reason = f"method={method!r} asked for (auto would choose {chosen}: {reason})"
+        chosen = method
+    run = get_runner(runner, "certify")
+    if chosen == "sampled":
+        # Both sides at alpha_side / 2 (the share the strata get on the stratified path).
+        empirical = _run_sampled(plan, backend, Xc, yc, run, progress, metric=metric, eps=eps,
+                                 seed=seed, n_samples=n_samples, confidence=confidence,
+                                 alpha=alpha_side / 2)
+    else:
+        plan = _stratifiable(plan, "certify")
+        empirical = _run_estimator(
+            plan, backend, Xc, yc, run, progress, "certify",
+            metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
+            work_budget=work_budget, tail_target=delta, tail_fraction=tail_fraction,
+            alpha_split=0.5)
     m = empirical.n_inputs
     upper = kl_upper(empirical.upper, m, alpha_side / 2)
     lower = kl_lower(empirical.lower, m, alpha_side / 2)
@@ -176,6 +355,7 @@ def certify(
         data_sha256=data_sha256(np.asarray(X), None if y is None else np.asarray(y)),
         n_inputs=m, profile=mapping.profile.name if mapping else None,
         simulated_network=plan.simulated_network, backend=backend.name,
+        method=chosen, method_reason=reason,
     )
     if advice and not cert.certified:
         cert.advice = advise(cert, network, faults)

@@ -283,7 +283,7 @@ def cmd_certify(args) -> int:
     cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta, metric=args.metric,
                    confidence=args.confidence, seed=args.seed, use_float=args.use_float,
                    n_samples=args.samples, backend=args.backend,
-                   progress=not args.json and sys.stderr.isatty())
+                   progress=not args.no_progress and sys.stderr.isatty())
     cert.extra = {"model": str(args.model), "data": str(args.data)}
     unsaved = None
     if args.output:
@@ -560,12 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="certify the float network instead of the chip's quantized weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=_positive_int, default=200,
-                   help="conditional fault draws per input in each sampled stratum (200)")
+                   help="conditional fault draws per input in each sampled stratum, or, when "
+                        "many faults are expected per draw and certify samples, plain fault "
+                        "draws per input (200)")
     p.add_argument("-o", "--output", default=None, metavar="CERT.json",
                    help="write the certificate as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also plot delta against eps: simulated, paper's Chebyshev, sound bound")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it goes to stderr, and only to a terminal)")
     _add_backend_argument(p)
     p.set_defaults(func=cmd_certify)
 

@@ -289,6 +289,11 @@ class Certificate:
     elapsed_s: float = 0.0
     backend: str = "numba"
     extra: dict = field(default_factory=dict)  # e.g. the CLI's "model" and "data" names
+    #: How the failure probability over the given inputs was bounded: "stratified" (by fault
+    #: count) or "sampled" (plain Monte Carlo, when many faults are expected per draw); files
+    #: written before the choice existed load as "stratified" with no reason.
+    method: str = "stratified"
+    method_reason: str = ""
 
     def to_dict(self) -> dict:
         theory = self.theory.to_dict() if self.theory is not None else None
@@ -319,6 +324,8 @@ class Certificate:
             "profile": self.profile,
             "simulated_network": self.simulated_network,
             "backend": self.backend,
+            "method": self.method,
+            "method_reason": self.method_reason,
             "advice": self.advice,
             "elapsed_s": self.elapsed_s,
         }
@@ -334,7 +341,7 @@ class Certificate:
                  "delta_upper", "delta_lower", "delta_estimate", "inputs_bound", "delta0",
                  "taylor", "theory", "stratification", "fault_model", "seed", "model_sha256",
                  "data_sha256", "n_inputs", "profile", "simulated_network", "backend", "advice",
-                 "elapsed_s"}
+                 "elapsed_s", "method", "method_reason"}
         version = d.get("format_version", CERTIFICATE_FORMAT_VERSION)
         if version != CERTIFICATE_FORMAT_VERSION:
             raise FileFormatError(
@@ -350,6 +357,7 @@ class Certificate:
             data_sha256=d["data_sha256"], n_inputs=d["n_inputs"], profile=d["profile"],
             simulated_network=d["simulated_network"], advice=d.get("advice", {}),
             elapsed_s=d.get("elapsed_s", 0.0), backend=d.get("backend", "numba"),
+            method=d.get("method", "stratified"), method_reason=d.get("method_reason", ""),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -397,9 +405,20 @@ class Certificate:
             f"(target delta {self.delta:g}) at {pct:g} % confidence",
             f"  sound bounds over the input distribution: [{self.delta_lower:.4g}, {self.delta_upper:.4g}], "
             f"estimate {self.delta_estimate:.4g}",
-            f"  over the {self.n_inputs} given inputs: [{self.empirical.lower:.4g}, {self.empirical.upper:.4g}] "
-            f"(k_max {self.empirical.k_max}, P(K > k_max) = {self.empirical.tail:.3g})",
         ]
+        if self.method == "sampled":
+            part = self.empirical.strata[0] if self.empirical.strata else None
+            pairs = f", {part.rows} (draw, input) pairs" if part is not None else ""
+            lines.append(
+                f"  over the {self.n_inputs} given inputs: [{self.empirical.lower:.4g}, "
+                f"{self.empirical.upper:.4g}] (plain Monte Carlo{pairs}: "
+                f"{'KL bound over chips' if 'chip' in (part.label if part else '') else 'Clopper-Pearson'})")
+        else:
+            lines.append(
+                f"  over the {self.n_inputs} given inputs: [{self.empirical.lower:.4g}, {self.empirical.upper:.4g}] "
+                f"(k_max {self.empirical.k_max}, P(K > k_max) = {self.empirical.tail:.3g})")
+        if self.method_reason:
+            lines.append(f"  method: {self.method} ({self.method_reason})")
         if self.theory is not None:
             t = self.theory
             lines.append(

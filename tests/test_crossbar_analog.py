@@ -211,3 +211,24 @@ def test_profiles_and_the_command_line(capsys):
     assert "analog:device=reram,t=1" in out["fault_model"] and "stuck:" in out["fault_model"]
     assert main(["simulate", "--profile", "loihi2", "--time", "1h", "--samples", "2"]) == 2
     assert "no analog process" in capsys.readouterr().err
+
+
+def test_certify_samples_analog_chips_and_its_bounds_cover(small):
+    """Analog crossbars have no per-pair draw: certify runs chips and bounds the mean of their
+    failure rates (KL, chips as units). Over 40 seeds the bounds over the given inputs contain
+    the long-run rate in at least 36: each side misses with probability <= alpha_side / 2 =
+    0.0125, so an exact method misses 5 or more times with probability 0.007."""
+    net, X, mapping = small
+    proc = ns.AnalogCrossbar(device="pcm", t="1d")
+    eps = 0.6
+    long = ns.simulate(mapping, proc, X, metric="linf", eps=eps, n_samples=3000, seed=999)
+    assert 0.05 < long.failure_rate < 0.95
+    covered = 0
+    for seed in range(40):
+        cert = ns.certify(mapping, proc, X, metric="linf", eps=eps, delta=0.5, seed=seed,
+                          n_samples=40, theory=False, advice=False)
+        assert cert.method == "sampled" and "analog" in cert.method_reason
+        assert cert.empirical.strata[0].rows == 40 * X.shape[0]
+        covered += cert.empirical.lower <= long.failure_rate <= cert.empirical.upper
+        assert cert.delta_lower <= cert.empirical.lower and cert.empirical.upper <= cert.delta_upper
+    assert covered >= 36, covered

@@ -42,8 +42,9 @@ from neurosim.results import StratifiedResult, Stratum
 from neurosim.sampler import FaultGroup, records_from_positions, sample_faults
 from neurosim.stats import cp_lower, cp_upper
 
-__all__ = ["StratifiedEstimator", "StrataCounts", "count_distribution", "composition_weights",
-           "n_patterns", "sample_counts_given_k", "SEED_TAG", "ROW_MACS", "row_cost"]
+__all__ = ["StratifiedEstimator", "StrataCounts", "count_distribution", "count_tails",
+           "log_count_distribution", "composition_weights", "n_patterns", "log_n_patterns",
+           "sample_counts_given_k", "exact_mass", "SEED_TAG", "ROW_MACS", "row_cost"]
 
 #: Tag in the seed of the conditional draws (so they never share a stream with simulate's blocks).
 SEED_TAG = 0x5EED
@@ -60,27 +61,79 @@ def row_cost(network) -> float:
     return max(1.0, macs / ROW_MACS)
 
 
-# --- exact K distribution -------------------------------------------------------------------------
+# --- exact K distribution (in logs) ---------------------------------------------------------------
+#
+# Every count distribution is kept as logarithms: a binomial's ``logpmf``, convolutions of two
+# log-distributions as a convolution of ``exp(log - max)`` (every factor in [0, 1], the maxima
+# added back in logs), so nothing overflows at any density; a probability below ``e^-700``
+# of the largest one of its distribution underflows to 0 (``-inf`` in logs), silently.
+
+def _log_convolve(la: np.ndarray, lb: np.ndarray, size: int) -> np.ndarray:
+    """``log`` of the first ``size`` terms of the convolution of ``exp(la)`` and ``exp(lb)``."""
+    ma, mb = float(np.max(la, initial=-np.inf)), float(np.max(lb, initial=-np.inf))
+    if not (np.isfinite(ma) and np.isfinite(mb)):
+        return np.full(size, -np.inf)
+    c = np.convolve(np.exp(la - ma), np.exp(lb - mb))[:size]
+    with np.errstate(divide="ignore"):
+        out = np.log(c) + (ma + mb)
+    if out.size < size:
+        out = np.concatenate([out, np.full(size - out.size, -np.inf)])
+    return out
+
+
+def _log_binom(g: FaultGroup, k_hi: int) -> np.ndarray:
+    """``log P(K_g = j)`` for j = 0..k_hi (``-inf`` beyond the group's ``n``)."""
+    j = np.arange(k_hi + 1)
+    with np.errstate(divide="ignore"):
+        out = stats.binom.logpmf(j, g.n, g.rate)
+    return np.where(j <= g.n, out, -np.inf)
+
+
+def log_count_distribution(groups: list[FaultGroup], k_hi: int) -> np.ndarray:
+    """``log P(K = k)`` for k = 0..k_hi, K the total number of faulty sites (Poisson-binomial:
+    one binomial per group, convolved in logs; finite at any expected count)."""
+    logp = np.full(k_hi + 1, -np.inf)
+    logp[0] = 0.0
+    for g in groups:
+        logp = _log_convolve(logp, _log_binom(g, k_hi), k_hi + 1)
+    return logp
+
+
+def _tail_bound(groups: list[FaultGroup], a: int) -> float:
+    """A bound on ``P(K > a)`` (Bernstein: ``P(K - mu >= t) <= exp(-t^2 / (2 (var + t / 3)))``
+    for a sum of independent Bernoulli variables), 0 when ``a`` is every site."""
+    if a >= sum(g.n for g in groups):
+        return 0.0
+    mean = sum(g.n * g.rate for g in groups)
+    var = sum(g.n * g.rate * (1.0 - g.rate) for g in groups)
+    t = a + 1 - mean
+    if t <= 0:
+        return 1.0
+    return min(1.0, math.exp(-t * t / (2.0 * (var + t / 3.0))))
+
+
+def count_tails(groups: list[FaultGroup], k_cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """``P(K = k)`` and ``P(K > k)`` for k = 0..k_cap, both accurate in absolute terms and
+    relative ones down to ``1e-300`` or so (the tails summed directly, from the far end: never
+    ``1 - sum``, which would lose a small tail)."""
+    n_sites = sum(g.n for g in groups)
+    mean = sum(g.n * g.rate for g in groups)
+    big = int(min(n_sites, k_cap + 60 + 10 * math.sqrt(mean + 1)))
+    big = max(big, k_cap)
+    full = np.exp(log_count_distribution(groups, big))
+    # suffix[k] = sum_{j >= k} full[j], summed from the small end of the tail
+    suffix = np.cumsum(full[::-1])[::-1]
+    rest = _tail_bound(groups, big)  # P(K > big) (a bound: conservative)
+    tails = np.empty(k_cap + 1)
+    tails[:k_cap] = suffix[1:k_cap + 1] + rest
+    tails[k_cap] = (suffix[k_cap + 1] if big > k_cap else 0.0) + rest
+    return full[:k_cap + 1], np.minimum(tails, 1.0)
+
 
 def count_distribution(groups: list[FaultGroup], k_cap: int) -> tuple[np.ndarray, float]:
     """``P(K = k)`` for k = 0..k_cap, and ``P(K > k_cap)``, K the total number of faulty sites."""
-    pmf = np.zeros(k_cap + 1)
-    pmf[0] = 1.0
-    for g in groups:
-        g_pmf = stats.binom.pmf(np.arange(min(g.n, k_cap) + 1), g.n, g.rate)
-        pmf = np.convolve(pmf, g_pmf)[: k_cap + 1]
-    tail = max(0.0, 1.0 - math.fsum(pmf))
-    mean = sum(g.n * g.rate for g in groups)
-    # Direct tail sum where the subtraction would lose precision.
-    if tail < 1e-6:
-        big = int(min(sum(g.n for g in groups), k_cap + 60 + 10 * math.sqrt(mean + 1)))
-        full = np.zeros(big + 1)
-        full[0] = 1.0
-        for g in groups:
-            full = np.convolve(full, stats.binom.pmf(np.arange(min(g.n, big) + 1), g.n, g.rate))[: big + 1]
-        rest = max(0.0, 1.0 - math.fsum(full))  # mass beyond `big` (rounding-level; kept: conservative)
-        tail = math.fsum(full[k_cap + 1:]) + rest
-    return pmf, tail
+    pmf, tails = count_tails(groups, k_cap)
+    return pmf, float(tails[k_cap])
 
 
 def _compositions(k: int, n_groups: int):
@@ -101,16 +154,30 @@ def composition_weights(groups: list[FaultGroup], k: int):
             continue
         lw = 0.0
         for c, g in zip(comp, groups):
-            lw += float(stats.binom.logpmf(c, g.n, g.rate))
+            with np.errstate(divide="ignore"):
+                lw += float(stats.binom.logpmf(c, g.n, g.rate))
         comps.append(comp)
         logw.append(lw)
     logw = np.array(logw)
-    w = np.exp(logw - logw.max())
+    top = float(np.max(logw, initial=-np.inf))
+    if not np.isfinite(top):  # (no composition has a positive probability)
+        return np.array(comps, dtype=np.int64), np.zeros(len(comps))
+    w = np.exp(logw - top)
     return np.array(comps, dtype=np.int64), w / w.sum()
 
 
 def _log_comb(n, k):
     return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def log_n_patterns(groups: list[FaultGroup], k_hi: int) -> np.ndarray:
+    """``log`` of :func:`n_patterns` for k = 0..k_hi at once (finite however many there are)."""
+    logp = np.full(k_hi + 1, -np.inf)
+    logp[0] = 0.0
+    for g in groups:
+        j = np.arange(min(g.n, k_hi) + 1)
+        logp = _log_convolve(logp, _log_comb(g.n, j) + j * math.log(float(g.n_outcomes)), k_hi + 1)
+    return logp
 
 
 def n_patterns(groups: list[FaultGroup], k: int) -> float:
@@ -119,54 +186,96 @@ def n_patterns(groups: list[FaultGroup], k: int) -> float:
     The coefficient of ``t^k`` in ``prod_g (1 + w_g t)^{n_g}`` (``w_g`` = 2 for stuck sites);
     ``inf`` when it is beyond the float range (such a stratum is sampled, never enumerated).
     """
+    if k > sum(g.n for g in groups):
+        return 0.0
+    if log_n_patterns(groups, k)[k] > 700.0:
+        return math.inf
     poly = np.zeros(k + 1)
     poly[0] = 1.0
-    with np.errstate(over="ignore", invalid="ignore"):  # inf is the right answer there
+    with np.errstate(over="ignore", invalid="ignore"):  # (cannot happen below e^700)
         for g in groups:
             j = np.arange(min(g.n, k) + 1)
             w = float(g.n_outcomes)
             coef = np.exp(_log_comb(g.n, j) + j * math.log(w))
             poly = np.convolve(poly, coef)[: k + 1]
-    if k >= poly.size:
-        return 0.0
     return float(poly[k]) if np.isfinite(poly[k]) else math.inf
+
+
+#: Most entries of one (draws x counts) weight matrix of :func:`sample_counts_given_k`.
+_PICK_ENTRIES = 1 << 22
 
 
 def sample_counts_given_k(groups: list[FaultGroup], ks: np.ndarray, rng) -> np.ndarray:
     """Per-group fault counts of draws conditioned on their total ``ks`` (exact).
 
     Group g gets ``j`` with probability ``Bin(j; n_g, p_g) P(K_{>g} = k - j) / P(K_{>=g} = k)``,
-    ``K_{>g}`` the count of the later groups, from suffix distributions.
+    ``K_{>g}`` the count of the later groups, from suffix distributions (in logs). The draws
+    are computed in slices of bounded memory; the random numbers do not depend on them.
     """
     ks = np.asarray(ks, dtype=np.int64)
     k_top = int(ks.max(initial=0))
     G = len(groups)
-    pmfs = [stats.binom.pmf(np.arange(k_top + 1), g.n, g.rate) for g in groups]
+    logpmfs = [_log_binom(g, k_top) for g in groups]
     suffix = [None] * (G + 1)
-    suffix[G] = np.zeros(k_top + 1)
-    suffix[G][0] = 1.0
+    suffix[G] = np.full(k_top + 1, -np.inf)
+    suffix[G][0] = 0.0
     for g in range(G - 1, -1, -1):
-        suffix[g] = np.convolve(pmfs[g], suffix[g + 1])[: k_top + 1]
+        suffix[g] = _log_convolve(logpmfs[g], suffix[g + 1], k_top + 1)
     counts = np.zeros((ks.size, G), dtype=np.int64)
     remaining = ks.copy()
+    j = np.arange(k_top + 1)
+    step = max(1, _PICK_ENTRIES // (k_top + 1))
     for g in range(G):
         if g == G - 1:
             counts[:, g] = remaining
             break
-        j = np.arange(k_top + 1)
-        # weights[d, j] = pmf_g(j) * suffix_{g+1}(remaining_d - j)
-        rest = remaining[:, None] - j[None, :]
-        valid = rest >= 0
-        weights = np.where(valid, pmfs[g][None, :] * suffix[g + 1][np.clip(rest, 0, k_top)], 0.0)
-        weights /= weights.sum(axis=1, keepdims=True)
-        u = rng.random(ks.size)[:, None]
-        pick = (np.cumsum(weights, axis=1) < u).sum(axis=1)
-        pick = np.minimum(pick, remaining)
+        u_all = rng.random(ks.size)
+        pick = np.empty(ks.size, dtype=np.int64)
+        for lo in range(0, ks.size, step):
+            hi = min(ks.size, lo + step)
+            rem = remaining[lo:hi]
+            # logw[d, j] = log pmf_g(j) + log P(K_{>g} = remaining_d - j)
+            rest = rem[:, None] - j[None, :]
+            logw = np.where(rest >= 0, logpmfs[g][None, :] + suffix[g + 1][np.clip(rest, 0, k_top)],
+                            -np.inf)
+            top = logw.max(axis=1, keepdims=True)
+            top = np.where(np.isfinite(top), top, 0.0)
+            weights = np.exp(logw - top)
+            total = weights.sum(axis=1, keepdims=True)
+            weights = weights / np.where(total > 0, total, 1.0)
+            u = u_all[lo:hi, None]
+            pick[lo:hi] = np.minimum((np.cumsum(weights, axis=1) < u).sum(axis=1), rem)
         counts[:, g] = pick
         remaining = remaining - pick
     return counts
 
 
+def exact_mass(groups: list[FaultGroup], n_inputs: int, work_budget: float, cost: float = 1.0,
+               k_cap: "int | None" = None) -> float:
+    """``P(K = 0)`` plus the probability of every stratum the estimator computes exactly
+    within ``work_budget`` (the k = 1 parts whose single faults fit, and the k >= 2 strata whose
+    patterns all fit): the mass stratification covers without sampling."""
+    n_sites = sum(g.n for g in groups)
+    if n_sites == 0:
+        return 1.0
+    if k_cap is None:
+        mean_k = sum(g.n * g.rate for g in groups)
+        k_cap = int(math.ceil(mean_k + 12 * math.sqrt(mean_k) + 12))
+    k_cap = max(1, min(k_cap, n_sites))
+    logp = log_count_distribution(groups, k_cap)
+    covered = math.exp(logp[0])
+    if k_cap >= 1 and np.isfinite(logp[1]):
+        comps, weights = composition_weights(groups, 1)
+        for comp, w in zip(comps, weights):
+            g = groups[int(np.flatnonzero(comp)[0])]
+            if g.n * g.n_outcomes * n_inputs * cost <= work_budget:
+                covered += math.exp(logp[1]) * w
+    log_np = log_n_patterns(groups, k_cap)
+    limit = math.log(work_budget / (n_inputs * cost))
+    for k in range(2, k_cap + 1):
+        if log_np[k] <= limit + 1e-9:
+            covered += math.exp(logp[k])
+    return min(1.0, covered)
 
 # --- evaluating fault patterns ----------------------------------------------------------------------
 
@@ -446,8 +555,12 @@ class StratifiedEstimator:
             mean_k = sum(g.n * g.rate for g in groups)
             k_cap = int(math.ceil(mean_k + 12 * math.sqrt(mean_k) + 12))
         k_cap = min(k_cap, n_sites)
-        pmf, _ = count_distribution(groups, max(k_cap, 1))
+        # P(K = k) and P(K > k) once, in logs (finite at any density), and the pattern counts'
+        # logs: each stratum k below costs O(1) until one is small enough to enumerate.
+        pmf, tails = count_tails(groups, max(k_cap, 1))
+        log_np = log_n_patterns(groups, max(k_cap, 1))
         cost = row_cost(plan.network)
+        log_limit = math.log(self.work_budget / (m * cost))
         strata: list[Stratum] = []
         sampled: list[tuple[Stratum, dict]] = []
         counts = StrataCounts.empty()
@@ -493,13 +606,13 @@ class StratifiedEstimator:
                                             else exact_part)
         k = 1
         pending, exact_strata = [], []
-        tail = count_distribution(groups, 1)[1] if n_sites else 0.0
+        tail = float(tails[1]) if n_sites else 0.0
         while k < k_cap and tail > max(target_tail, 1e-15):
             k += 1
-            if k >= pmf.size:
-                pmf, _ = count_distribution(groups, k)
             prob = float(pmf[k])
-            n_pat = n_patterns(groups, k)
+            # (a stratum far over the budget is not counted exactly: its count is only compared)
+            n_pat = (n_patterns(groups, k) if log_np[k] <= log_limit + 1.0
+                     else (math.exp(log_np[k]) if log_np[k] < 700.0 else math.inf))
             if n_pat * m * cost <= self.work_budget:
                 patterns, weights = _enumerate_patterns(groups, k)
                 positions, outcomes = _positions_for_patterns(groups, patterns)
@@ -511,7 +624,7 @@ class StratifiedEstimator:
                 strata.append(st)
             else:
                 pending.append((k, prob, n_pat))
-            tail = count_distribution(groups, k)[1]
+            tail = float(tails[k])
         k_max = k
         counts = run_tasks([("exact", st.k, start) for st, _ in exact_strata
                             for start in range(0, m, tasks.inputs_per_task(tasks.exact[st.k][1]))])
@@ -522,6 +635,8 @@ class StratifiedEstimator:
             # The strata too large to enumerate are sampled together, conditional on K being one
             # of them (K drawn with its conditional probability, then the groups' counts, then
             # the sites): one interval instead of one per stratum.
+            pending = [item for item in pending if item[1] > 0]  # (an underflowed stratum: 0)
+        if pending:
             total = sum(prob for _, prob, _ in pending)
             ks = [k_s for k_s, _, _ in pending]
             label = f"K={ks[0]}" if len(ks) == 1 else f"K={ks[0]}..{ks[-1]}"
