@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from neurosim.kernels.codes import CLEAN
 
-__all__ = ["cell_word", "apply_stuck_field", "stuck_field_matrix"]
+__all__ = ["cell_word", "apply_stuck_field", "stuck_field_matrix", "add_stuck_columns"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -87,3 +87,32 @@ def stuck_field_matrix(W, key, layer, t0, t01, v_pos, v_neg):
                 else:
                     out[i, j] = v_pos
     return out
+
+
+@njit(cache=True, parallel=True)
+def add_stuck_columns(ZT, XT, W, key, layer, t0, t01, v_pos, v_neg):
+    """``ZT += (W_stuck - W) X^T`` for one chip: its stuck cells of ``layer`` applied to
+    pre-activations that every chip shares (``ZT`` = ``(X W^T + b)^T``, ``(n_out, m)``;
+    ``XT`` the inputs transposed, ``(n_in, m)``). Rows of ``ZT`` in parallel; for each, its
+    stuck cells in column order, each one vector update over the inputs."""
+    n_out, n_in = W.shape
+    m = XT.shape[1]
+    T0 = np.uint64(t0)
+    T01 = np.uint64(t01)
+    k = np.uint64(key)
+    for i in prange(n_out):
+        for j in range(n_in):
+            w = cell_word(k, layer, n_out, i, j)
+            if w < T01:
+                wij = W[i, j]
+                if w < T0:
+                    v = 0.0
+                elif wij < 0:
+                    v = -v_neg
+                else:
+                    v = v_pos
+                d = v - wij
+                if d != 0:
+                    for r in range(m):
+                        ZT[i, r] += d * XT[j, r]
+    return ZT

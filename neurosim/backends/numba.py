@@ -174,9 +174,23 @@ class NumbaBackend(Backend):
         X = np.ascontiguousarray(X, dtype=plan.dtype)
         out = np.empty((len(keys), X.shape[0], plan.widths[-1]), dtype=plan.dtype)
         with one_blas_thread():
+            # Every chip reads the same inputs in layer 1: its pre-activations are the clean
+            # ones plus its stuck cells' columns (a tenth of the product at crossbar rates).
+            f1 = fields.get(1)
+            if f1 is not None:
+                W1 = np.ascontiguousarray(plan.W[0])
+                Z1T = np.ascontiguousarray((X @ W1.T + plan.b[0]).T)
+                XT = np.ascontiguousarray(X.T)
             for c, key in enumerate(keys):
                 y = X
                 for l in range(1, plan.n_layers + 1):
+                    if l == 1 and f1 is not None:
+                        z = KF.add_stuck_columns(Z1T.copy(), XT, W1, np.uint64(key), 1,
+                                                 np.uint64(f1.t0), np.uint64(f1.t01),
+                                                 f1.v_pos, f1.v_neg).T.copy()
+                        y = K.activate_inplace(z, plan.act_codes[0], plan.alphas[0],
+                                               plan.betas[0])
+                        continue
                     W = plan.W[l - 1]
                     if l in fields:
                         W = self.stuck_matrix(W, fields[l], int(key))
