@@ -91,16 +91,20 @@ def stuck_field_matrix(W, key, layer, t0, t01, v_pos, v_neg):
 
 @njit(cache=True, parallel=True)
 def add_stuck_columns(ZT, XT, W, key, layer, t0, t01, v_pos, v_neg):
-    """``ZT += (W_stuck - W) X^T`` for one chip: its stuck cells of ``layer`` applied to
-    pre-activations that every chip shares (``ZT`` = ``(X W^T + b)^T``, ``(n_out, m)``;
-    ``XT`` the inputs transposed, ``(n_in, m)``). Rows of ``ZT`` in parallel; for each, its
-    stuck cells in column order, each one vector update over the inputs."""
+    """One chip's pre-activations, transposed (``(n_out, m)``), from those every chip shares:
+    ``ZT`` = ``(X W^T + b)^T`` (not modified) plus the chip's stuck cells of ``layer``,
+    ``(W_stuck - W) X^T`` (``XT`` the inputs transposed, ``(n_in, m)``). Rows in parallel,
+    each written by one thread; for each, its stuck cells in column order, each one vector
+    update over the inputs."""
     n_out, n_in = W.shape
     m = XT.shape[1]
     T0 = np.uint64(t0)
     T01 = np.uint64(t01)
     k = np.uint64(key)
+    out = np.empty_like(ZT)
     for i in prange(n_out):
+        z = out[i]
+        z[:] = ZT[i]
         for j in range(n_in):
             w = cell_word(k, layer, n_out, i, j)
             if w < T01:
@@ -114,5 +118,5 @@ def add_stuck_columns(ZT, XT, W, key, layer, t0, t01, v_pos, v_neg):
                 d = v - wij
                 if d != 0:
                     for r in range(m):
-                        ZT[i, r] += d * XT[j, r]
-    return ZT
+                        z[r] += d * XT[j, r]
+    return out

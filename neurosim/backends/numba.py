@@ -166,39 +166,37 @@ class NumbaBackend(Backend):
 
     def chip_outputs(self, plan, keys, X) -> np.ndarray:
         """As the base class, without building a clean cache per chip: each chip's faulty
-        matrices, then its layers one matrix product each (BLAS on one thread; on a 2-core
-        machine one product at a time is faster than products on both cores, measured)."""
+        matrices, then its layers one matrix product each (BLAS on one thread: on this
+        project's 2-core machine concurrent products are no faster, measured), activations
+        kept transposed (inputs as columns) so that nothing is copied between layers. Layer 1
+        reads the same inputs on every chip: its pre-activations are the clean ones plus the
+        chip's stuck columns (a tenth of that product at crossbar rates)."""
         if cone.uses_cones(plan.network) or any(plan.pre):
             return super().chip_outputs(plan, keys, X)
         fields = {f.layer: f for f in plan.fields_in("permanent")}
-        X = np.ascontiguousarray(X, dtype=plan.dtype)
-        out = np.empty((len(keys), X.shape[0], plan.widths[-1]), dtype=plan.dtype)
+        XT = np.ascontiguousarray(np.asarray(X, dtype=plan.dtype).T)
+        out = np.empty((len(keys), XT.shape[1], plan.widths[-1]), dtype=plan.dtype)
         with one_blas_thread():
-            # Every chip reads the same inputs in layer 1: its pre-activations are the clean
-            # ones plus its stuck cells' columns (a tenth of the product at crossbar rates).
             f1 = fields.get(1)
             if f1 is not None:
                 W1 = np.ascontiguousarray(plan.W[0])
-                Z1T = np.ascontiguousarray((X @ W1.T + plan.b[0]).T)
-                XT = np.ascontiguousarray(X.T)
+                Z1T = W1 @ XT + plan.b[0][:, None]
             for c, key in enumerate(keys):
-                y = X
+                yT = XT
                 for l in range(1, plan.n_layers + 1):
                     if l == 1 and f1 is not None:
-                        z = KF.add_stuck_columns(Z1T.copy(), XT, W1, np.uint64(key), 1,
-                                                 np.uint64(f1.t0), np.uint64(f1.t01),
-                                                 f1.v_pos, f1.v_neg).T.copy()
-                        y = K.activate_inplace(z, plan.act_codes[0], plan.alphas[0],
-                                               plan.betas[0])
-                        continue
-                    W = plan.W[l - 1]
-                    if l in fields:
-                        W = self.stuck_matrix(W, fields[l], int(key))
-                    z = y @ W.T  # NumPy's BLAS: faster here than Numba's np.dot (measured)
-                    z += plan.b[l - 1]
-                    y = K.activate_inplace(z, plan.act_codes[l - 1], plan.alphas[l - 1],
-                                           plan.betas[l - 1])
-                out[c] = y
+                        zT = KF.add_stuck_columns(Z1T, XT, W1, np.uint64(key), 1,
+                                                  np.uint64(f1.t0), np.uint64(f1.t01),
+                                                  f1.v_pos, f1.v_neg)
+                    else:
+                        W = plan.W[l - 1]
+                        if l in fields:
+                            W = self.stuck_matrix(W, fields[l], int(key))
+                        zT = W @ yT  # NumPy's BLAS: faster here than Numba's np.dot (measured)
+                        zT += plan.b[l - 1][:, None]
+                    yT = K.activate_inplace(zT, plan.act_codes[l - 1], plan.alphas[l - 1],
+                                            plan.betas[l - 1])
+                out[c] = yT.T
         return out
 
     def stuck_matrix(self, W, field, key: int) -> np.ndarray:
