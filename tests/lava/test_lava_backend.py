@@ -153,7 +153,8 @@ def test_integer_model_bound(digits, h):
 
 def test_unsupported_list_is_explicit(h):
     assert set(LAVA_UNSUPPORTED) == {"activation", "crash_stuck", "fixed_profile", "fixed_tile",
-                                      "fixed_weight_value", "int32_overflow", "pooling"}
+                                      "fixed_weight_value", "int32_overflow", "pooling",
+                                      "fields", "analog"}
 
 
 def test_non_relu_activation_raises(small_net, h):
