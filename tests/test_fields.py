@@ -404,7 +404,9 @@ X, y = ns.load_digits_test()
 model = ns.load_digits_conv_model() if sys.argv[1] == "conv" else ns.load_digits_model()
 mapping = ns.map_network(model, "rram_crossbar")
 ns.simulate(mapping, X=X, y=y, n_samples=int(sys.argv[3]), mode=sys.argv[2], seed=1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:")))
 """
 
 

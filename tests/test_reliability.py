@@ -445,7 +445,9 @@ _PEAK = textwrap.dedent("""
     else:
         ns.simulate(mapping, ns.NeuronCrash(2e-3) + ns.SynapseStuck(1e-3, 1e-3), X, y,
                     n_samples=n, mode=mode, seed=1)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec)
+    print(next(int(line.split()[1]) for line in open("/proc/self/status")
+               if line.startswith("VmHWM:")))
     """)
 
 

@@ -80,7 +80,11 @@ def test_wheel_runs_outside_checkout(wheel, tmp_path):
     result = subprocess.run([str(script), "profiles", "--json"], cwd=tmp_path,
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)) == 6
+    # every built-in profile file made it into the wheel
+    from neurosim.hardware import list_profiles
+
+    assert sorted(p["name"] for p in json.loads(result.stdout)) == sorted(list_profiles())
+    assert len(list_profiles()) == 7
 
     result = subprocess.run([str(script), "map", "--profile", "truenorth", "--json"],
                             cwd=tmp_path, capture_output=True, text=True, env=env)
