@@ -56,8 +56,6 @@ def _stuck(W: np.ndarray, W_stored: np.ndarray, field, key: int) -> np.ndarray:
 
 def chip_weights(plan, process, chips, c: int, rng: np.random.Generator) -> list:
     """Chip ``c``'s effective weights per layer (float64): programmed, drifted, stuck."""
-    from neurosim.backends.numpy import apply_weight_records
-
     model = process.device_model()
     weights = []
     for l in range(1, plan.n_layers + 1):
@@ -68,14 +66,9 @@ def chip_weights(plan, process, chips, c: int, rng: np.random.Generator) -> list
         for f in plan.fields_in("permanent"):
             if f.layer == l:
                 Wc = _stuck(Wc, W, f, int(chips.keys[c]))
-        if chips.layer.size:  # stuck cells drawn as records (sparse rates)
-            stuck = apply_weight_records(W, chips, l, c)
-            if stuck is not W:
-                Wc = np.where(stuck != W, stuck, Wc)
-                # a record that rewrites a cell with its own value changes nothing: keep it
-                sl = chips.records(l, c)
-                rows, cols = chips.out_start[sl], chips.in_start[sl]
-                Wc[rows, cols] = chips.value[sl]
+        sl = chips.records(l, c)  # stuck cells drawn as records (sparse rates)
+        if sl.stop > sl.start:
+            Wc[chips.out_start[sl], chips.in_start[sl]] = chips.value[sl]
         weights.append(Wc)
     return weights
 

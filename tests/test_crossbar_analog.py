@@ -232,3 +232,23 @@ def test_certify_samples_analog_chips_and_its_bounds_cover(small):
         covered += cert.empirical.lower <= long.failure_rate <= cert.empirical.upper
         assert cert.delta_lower <= cert.empirical.lower and cert.empirical.upper <= cert.delta_upper
     assert covered >= 36, covered
+
+
+def test_sparse_stuck_records_hold_their_values_over_the_device_noise(small):
+    net, X, mapping = small
+    proc = ns.AnalogCrossbar(device="pcm", t="1h")
+    plan = build_plan(mapping, proc + ns.SynapseStuck(0.004, 0.004, mode="permanent"))
+    assert plan.fields == []  # rare: records
+    chips = sample_faults(plan, np.random.default_rng(1), 400, mode="permanent")
+    c = int(np.flatnonzero(np.diff(chips.ptr[1]) > 0)[0])  # a chip with stuck cells in layer 1
+    weights = chip_weights(plan, proc, chips, c, np.random.default_rng(2))
+    sl = chips.records(1, c)
+    rows, cols = chips.out_start[sl], chips.in_start[sl]
+    np.testing.assert_array_equal(weights[0][rows, cols], chips.value[sl])
+    W = np.asarray(plan.W[0], float)
+    programmed = A.program(W, max(plan.max_weight_pos[0], plan.max_weight_neg[0]),
+                           A.device_model("pcm"), 3600.0,
+                           np.random.default_rng(2).standard_normal(A.normals_shape(W.shape)))
+    keep = np.ones(W.shape, bool)
+    keep[rows, cols] = False
+    np.testing.assert_array_equal(weights[0][keep], programmed[keep])
