@@ -185,7 +185,7 @@ class SimulationResult:
         lines = [
             f"failure rate P({self.metric} >= {self.eps:g}) = {self.failure_rate:.4g}  "
             f"[{self.ci_low:.4g}, {self.ci_high:.4g}] ({pct:g} % {self.interval_method})",
-            f"{self.n_pairs} (fault draw, input) pairs: {self.n_samples} {'chips' if self.mode == 'permanent' else 'draws'} "
+            f"{self.n_pairs} (fault draw, input) pairs: {self.n_samples} {'draws' if self.mode == 'transient' else 'chips'} "
             f"x {self.n_inputs} inputs, {self.n_faulty_pairs} with a fault, {self.n_failures} failures",
             f"error {self.metric}: mean {self.error_mean:.4g}, std {self.error_std:.4g}",
         ]

@@ -368,6 +368,9 @@ def test_mixed_run_resumes_to_the_same_numbers(mixed_case, tmp_path, monkeypatch
     resumed = ns.simulate(net, faults, X, y, output=out, resume=True, **kw)
     assert _comparable(resumed).replace('"mixed"', "") == _comparable(full).replace('"mixed"', "")
     np.testing.assert_array_equal(resumed.chip_failure_rates, full.chip_failure_rates)
+    loaded = ns.load_result(out)
+    assert loaded.mode == "mixed" and "120 chips x 300 inputs" in loaded.summary()
+    np.testing.assert_array_equal(loaded.chip_failure_rates, full.chip_failure_rates)
 
 
 def test_stratified_refuses_fields_and_auto_picks_mc():
