@@ -161,65 +161,44 @@ def _stratifiable(plan, owner: str):
 
 def _run_sampled(plan, backend, X, y, runner, progress, *, metric, eps, seed, n_samples,
                  confidence, alpha):
-    """Plain Monte Carlo over the given inputs (``n_samples`` draws per input, every fault
-    process drawn afresh per pair) and one-sided Clopper-Pearson bounds at ``alpha``, as a
-    :class:`StratifiedResult` of one sampled part (no strata, nothing counted as tail)."""
+    """Plain Monte Carlo over the given inputs, as a :class:`StratifiedResult` of one sampled
+    part (no strata, nothing counted as tail), bounded at ``alpha`` on each side.
+
+    ``n_samples`` draws per input with every fault process drawn afresh per pair, and
+    one-sided Clopper-Pearson bounds over the independent pairs; analog crossbars, which are
+    programmed once per chip and have no per-pair draw, run ``n_samples`` chip instances on
+    every input instead: the chips' failure rates are i.i.d. in [0, 1] with mean the failure
+    probability averaged over the inputs, bounded with the Chernoff-Hoeffding (KL) bound for
+    means of [0, 1] variables (Hoeffding 1963; a chip's pairs are not independent, so no
+    Clopper-Pearson over them)."""
     started = time.perf_counter()
-    if plan.analog is not None:
-        return _run_sampled_chips(plan, backend, X, y, runner, progress, metric=metric,
-                                  eps=eps, seed=seed, n_samples=n_samples,
-                                  confidence=confidence, alpha=alpha, started=started)
-    if plan.run_mode != "transient":  # every process drawn per pair (a fresh chip per pair)
+    chips = plan.analog is not None
+    if not chips and plan.run_mode != "transient":  # a fresh chip per pair
         plan = build_plan(plan.mapping if plan.mapping is not None else plan.network,
                           plan.faults.with_modes("transient"), use_float=plan.use_float,
                           owner="certify")
         backend.check(plan)
     cache = backend.clean_cache(plan, X)
     work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
-                      seed=seed, mode="transient")
+                      seed=seed, mode=plan.run_mode if chips else "transient")
     bar = _DrawProgress(n_samples, work.m) if progress else None
     try:
         stats = runner.run(work, None, progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    fails, pairs = int(stats.n_failures), int(stats.n_pairs)
-    lower, upper = cp_lower(fails, pairs, alpha), cp_upper(fails, pairs, alpha)
-    estimate = fails / pairs
-    part = Stratum(0, "all draws (plain Monte Carlo)", 1.0, "sampled", estimate, lower, upper,
-                   rows=pairs, patterns=0.0)
-    clean_accuracy = None
-    if is_classification(y):
-        clean_accuracy = float(np.mean(cache.output.argmax(axis=1) == y))
-    return StratifiedResult(
-        estimate=estimate, lower=lower, upper=upper, tail=0.0, k_max=-1, strata=[part],
-        confidence=confidence, n_inputs=work.m, rows=int(stats.n_faulty_pairs),
-        elapsed_s=time.perf_counter() - started, clean_accuracy=clean_accuracy)
-
-
-def _run_sampled_chips(plan, backend, X, y, runner, progress, *, metric, eps, seed, n_samples,
-                       confidence, alpha, started):
-    """The sampled path for analog crossbars, whose programming happens once per chip (it has
-    no per-pair draw): ``n_samples`` chip instances, each run on every given input. The chips'
-    failure rates are i.i.d. in [0, 1] with mean the failure probability averaged over the
-    inputs, so the Chernoff-Hoeffding (KL) bound for means of [0, 1] variables (Hoeffding 1963)
-    bounds it at ``alpha`` on each side (the pairs of one chip are not independent: no
-    Clopper-Pearson over pairs here)."""
-    cache = backend.clean_cache(plan, X)
-    work = MonteCarlo(plan, backend, cache, y, metric=metric, eps=eps, n_samples=n_samples,
-                      seed=seed, mode=plan.run_mode)
-    bar = _DrawProgress(n_samples, work.m) if progress else None
-    try:
-        stats = runner.run(work, None, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    rates = stats.chip_failure_counts() / work.m
-    estimate = float(rates.mean())
-    n = rates.size
-    lower, upper = kl_lower(estimate, n, alpha), kl_upper(estimate, n, alpha)
-    part = Stratum(0, f"{n} chip instances (plain Monte Carlo over chips, KL bound)", 1.0,
-                   "sampled", estimate, lower, upper, rows=int(stats.n_pairs), patterns=0.0)
+    if chips:
+        rates = stats.chip_failure_counts() / work.m
+        estimate, n = float(rates.mean()), rates.size
+        lower, upper = kl_lower(estimate, n, alpha), kl_upper(estimate, n, alpha)
+        label = f"{n} chip instances (plain Monte Carlo over chips, KL bound)"
+    else:
+        fails, pairs = int(stats.n_failures), int(stats.n_pairs)
+        lower, upper = cp_lower(fails, pairs, alpha), cp_upper(fails, pairs, alpha)
+        estimate = fails / pairs
+        label = "all draws (plain Monte Carlo)"
+    part = Stratum(0, label, 1.0, "sampled", estimate, lower, upper, rows=int(stats.n_pairs),
+                   patterns=0.0)
     clean_accuracy = None
     if is_classification(y):
         clean_accuracy = float(np.mean(cache.output.argmax(axis=1) == y))
