@@ -35,8 +35,6 @@ ESTIMATORS = ("mc", "stratified", "auto")
 #: ``estimator="auto"`` picks the stratified estimator at most this many faults per draw on average.
 AUTO_STRATIFIED_MAX_FAULTS = 0.1
 MODES = ("transient", "permanent")
-#: What a run's mode may be once its processes' modes are known.
-RUN_MODES = ("transient", "permanent", "mixed")
 
 #: Constraints shared by the front doors (and the command line's flags).
 EPS = Interval(0.0, None, "left", kind="a number") | None

@@ -93,8 +93,9 @@ class FaultType:
 
     ``mode`` (keyword only, every type has it): ``"transient"`` (fresh faults for every input,
     paper Def. 5), ``"permanent"`` (fixed when the chip instance is made, shared by all its
-    inputs), or None: the run's default (``simulate(mode=...)``). A profile states each type's
-    mode in its ``[fault_modes]`` table; the spec text writes it as ``mode=permanent``.
+    inputs), or None: the type's ``default_mode`` (transient, but for analog programming).
+    ``simulate(mode=...)`` puts every process in one mode. A profile states each type's mode in
+    its ``[fault_modes]`` table; the spec text writes it as ``mode=permanent``.
     """
 
     mode: "str | None" = field(default=None, kw_only=True)
@@ -247,12 +248,13 @@ class FaultModel:
         return FaultModel([p for p in self.processes if p.kind != kind])
 
     def spec(self, legacy: bool = False) -> str:
-        """The model as text (each process's spec, with ``,mode=...`` when it states one); :func:`parse_fault_model` reads it back (``legacy``: neurosim
+        """The model as text (each process's spec, with ``,mode=...`` when it states one);
+        :func:`parse_fault_model` reads it back (``legacy``: neurosim
         0.1's text, which run files of format_version 1 hold)."""
         return " ".join(process_spec(p, legacy) for p in self.processes) or "none"
 
     def modes(self) -> dict:
-        """Each active process's mode by kind: its own, transient when it states none."""
+        """Each active process's mode by kind: its own, else its type's default mode."""
         return {p.kind: p.mode or p.default_mode for p in self.active()}
 
     def run_mode(self) -> str:
@@ -263,10 +265,6 @@ class FaultModel:
         if modes == {"permanent"}:
             return "permanent"
         return "mixed" if "permanent" in modes else "transient"
-
-    def in_mode(self, mode: str) -> "FaultModel":
-        """The processes of one mode (mode None counts as transient)."""
-        return FaultModel([p for p in self.processes if (p.mode or p.default_mode) == mode])
 
     def with_modes(self, mode: str) -> "FaultModel":
         """Every process in ``mode`` (what ``simulate(mode="transient")`` asks for)."""
