@@ -406,7 +406,11 @@ import neurosim as ns
 X, y = ns.load_digits_test()
 model = ns.load_digits_conv_model() if sys.argv[1] == "conv" else ns.load_digits_model()
 mapping = ns.map_network(model, "rram_crossbar")
-ns.simulate(mapping, X=X, y=y, n_samples=int(sys.argv[3]), mode=sys.argv[2], seed=1)
+if sys.argv[2] == "mixed":  # the chip's crashes, and fresh stuck cells for every input
+    faults = ns.SynapseStuck(0.0175, 0.0904) + ns.NeuronCrash(1e-3, mode="permanent")
+    ns.simulate(mapping, faults, X, y, n_samples=int(sys.argv[3]), seed=1)
+else:
+    ns.simulate(mapping, X=X, y=y, n_samples=int(sys.argv[3]), mode=sys.argv[2], seed=1)
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec)
 print(next(int(line.split()[1]) for line in open("/proc/self/status")
            if line.startswith("VmHWM:")))
@@ -415,7 +419,8 @@ print(next(int(line.split()[1]) for line in open("/proc/self/status")
 
 @pytest.mark.parametrize("model, mode, sizes", [("mlp", "transient", (21, 105)),
                                                 ("mlp", "permanent", (21, 420)),
-                                                ("conv", "transient", (21, 63))])
+                                                ("conv", "transient", (21, 63)),
+                                                ("conv", "mixed", (21, 63))])
 def test_dense_faults_run_in_bounded_memory(model, mode, sizes):
     """The rram_crossbar defaults (10.8 % of cells stuck): peak memory under 1 GiB, and no
     growth with the number of samples (several blocks: 21 draws per input fill one)."""

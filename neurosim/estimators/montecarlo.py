@@ -366,15 +366,16 @@ class MonteCarlo:
     def _chip_block(self, block: int) -> MonteCarloStats:
         """A block of chips: each chip's permanent faults (fields written into its weights,
         then one clean pass over every input; records shared by its inputs), and in a mixed
-        run each (chip, input) row's own transient faults on top."""
+        run each (chip, input) row's own transient faults on top, drawn chip by chip from
+        ``SeedSequence([seed, block, chip, 1])`` (memory: one chip's rows at a time)."""
         plan, m, backend = self.plan, self.m, self.backend
         rounds = self.rounds(block)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(block)]))
         chips = sample_faults(plan, rng, rounds, mode="permanent")
-        rows_t = sample_faults(plan, rng, rounds * m, mode="transient") if self.mode == "mixed" else None
+        mixed = self.mode == "mixed"
         permanent_fields = plan.fields_in("permanent")
         L = plan.n_layers
-        if (rows_t is None and plan.analog is None and permanent_fields
+        if (not mixed and plan.analog is None and permanent_fields
                 and chips.layer.size == 0):
             return self._field_chips(block, rounds, chips)
         layer_failures = np.zeros(L + 1, dtype=np.int64)
@@ -401,8 +402,9 @@ class MonteCarlo:
             else:
                 plan_c, cache_c = plan, self.cache
             batch_c = chips.select(np.full(m, c))
-            if rows_t is not None:
-                batch_c = batch_c.then(rows_t.select(inputs + c * m))
+            if mixed:  # each of the chip's rows draws its transient faults: one stream per chip
+                crng = np.random.default_rng(np.random.SeedSequence([self.seed, int(block), c, 1]))
+                batch_c = batch_c.then(sample_faults(plan, crng, m, mode="transient"))
             rows = inputs if permanent_fields else np.flatnonzero(batch_c.draw_has_fault)
             out_c = np.array(cache_c.output[rows], copy=True)
             changed = np.flatnonzero(batch_c.draw_has_fault[rows])
