@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from neurosim.kernels.codes import CLEAN
 
-__all__ = ["cell_word", "apply_stuck_field", "stuck_field_matrix", "add_stuck_columns"]
+__all__ = ["cell_word", "stuck_value", "apply_stuck_field", "stuck_field_matrix", "add_stuck_columns"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -32,6 +32,14 @@ def cell_word(key, layer, n_out, i, j):
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def stuck_value(w, T0, wij, zero, v_pos, minus_v_neg):
+    """What a stuck cell (its word ``w`` below ``t01``) holds: ``zero`` when stuck at 0
+    (``w < T0``), else the layer's largest magnitude with its stored weight's sign; the
+    result has the arguments' type (no branch the compiler cannot turn into a select)."""
+    return zero if w < T0 else (minus_v_neg if wij < 0 else v_pos)
 
 
 @njit(cache=True, parallel=True)
@@ -64,7 +72,7 @@ def apply_stuck_field(Z, rows, status_prev, Yprev, Yprev_clean, WT, row_draw, ro
             for i in range(n_out):
                 w = cell_word(key, layer, n_out, i, j)
                 wij = WT[j, i]
-                v = zero if w < T0 else (vn if wij < 0 else vp)
+                v = stuck_value(w, T0, wij, zero, vp, vn)
                 Z[r, i] += (v - wij) * yj if w < T01 else zero
 
 
@@ -80,12 +88,7 @@ def stuck_field_matrix(W, key, layer, t0, t01, v_pos, v_neg):
         for j in range(n_in):
             w = cell_word(k, layer, n_out, i, j)
             if w < T01:
-                if w < T0:
-                    out[i, j] = 0.0
-                elif W[i, j] < 0:
-                    out[i, j] = -v_neg
-                else:
-                    out[i, j] = v_pos
+                out[i, j] = stuck_value(w, T0, W[i, j], 0.0, v_pos, -v_neg)
     return out
 
 
@@ -109,13 +112,7 @@ def add_stuck_columns(ZT, XT, W, key, layer, t0, t01, v_pos, v_neg):
             w = cell_word(k, layer, n_out, i, j)
             if w < T01:
                 wij = W[i, j]
-                if w < T0:
-                    v = 0.0
-                elif wij < 0:
-                    v = -v_neg
-                else:
-                    v = v_pos
-                d = v - wij
+                d = stuck_value(w, T0, wij, 0.0, v_pos, -v_neg) - wij
                 if d != 0:
                     for r in range(m):
                         z[r] += d * XT[j, r]

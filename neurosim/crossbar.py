@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurosim import analog as A
-from neurosim.fields import cell_words
+from neurosim.fields import stuck_matrix
 
 __all__ = ["chip_weights", "analog_outputs", "layer_tiles"]
 
@@ -42,18 +42,6 @@ def _w_max(plan, l: int) -> float:
     return float(max(plan.max_weight_pos[l - 1], plan.max_weight_neg[l - 1]))
 
 
-def _stuck(W: np.ndarray, W_stored: np.ndarray, field, key: int) -> np.ndarray:
-    """``W`` with the field's stuck cells (decided as in :func:`neurosim.fields.stuck_matrix`,
-    the sign of a stuck-at-max cell from the stored weight) written over it."""
-    words = cell_words(key, field.layer, *W.shape)
-    zero = words < np.uint64(field.t0)
-    at_max = ~zero & (words < np.uint64(field.t01))
-    out = np.array(W, copy=True)
-    out[zero] = 0.0
-    out[at_max] = np.where(W_stored[at_max] < 0, -field.v_neg, field.v_pos)
-    return out
-
-
 def chip_weights(plan, process, chips, c: int, rng: np.random.Generator) -> list:
     """Chip ``c``'s effective weights per layer (float64): programmed, drifted, stuck."""
     model = process.device_model()
@@ -65,7 +53,7 @@ def chip_weights(plan, process, chips, c: int, rng: np.random.Generator) -> list
                        compensate=process.compensate)
         for f in plan.fields_in("permanent"):
             if f.layer == l:
-                Wc = _stuck(Wc, W, f, int(chips.keys[c]))
+                Wc = stuck_matrix(W, f, int(chips.keys[c]), onto=Wc)
         sl = chips.records(l, c)  # stuck cells drawn as records (sparse rates)
         if sl.stop > sl.start:
             Wc[chips.out_start[sl], chips.in_start[sl]] = chips.value[sl]

@@ -109,11 +109,13 @@ def cell_words(key: int, layer: int, n_out: int, n_in: int) -> np.ndarray:
         return _mix(np.uint64(key) + c * np.uint64(GAMMA))
 
 
-def stuck_matrix(W: np.ndarray, field: StuckField, key: int) -> np.ndarray:
-    """``W`` with the field's stuck cells for ``key`` written in (a new array)."""
+def stuck_matrix(W: np.ndarray, field: StuckField, key: int, onto=None) -> np.ndarray:
+    """``W`` with the field's stuck cells for ``key`` written in (a new array); with ``onto``,
+    those cells written over ``onto`` instead (a chip's programmed conductances), a
+    stuck-at-max cell's sign still that of its stored weight in ``W``."""
     words = cell_words(key, field.layer, W.shape[0], W.shape[1])
-    at_max = np.where(W < 0, -field.v_neg, field.v_pos).astype(W.dtype)
-    out = np.array(W, copy=True)
+    out = np.array(W if onto is None else onto, copy=True)
+    at_max = np.where(W < 0, -field.v_neg, field.v_pos).astype(out.dtype)
     zero = words < np.uint64(field.t0)
     stuck_max = ~zero & (words < np.uint64(field.t01))
     out[zero] = 0

@@ -76,14 +76,14 @@ class Backend:
         """Context manager around a run (the numba backend limits BLAS threads)."""
         return contextlib.nullcontext()
 
-    def chip_plan(self, plan, batch, draw: int):
-        """The plan of chip ``draw`` of ``batch`` (permanent faults): the plan's permanent
-        fields written into its weights (:func:`neurosim.fields.stuck_matrix`; a backend may
-        compute the same cells faster), its transient fields left as fields."""
+    def chip_plan(self, plan, key: int):
+        """The plan of the chip whose permanent fields draw with ``key``: those fields written
+        into its weights (:func:`neurosim.fields.stuck_matrix`; a backend may compute the same
+        cells faster), its transient fields left as fields."""
         weights = {}
         for f in plan.fields_in("permanent"):
             W = weights.get(f.layer, plan.W[f.layer - 1])
-            weights[f.layer] = self.stuck_matrix(W, f, int(batch.keys[draw]))
+            weights[f.layer] = self.stuck_matrix(W, f, int(key))
         return plan.with_weights(weights, plan.fields_in("transient"))
 
     def stuck_matrix(self, W, field, key: int) -> np.ndarray:
@@ -92,15 +92,7 @@ class Backend:
     def chip_outputs(self, plan, keys, X) -> np.ndarray:
         """Outputs ``(n_chips, n_inputs, n_L)`` of chips whose only faults are the plan's
         permanent fields, one chip per key: each chip's weights, then every input."""
-        from neurosim.sampler import FaultBatch
-
-        out = []
-        for key in keys:
-            batch = FaultBatch.__new__(FaultBatch)
-            batch.keys = np.asarray([key], dtype=np.uint64)
-            plan_c = self.chip_plan(plan, batch, 0)
-            out.append(self.clean_cache(plan_c, X).output)
-        return np.stack(out)
+        return np.stack([self.clean_cache(self.chip_plan(plan, key), X).output for key in keys])
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -142,8 +142,8 @@ class NumbaBackend(Backend):
             for f in fields:
                 if f.layer == l:
                     KF.apply_stuck_field(Z, rows, status, Y, U_clean, np.ascontiguousarray(W.T),
-                                         row_draw, row_input, batch.keys, l, np.uint64(f.t0), np.uint64(f.t01),
-                                         f.v_pos, f.v_neg)
+                                         row_draw, row_input, batch.keys, l, np.uint64(f.t0),
+                                         np.uint64(f.t01), f.v_pos, f.v_neg)
             Y_next = np.empty_like(Z)
             status_next = np.zeros(n_rows, dtype=np.int8)
             K.finish_layer(Z, Y_next, rows, status, Y, U_clean, W, b, row_draw, row_input,

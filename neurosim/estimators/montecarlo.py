@@ -397,7 +397,7 @@ class MonteCarlo:
                 parts.append((inputs, out_c, values, failed))
                 continue
             if permanent_fields:
-                plan_c = backend.chip_plan(plan, chips, c)
+                plan_c = backend.chip_plan(plan, int(chips.keys[c]))
                 cache_c = backend.clean_cache(plan_c, self.cache.X)
             else:
                 plan_c, cache_c = plan, self.cache
