@@ -36,6 +36,7 @@ from neurosim.mapping import Mapping, load_mapping, map_network
 from neurosim.datasets import load_data, load_digits_conv_model, load_digits_model, load_digits_test
 from neurosim.backends import Backend, get_backend
 from neurosim.runners import MapRunner, Runner, SerialRunner
+from neurosim.dask_runner import DaskRunner  # (imports Dask only when one is made)
 from neurosim.results import Certificate, SimulationResult, load_certificate, load_result
 from neurosim.simulation import simulate
 from neurosim.certify import certify, stratified_estimate
@@ -52,6 +53,6 @@ __all__ = [
     "FaultRates", "HardwareProfile", "list_profiles", "load_profile", "Mapping", "map_network",
     "load_mapping", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test",
     "Backend",
-    "get_backend", "Runner", "SerialRunner", "MapRunner", "SimulationResult", "Certificate",
+    "get_backend", "Runner", "SerialRunner", "MapRunner", "DaskRunner", "SimulationResult", "Certificate",
     "load_result", "load_certificate", "simulate", "certify", "stratified_estimate", "warmup",
 ]

@@ -43,7 +43,7 @@ from neurosim.metrics import METRICS, is_classification
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import Certificate, StratifiedResult, Stratum
-from neurosim.runners import get_runner
+from neurosim.runners import runner_scope
 from neurosim.simulation import BACKEND, EPS, RUNNER, resolve_eps
 from neurosim.stats import cp_lower, cp_upper, kl_bernoulli, kl_lower, kl_upper
 from neurosim.theory import theory_report
@@ -243,12 +243,13 @@ def stratified_estimate(
     eps, plan, X, y, backend = _lowered("stratified_estimate", target, faults, X, y, metric,
                                         eps, use_float, backend, fields=False)
     plan = _stratifiable(plan, "stratified_estimate")
-    return _run_estimator(
-        plan, backend, X, y, get_runner(runner, "stratified_estimate"), progress, "stratified",
-        metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
-        work_budget=work_budget, tail_target=tail_target, tail_fraction=tail_fraction,
-        k_cap=k_cap, rel_halfwidth=rel_halfwidth, max_seconds=max_seconds,
-        alpha_split=alpha_split)
+    with runner_scope(runner, "stratified_estimate") as run:
+        return _run_estimator(
+            plan, backend, X, y, run, progress, "stratified",
+            metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
+            work_budget=work_budget, tail_target=tail_target, tail_fraction=tail_fraction,
+            k_cap=k_cap, rel_halfwidth=rel_halfwidth, max_seconds=max_seconds,
+            alpha_split=alpha_split)
 
 
 @validate_params({**_COMMON, "delta": Interval(0.0, 1.0, "neither") | None, "theory": BOOLEAN,
@@ -303,19 +304,20 @@ def certify(
     if method != "auto" and method != chosen:
         reason = f"method={method!r} asked for (auto would choose {chosen}: {reason})"
         chosen = method
-    run = get_runner(runner, "certify")
-    if chosen == "sampled":
-        # Both sides at alpha_side / 2 (the share the strata get on the stratified path).
-        empirical = _run_sampled(plan, backend, Xc, yc, run, progress, metric=metric, eps=eps,
-                                 seed=seed, n_samples=n_samples, confidence=confidence,
-                                 alpha=alpha_side / 2)
-    else:
+    if chosen != "sampled":
         plan = _stratifiable(plan, "certify")
-        empirical = _run_estimator(
-            plan, backend, Xc, yc, run, progress, "certify",
-            metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
-            work_budget=work_budget, tail_target=delta, tail_fraction=tail_fraction,
-            alpha_split=0.5)
+    with runner_scope(runner, "certify") as run:
+        if chosen == "sampled":
+            # Both sides at alpha_side / 2 (the share the strata get on the stratified path).
+            empirical = _run_sampled(plan, backend, Xc, yc, run, progress, metric=metric,
+                                     eps=eps, seed=seed, n_samples=n_samples,
+                                     confidence=confidence, alpha=alpha_side / 2)
+        else:
+            empirical = _run_estimator(
+                plan, backend, Xc, yc, run, progress, "certify",
+                metric=metric, eps=eps, seed=seed, confidence=confidence, n_samples=n_samples,
+                work_budget=work_budget, tail_target=delta, tail_fraction=tail_fraction,
+                alpha_split=0.5)
     m = empirical.n_inputs
     upper = kl_upper(empirical.upper, m, alpha_side / 2)
     lower = kl_lower(empirical.lower, m, alpha_side / 2)

@@ -52,6 +52,30 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
              "extra on Python 3.10). Every backend gives the same result keys and fault draws")
 
 
+def _add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the blocks as tasks on the Dask cluster whose scheduler is at "
+                            "ADDRESS (tcp://HOST:8786); needs the dask extra. Same numbers as "
+                            "without it")
+    group.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="run the blocks on a local Dask cluster of N worker processes "
+                            "(the dask extra); same numbers as without it")
+
+
+def _runner(args):
+    """The runner the command line asks for, as a context manager (closed after the run)."""
+    import contextlib
+
+    if getattr(args, "scheduler", None) is None and getattr(args, "workers", None) is None:
+        return contextlib.nullcontext("serial")
+    from neurosim.dask_runner import DaskRunner
+
+    if args.scheduler is not None:
+        return DaskRunner(address=args.scheduler)
+    return DaskRunner(workers=args.workers)
+
+
 def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="loihi2",
                         help="built-in profile name (see 'neurosim profiles') or a TOML file "
@@ -245,13 +269,15 @@ def cmd_simulate(args) -> int:
 
     unsaved = None
     try:
-        result = simulate(
-            mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
-            seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
-            use_float=args.use_float, output=args.output, resume=args.resume,
-            progress=not args.no_progress and sys.stderr.isatty(), estimator=args.estimator,
-            backend=args.backend, overwrite=args.overwrite,
-        )
+        with _runner(args) as runner:
+            result = simulate(
+                mapping, faults, X, y, metric=args.metric, eps=args.eps, n_samples=args.samples,
+                seed=args.seed, mode=args.fault_mode, confidence=args.confidence,
+                use_float=args.use_float, output=args.output, resume=args.resume,
+                progress=not args.no_progress and sys.stderr.isatty(),
+                estimator=args.estimator, backend=args.backend, overwrite=args.overwrite,
+                runner=runner,
+            )
     except KeyboardInterrupt:
         if args.output:
             print(f"neurosim simulate: interrupted; {args.output} holds the completed blocks, "
@@ -280,10 +306,11 @@ def cmd_certify(args) -> int:
 
         check_plot_metric(args.metric, "neurosim certify --plot")
     network, mapping, X, y, faults = _run_data(args, "neurosim certify", certify)
-    cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta, metric=args.metric,
-                   confidence=args.confidence, seed=args.seed, use_float=args.use_float,
-                   n_samples=args.samples, backend=args.backend,
-                   progress=not args.no_progress and sys.stderr.isatty())
+    with _runner(args) as runner:
+        cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta,
+                       metric=args.metric, confidence=args.confidence, seed=args.seed,
+                       use_float=args.use_float, n_samples=args.samples, backend=args.backend,
+                       progress=not args.no_progress and sys.stderr.isatty(), runner=runner)
     cert.extra = {"model": str(args.model), "data": str(args.data)}
     unsaved = None
     if args.output:
@@ -535,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mc: plain Monte Carlo (default); stratified: the rare-event estimator "
                         "(exact single faults, conditional sampling of more); auto: stratified "
                         "for small fault rates")
+    _add_runner_arguments(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("certify", help="sound (eps, delta) certificate; exit 0 certified, 1 not")
@@ -571,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it goes to stderr, and only to a terminal)")
     _add_backend_argument(p)
+    _add_runner_arguments(p)
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("demo", help="run the bundled model and data end to end")

@@ -23,7 +23,7 @@ from neurosim.metrics import DEFAULT_FLIP_EPS, METRICS
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import SimulationResult, load_result
-from neurosim.runners import Checkpoint, Runner, get_runner
+from neurosim.runners import Checkpoint, Runner, is_scheduler_address, runner_scope
 from neurosim.stats import clopper_pearson
 from neurosim.validation import (BOOLEAN, OPEN_UNIT, SAMPLES, SECONDS, SEED, InstanceOf,
                                  Interval, Options, Satisfies, check_inputs, validate_params)
@@ -41,7 +41,9 @@ EPS = Interval(0.0, None, "left", kind="a number") | None
 #: (get_backend then checks the name: a registered backend's name is one too)
 BACKEND = InstanceOf(str, Backend, description=f"a backend name ({', '.join(BACKEND_NAMES)}, or "
                      "a registered one) or a neurosim Backend")
-RUNNER = (Options(("serial",)) | InstanceOf(Runner, description="a neurosim Runner")
+RUNNER = (Options(("serial", "dask"))
+          | Satisfies(is_scheduler_address, "a Dask scheduler address ('tcp://HOST:8786')")
+          | InstanceOf(Runner, description="a neurosim Runner")
           | Satisfies(lambda r: callable(r) and not isinstance(r, str),
                       "a map-like callable (e.g. ProcessPoolExecutor().map)"))
 PATH = InstanceOf(str, os.PathLike, description="a file path") | None
@@ -161,8 +163,10 @@ def simulate(
     backend : {"auto", "numba", "numpy", "lava"} or Backend
         What runs the faulty network (:mod:`neurosim.backends`); ``auto`` is numba, or the NumPy
         reference when numba is missing.
-    runner : "serial", Runner or map-like callable
-        What computes the blocks (:mod:`neurosim.runners`): ``serial``, or e.g. the ``map`` of a
+    runner : "serial", "dask", scheduler address, Runner or map-like callable
+        What computes the blocks (:mod:`neurosim.runners`): ``serial``; a
+        :class:`neurosim.DaskRunner`, ``"dask"`` (the scheduler of Dask's configuration) or an
+        address ``"tcp://HOST:8786"`` (docs/distributed.md); or e.g. the ``map`` of a
         ``concurrent.futures.ProcessPoolExecutor`` started with the "spawn" method; the numbers
         do not depend on it.
 
@@ -230,7 +234,15 @@ def _simulate(target, faults, X, y, metric, eps, n_samples, seed, mode, confiden
               output, resume, checkpoint_every_s, progress, estimator, backend, runner, hold,
               started) -> SimulationResult:
     backend = get_backend(backend, "simulate")
-    runner = get_runner(runner, "simulate")
+    with runner_scope(runner, "simulate") as run:  # (a runner made from a string is closed)
+        return _run(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence,
+                    use_float, output, resume, checkpoint_every_s, progress, estimator, backend,
+                    run, hold, started)
+
+
+def _run(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence, use_float,
+         output, resume, checkpoint_every_s, progress, estimator, backend, runner, hold,
+         started) -> SimulationResult:
     faults = resolve_faults(target, faults, "simulate", use_float)
     if mode is not None:
         faults = faults.with_modes(mode)

@@ -204,6 +204,9 @@ class MonteCarlo:
     backend and the data, and draws each block's faults from the seed and the block's index.
     """
 
+    #: The heavy parts that stay the same through a run (a distributed runner ships them once).
+    shared = ("plan", "backend", "cache", "y")
+
     def __init__(self, plan, backend, cache, y, *, metric: str, eps: float, n_samples: int,
                  seed: int, mode: str, sub_blocks: bool = True):
         self.plan = plan

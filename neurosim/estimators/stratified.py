@@ -329,7 +329,12 @@ class StrataCounts:
 
 
 class _Tasks:
-    """The stratified estimator's tasks as picklable work: ``self(task)`` -> StrataCounts."""
+    """The stratified estimator's tasks as picklable work: ``self(task)`` -> StrataCounts.
+
+    Between phases (single faults, exact strata, sampled rounds) only the light parts change
+    (the strata's patterns and specs); ``shared`` ones are shipped to a cluster once."""
+
+    shared = ("plan", "backend", "cache", "y")
 
     def __init__(self, plan, backend, cache, y, metric, eps, seed):
         self.plan = plan

@@ -8,6 +8,7 @@ summed over components and averaged over the test inputs.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,13 +16,40 @@ from neurosim.backends import get_backend
 from neurosim.errors import param_error
 from neurosim.faults import FaultModel, NeuronCrash
 from neurosim.plan import build_plan
+from neurosim.runners import runner_scope
 from neurosim.sampler import sample_faults
 from neurosim.stats import fit_loglog_slope, t_interval
 from neurosim.theory import crash_derivatives, single_fault_terms, taylor_moments
 from neurosim.train import train
 
 __all__ = ["train_network", "clean_score", "hidden_rates", "theory_variances",
-           "mc_output_variance", "fit_loglog_slope", "t_interval"]
+           "mc_output_variance", "fit_loglog_slope", "t_interval", "run_grid"]
+
+
+@dataclass(frozen=True)
+class _GridPoint:
+    """``self(i)`` is ``(i, function(items[i]))``: a picklable task of an experiment's grid."""
+
+    function: object
+    items: tuple
+
+    def __call__(self, i: int):
+        return int(i), self.function(self.items[int(i)])
+
+
+def run_grid(runner, function, items, owner: str, on_done=None) -> list:
+    """``[function(item) for item in items]``, each item a task of ``runner`` (``"serial"``, a
+    :class:`neurosim.DaskRunner`, ...; :mod:`neurosim.runners`), in the items' order whatever
+    order they finish in. ``on_done(i, value)`` is called as each one finishes. A point's
+    numbers do not depend on where it runs (each trains with its own seed)."""
+    items = tuple(items)
+    out = [None] * len(items)
+    with runner_scope(runner, owner) as run:
+        for i, value in run.map(_GridPoint(function, items), range(len(items))):
+            out[i] = value
+            if on_done is not None:
+                on_done(i, value)
+    return out
 
 
 def train_network(data, hidden, epochs, seed, lam=0.0, mu=0.0, nu=0.0, **extra):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -9,8 +10,8 @@ import numpy as np
 
 from neurosim.errors import param_error
 from neurosim.experiments.common import (clean_score, fit_loglog_slope, hidden_rates,
-                                         mc_output_variance, t_interval, theory_variances,
-                                         train_network)
+                                         mc_output_variance, run_grid, t_interval,
+                                         theory_variances, train_network)
 from neurosim.experiments.files import SavedResult
 from neurosim.train import load_training_data
 
@@ -70,7 +71,7 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
                 seed: int = 0, small: bool = False, lam: float = 0.0, mu: float = 0.0,
                 nu: float = 0.0, n_batches: int = 10, max_inputs: "int | None" = None,
                 confidence: float = 0.95, progress: bool = False,
-                conv: bool = False) -> ErrorDecayResult:
+                conv: bool = False, runner="serial") -> ErrorDecayResult:
     """Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults.
 
     With ``conv`` the width is the number of channels of a CNN (the paper's convnet
@@ -108,6 +109,9 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         Use the first ``max_inputs`` test inputs (default all; 150 with ``small``).
     small : bool
         Widths limited to the first four (at most 128), fewer epochs, draws and inputs.
+    runner : "serial", "dask", scheduler address or Runner
+        What runs the widths, one task each (a :class:`neurosim.DaskRunner` trains and
+        measures them on a cluster; docs/distributed.md); the numbers do not depend on it.
 
     Returns
     -------
@@ -140,23 +144,20 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
     X, y = td.X_test, td.y_test
     if max_inputs is not None:
         X, y = X[:int(max_inputs)], y[:int(max_inputs)]
-    n_w = len(widths)
-    var_mc_batches = np.empty((n_w, int(n_batches)))
-    var_taylor, var_exact, score = np.empty(n_w), np.empty(n_w), np.empty(n_w)
-    for i, width in enumerate(widths):
-        if conv:
-            blocks = ",".join([f"conv{width},relu,maxpool2"] * min(int(depth), 3))
-            net = train_network(td, (width,), epochs, seed, lam, mu, nu,
-                                arch=f"{blocks},gap", input_shape=(1, 8, 8))
-        else:
-            net = train_network(td, (width,) * int(depth), epochs, seed, lam, mu, nu)
-        rates = hidden_rates(net, float(p))
-        var_taylor[i], var_exact[i] = theory_variances(net, X, rates)
-        var_mc_batches[i] = mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i)
-        score[i] = clean_score(net, X, y)
+    point = functools.partial(_width_point, td=td, X=X, y=y, depth=int(depth), epochs=epochs,
+                              seed=int(seed), lam=lam, mu=mu, nu=nu, p=float(p),
+                              n_samples=n_samples, n_batches=int(n_batches), conv=bool(conv))
+
+    def report(i, value):
         if progress:
-            print(f"width {width}: MC {var_mc_batches[i].mean():.4g}, Prop. 4 {var_taylor[i]:.4g}, "
-                  f"exact {var_exact[i]:.4g} ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(f"width {widths[i]}: MC {value[0].mean():.4g}, Prop. 4 {value[1]:.4g}, "
+                  f"exact {value[2]:.4g} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    points = run_grid(runner, point, list(enumerate(widths)), "error_decay", report)
+    var_mc_batches = np.array([v[0] for v in points]).reshape(len(widths), int(n_batches))
+    var_taylor = np.array([v[1] for v in points], dtype=np.float64)
+    var_exact = np.array([v[2] for v in points], dtype=np.float64)
+    score = np.array([v[3] for v in points], dtype=np.float64)
     intervals = np.array([t_interval(row, confidence) for row in var_mc_batches])
     w = np.asarray(widths, dtype=np.float64)
     fits = {"mc": fit_loglog_slope(w, intervals[:, 0], confidence),
@@ -180,6 +181,22 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         var_mc_low=intervals[:, 1], var_mc_high=intervals[:, 2], var_mc_batches=var_mc_batches,
         var_taylor=var_taylor, var_exact=var_exact, clean_score=score, fits=fits,
         settings=settings)
+
+
+def _width_point(item, *, td, X, y, depth, epochs, seed, lam, mu, nu, p, n_samples, n_batches,
+                 conv):
+    """One width of :func:`error_decay`: train, then (MC batches, Prop. 4, exact, score)."""
+    i, width = item
+    if conv:
+        blocks = ",".join([f"conv{width},relu,maxpool2"] * min(depth, 3))
+        net = train_network(td, (width,), epochs, seed, lam, mu, nu,
+                            arch=f"{blocks},gap", input_shape=(1, 8, 8))
+    else:
+        net = train_network(td, (width,) * depth, epochs, seed, lam, mu, nu)
+    rates = hidden_rates(net, p)
+    var_taylor, var_exact = theory_variances(net, X, rates)
+    var_mc = mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i)
+    return np.asarray(var_mc, dtype=np.float64), var_taylor, var_exact, clean_score(net, X, y)
 
 
 def load_error_decay(path) -> ErrorDecayResult:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from neurosim.errors import ValidationError, param_error
-from neurosim.experiments.common import clean_score, hidden_rates, theory_variances, train_network
+from neurosim.experiments.common import (clean_score, hidden_rates, run_grid, theory_variances,
+                                         train_network)
 from neurosim.experiments.files import SavedResult
 from neurosim.mapping import map_network
 from neurosim.simulation import simulate
@@ -72,7 +74,7 @@ def regularizer_tradeoff(width: int = 128, lambdas=(0.0, 1.0, 10.0, 100.0), mus=
                          epochs: "int | None" = None, seed: int = 0, depth: int = 2,
                          n_samples: "int | None" = None, max_accuracy_drop: float = 0.01,
                          target_reduction: float = 2.0, small: bool = False,
-                         progress: bool = False) -> TradeoffResult:
+                         progress: bool = False, runner="serial") -> TradeoffResult:
     """Clean accuracy against fault tolerance for the regularizer of eq. (1).
 
     For every pair (lambda, mu) of ``lambdas x mus`` a network of ``depth`` hidden layers of
@@ -91,6 +93,9 @@ def regularizer_tradeoff(width: int = 128, lambdas=(0.0, 1.0, 10.0, 100.0), mus=
     ----------
     small : bool
         Width 32, lambdas (0, 10), mus (0,), 20 epochs, 200 inputs: seconds.
+    runner : "serial", "dask", scheduler address or Runner
+        What runs the settings, one task each (a :class:`neurosim.DaskRunner` trains and
+        measures them on a cluster; docs/distributed.md); the numbers do not depend on it.
 
     Returns
     -------
@@ -115,28 +120,22 @@ def regularizer_tradeoff(width: int = 128, lambdas=(0.0, 1.0, 10.0, 100.0), mus=
     X, y = td.X_test, td.y_test
     if small:
         X, y = X[:200], y[:200]
-    rows = {k: [] for k in ("clean_accuracy", "quantized_accuracy", "var_taylor", "var_exact",
-                            "failure_rate", "failure_low", "failure_high", "q_min")}
-    profile_name = None
-    for lam, mu in settings_grid:
-        net = train_network(td, (int(width),) * int(depth), epochs, seed, lam, mu)
-        var_t, var_e = theory_variances(net, X, hidden_rates(net, float(p)))
-        mapping = map_network(net, profile)
-        profile_name = mapping.profile.name
-        sim = simulate(mapping, None, X, y, metric="flip", estimator="auto",
-                                n_samples=n_samples, seed=seed)
-        rows["clean_accuracy"].append(clean_score(net, X, y))
-        rows["quantized_accuracy"].append(clean_score(mapping.quantized_network(), X, y))
-        rows["var_taylor"].append(var_t)
-        rows["var_exact"].append(var_e)
-        rows["failure_rate"].append(sim.failure_rate)
-        rows["failure_low"].append(sim.ci_low)
-        rows["failure_high"].append(sim.ci_high)
-        rows["q_min"].append(float(q_balance(net)[:-1].min()))
+    names = ("clean_accuracy", "quantized_accuracy", "var_taylor", "var_exact",
+             "failure_rate", "failure_low", "failure_high", "q_min")
+    point = functools.partial(_setting_point, td=td, X=X, y=y, width=int(width),
+                              depth=int(depth), epochs=epochs, seed=int(seed), p=float(p),
+                              profile=profile, n_samples=n_samples)
+
+    def report(i, value):
         if progress:
-            print(f"lambda {lam:g}, mu {mu:g}: accuracy {rows['clean_accuracy'][-1]:.4f}, "
-                  f"Var {var_e:.4g}, flip {sim.failure_rate:.3g} "
+            lam, mu = settings_grid[i]
+            print(f"lambda {lam:g}, mu {mu:g}: accuracy {value['clean_accuracy']:.4f}, "
+                  f"Var {value['var_exact']:.4g}, flip {value['failure_rate']:.3g} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+    points = run_grid(runner, point, settings_grid, "regularizer_tradeoff", report)
+    rows = {k: [v[k] for v in points] for k in names}
+    profile_name = points[0]["profile"]
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
     lam_arr = np.array([a for a, _ in settings_grid])
     mu_arr = np.array([b for _, b in settings_grid])
@@ -161,6 +160,21 @@ def regularizer_tradeoff(width: int = 128, lambdas=(0.0, 1.0, 10.0, 100.0), mus=
                 "failure_metric": "flip (argmax change), profile default rates, estimator auto",
                 "elapsed_s": time.perf_counter() - started}
     return TradeoffResult(lam=lam_arr, mu=mu_arr, best=best, settings=settings, **arrays)
+
+
+def _setting_point(setting, *, td, X, y, width, depth, epochs, seed, p, profile, n_samples):
+    """One (lambda, mu) setting of :func:`regularizer_tradeoff`: train, then measure."""
+    lam, mu = setting
+    net = train_network(td, (width,) * depth, epochs, seed, lam, mu)
+    var_t, var_e = theory_variances(net, X, hidden_rates(net, p))
+    mapping = map_network(net, profile)
+    sim = simulate(mapping, None, X, y, metric="flip", estimator="auto", n_samples=n_samples,
+                   seed=seed)
+    return {"clean_accuracy": clean_score(net, X, y),
+            "quantized_accuracy": clean_score(mapping.quantized_network(), X, y),
+            "var_taylor": var_t, "var_exact": var_e, "failure_rate": sim.failure_rate,
+            "failure_low": sim.ci_low, "failure_high": sim.ci_high,
+            "q_min": float(q_balance(net)[:-1].min()), "profile": mapping.profile.name}
 
 
 def load_tradeoff(path) -> TradeoffResult:
