@@ -185,7 +185,7 @@ class DaskRunner(Runner):
         held = self._shared.get(id(obj))
         if held is not None and held[0] is obj:
             return held[1]
-        future = client.scatter([obj], hash=False)[0]
+        future = client.scatter([obj], hash=False, broadcast=True)[0]  # (replicas: a dead worker loses nothing)
         self._shared[id(obj)] = (obj, future)
         return future
 
@@ -214,7 +214,7 @@ class DaskRunner(Runner):
         light = copy.copy(work)
         for n in names:
             setattr(light, n, None)
-        light_f = client.scatter([light], hash=False)[0]
+        light_f = client.scatter([light], hash=False, broadcast=True)[0]
         threads = self.threads()
         run_id = uuid.uuid4().hex[:8]
         fastest = math.inf
