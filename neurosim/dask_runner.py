@@ -157,12 +157,6 @@ class DaskRunner(Runner):
             self._cluster.close()
         self.client = self._cluster = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self) -> str:
         return f"<DaskRunner {self.address}>"
 
