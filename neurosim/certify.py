@@ -43,7 +43,7 @@ from neurosim.metrics import METRICS, is_classification
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import Certificate, StratifiedResult, Stratum
-from neurosim.runners import runner_scope
+from neurosim.runner_choice import runner_scope
 from neurosim.simulation import BACKEND, EPS, RUNNER, resolve_eps
 from neurosim.stats import cp_lower, cp_upper, kl_bernoulli, kl_lower, kl_upper
 from neurosim.theory import theory_report

@@ -18,7 +18,8 @@ any map-like callable, scipy's ``workers=`` convention: ``concurrent.futures``'
 pickled to the workers. (Start process pools with "spawn": workers forked from a process that
 already ran Numba's OpenMP kernels die.) :class:`neurosim.DaskRunner` (optional extra ``dask``;
 :mod:`neurosim.dask_runner`) runs them as tasks on a Dask cluster; ``runner="dask"`` or a
-scheduler address (``"tcp://HOST:8786"``) makes one for the run. All checkpoint into the run
+scheduler address (``"tcp://HOST:8786"``) makes one for the run
+(:func:`neurosim.runner_choice.get_runner`). All checkpoint into the run
 file (:class:`Checkpoint`): a checkpoint only ever holds whole, committed blocks, and
 ``resume`` continues from it.
 
@@ -28,7 +29,6 @@ clean cache, labels): a distributed runner ships them to each worker once, not w
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -39,8 +39,11 @@ from neurosim.errors import FileFormatError, NeurosimError, NeurosimWarning, Val
 from neurosim.io.guard import reading
 from neurosim.io.runfile import read_run_file, write_run_file
 
-__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "get_runner", "RunnerError",
-           "runner_scope"]
+__all__ = ["Runner", "SerialRunner", "MapRunner", "Checkpoint", "RunnerError",
+           "SCHEDULER_SCHEMES"]
+
+#: Address schemes of a Dask scheduler that ``runner=`` accepts as a string.
+SCHEDULER_SCHEMES = ("tcp://", "tls://", "ucx://", "inproc://", "ws://", "wss://")
 
 
 class RunnerError(NeurosimError, RuntimeError):
@@ -213,44 +216,3 @@ class MapRunner(Runner):
 
     def __repr__(self) -> str:
         return f"<MapRunner {self.map_like!r}>"
-
-
-def get_runner(runner="serial", owner: str = "simulate") -> Runner:
-    """A :class:`Runner` from ``"serial"``, ``"dask"`` (the scheduler in Dask's configuration),
-    a scheduler address (``"tcp://HOST:8786"``), a Runner, or a map-like callable. A runner
-    made here from a string is closed by :func:`runner_scope`; one passed in is left open."""
-    if isinstance(runner, Runner):
-        return runner
-    if runner is None or runner == "serial":
-        return SerialRunner()
-    if runner == "dask" or is_scheduler_address(runner):
-        from neurosim.dask_runner import DaskRunner
-
-        made = DaskRunner(address=None if runner == "dask" else runner)
-        made._made_by_get_runner = True
-        return made
-    if callable(runner) and not isinstance(runner, str):
-        return MapRunner(runner)
-    raise ValidationError(
-        f"The 'runner' parameter of {owner} must be 'serial', 'dask', a Dask scheduler address "
-        "('tcp://HOST:8786'), a neurosim.runners.Runner or a map-like callable (e.g. "
-        f"ProcessPoolExecutor().map). Got {runner!r} instead."
-    )
-
-
-def is_scheduler_address(value) -> bool:
-    """Whether ``value`` is a string that names a Dask scheduler (``tcp://...``, ...)."""
-    from neurosim.dask_runner import SCHEDULER_SCHEMES
-
-    return isinstance(value, str) and value.startswith(SCHEDULER_SCHEMES)
-
-
-@contextlib.contextmanager
-def runner_scope(runner, owner: str = "simulate"):
-    """``get_runner(runner)`` for the duration of a call; closed after it when made here."""
-    made = get_runner(runner, owner)
-    try:
-        yield made
-    finally:
-        if getattr(made, "_made_by_get_runner", False):
-            made.close()

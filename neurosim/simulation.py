@@ -23,7 +23,8 @@ from neurosim.metrics import DEFAULT_FLIP_EPS, METRICS
 from neurosim.plan import build_plan, resolve_faults
 from neurosim.provenance import data_sha256, network_sha256
 from neurosim.results import SimulationResult, load_result
-from neurosim.runners import Checkpoint, Runner, is_scheduler_address, runner_scope
+from neurosim.runner_choice import is_scheduler_address, runner_scope
+from neurosim.runners import Checkpoint, Runner
 from neurosim.stats import clopper_pearson
 from neurosim.validation import (BOOLEAN, OPEN_UNIT, SAMPLES, SECONDS, SEED, InstanceOf,
                                  Interval, Options, Satisfies, check_inputs, validate_params)

@@ -18,7 +18,8 @@ from neurosim.estimators.exact import ExactSum
 from neurosim.estimators.montecarlo import MonteCarlo, MonteCarloStats
 from neurosim.plan import build_plan
 from neurosim.results import load_result
-from neurosim.runners import MapRunner, get_runner
+from neurosim.runner_choice import get_runner
+from neurosim.runners import MapRunner
 
 
 def _setup():

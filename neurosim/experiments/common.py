@@ -16,7 +16,7 @@ from neurosim.backends import get_backend
 from neurosim.errors import param_error
 from neurosim.faults import FaultModel, NeuronCrash
 from neurosim.plan import build_plan
-from neurosim.runners import runner_scope
+from neurosim.runner_choice import runner_scope
 from neurosim.sampler import sample_faults
 from neurosim.stats import fit_loglog_slope, t_interval
 from neurosim.theory import crash_derivatives, single_fault_terms, taylor_moments
