@@ -33,9 +33,9 @@ import time
 import uuid
 
 from neurosim.errors import MissingExtraError, ValidationError
-from neurosim.runners import Runner, RunnerError
+from neurosim.runners import SCHEDULER_SCHEMES, Runner, RunnerError
 
-__all__ = ["DaskRunner", "TASK_SECONDS", "SCHEDULER_SCHEMES", "import_distributed"]
+__all__ = ["DaskRunner", "TASK_SECONDS", "import_distributed"]
 
 #: Seconds of work a task aims at (well above Dask's ~1 ms per task).
 TASK_SECONDS = 0.5
@@ -43,8 +43,8 @@ TASK_SECONDS = 0.5
 IN_FLIGHT_PER_THREAD = 3
 #: At most this many blocks in one task (a bound on what a lost worker costs).
 MAX_TASK_BLOCKS = 4096
-#: Address schemes of a Dask scheduler that ``runner=`` accepts as a string.
-SCHEDULER_SCHEMES = ("tcp://", "tls://", "ucx://", "inproc://", "ws://", "wss://")
+#: Tries of a scatter that a dying worker breaks.
+SCATTER_TRIES = 4
 
 
 def import_distributed():
@@ -179,9 +179,26 @@ class DaskRunner(Runner):
         held = self._shared.get(id(obj))
         if held is not None and held[0] is obj:
             return held[1]
-        future = client.scatter([obj], hash=False, broadcast=True)[0]  # (replicas: a dead worker loses nothing)
+        future = self._scatter_now(obj)
         self._shared[id(obj)] = (obj, future)
         return future
+
+    def _scatter_now(self, obj):
+        """``obj`` on every worker now (replicas: a worker that dies later loses nothing). A
+        worker that dies during the scatter fails it; the scatter is tried again, on the
+        workers alive then, up to SCATTER_TRIES times."""
+        client = self._client()
+        for attempt in range(1, SCATTER_TRIES + 1):
+            try:
+                return client.scatter([obj], hash=False, broadcast=True,
+                                      timeout=self.timeout)[0]
+            except (OSError, TimeoutError) as exc:  # (CommClosedError is an OSError)
+                if attempt == SCATTER_TRIES:
+                    raise RunnerError(
+                        f"Cannot send this run's network and data to the Dask workers of "
+                        f"{self.address}: {SCATTER_TRIES} tries failed, the last with "
+                        f"{type(exc).__name__}: {exc}. Are the workers alive?") from exc
+                time.sleep(0.5 * attempt)  # (the scheduler notices the dead worker meanwhile)
 
     def map(self, function, blocks):
         """``function(block)`` for every block as its own task (``function`` scattered once);
@@ -208,7 +225,7 @@ class DaskRunner(Runner):
         light = copy.copy(work)
         for n in names:
             setattr(light, n, None)
-        light_f = client.scatter([light], hash=False, broadcast=True)[0]
+        light_f = self._scatter_now(light)
         threads = self.threads()
         run_id = uuid.uuid4().hex[:8]
         fastest = math.inf
