@@ -192,7 +192,10 @@ class DaskRunner(Runner):
             try:
                 return client.scatter([obj], hash=False, broadcast=True,
                                       timeout=self.timeout)[0]
-            except (OSError, TimeoutError) as exc:  # (CommClosedError is an OSError)
+            except (OSError, TimeoutError, KeyError) as exc:
+                # CommClosedError is an OSError; a KeyError naming a worker is the scheduler's
+                # race between listing the workers and replicating onto them when one of them
+                # has just died (distributed's Scheduler.replicate).
                 if attempt == SCATTER_TRIES:
                     raise RunnerError(
                         f"Cannot send this run's network and data to the Dask workers of "
@@ -205,7 +208,7 @@ class DaskRunner(Runner):
         results in the order they finish. For experiments' grid points and other small maps."""
         client = self._client()
         distributed = import_distributed()
-        fn = client.scatter([function], hash=False)[0]
+        fn = self._scatter_now(function)
         futures = [client.submit(_map_task, fn, b, pure=False) for b in blocks]
         try:
             for future in distributed.as_completed(futures):
@@ -291,4 +294,4 @@ def _local_cluster(distributed, workers: int):
     env = {"NUMBA_NUM_THREADS": str(numba_threads), "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, env=env)
+                                    dashboard_address=":0", env=env)
