@@ -1,0 +1,97 @@
+"""The NumPy reference of spiking execution: the time loop of :mod:`neurosim.spiking.snn`
+written out step by step, every row in full, with the neuron equations exactly as
+:mod:`neurosim.spiking.neurons` states them. Slow and plain; the Numba kernels are tested
+against it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim.layers.transforms import MaxPool2d
+
+__all__ = ["run"]
+
+
+def run(snn, X, inputs=None, weights=None, record: bool = False):
+    """The readout ``(n, n_L)`` of rows ``X``.
+
+    Parameters
+    ----------
+    snn : SpikingNetwork
+    X : array_like
+        Inputs, as :meth:`Network.check_input` takes them.
+    inputs : array_like of int, optional
+        The input index of each row (keys its Poisson spike train); default ``0..n-1``.
+    weights : list of ndarray, optional
+        Per layer, dense matrices ``(n, n_l, n_{l-1})`` (one per row) or ``(n_l, n_{l-1})``
+        to use instead of the network's (faulty weights); default the layers' own.
+    record : bool
+        Also return each layer's spike counts ``(n, n_l)`` (graded layers: the sum of their
+        outputs).
+    """
+    net = snn.network
+    X = net.check_input(X)
+    n = X.shape[0]
+    inputs = np.arange(n) if inputs is None else np.asarray(inputs, dtype=np.int64)
+    dtype = net.dtype
+    dt = snn.dt
+    L = net.n_layers
+    widths = net.widths
+    params = [None if m is None else {k: v.astype(dtype) for k, v in m.params(widths[l], dt).items()}
+              for l, m in enumerate(snn.neurons, start=1)]
+    v = [None if p is None else np.broadcast_to(p["v_reset"], (n, widths[l])).copy()
+         for l, p in enumerate(params, start=1)]
+    i = [None if p is None else np.zeros((n, widths[l]), dtype=dtype)
+         for l, p in enumerate(params, start=1)]
+    counts = [np.zeros((n, widths[l]), dtype=dtype) for l in range(L + 1)]
+    pool_counts: dict = {}
+    readout = np.zeros((n, widths[-1]), dtype=dtype)
+    spikes_in = snn.input_spikes(X, inputs) if snn.encoding == "poisson" else None
+    for t in range(snn.T):
+        s = X if spikes_in is None else spikes_in[t]
+        counts[0] += s
+        for l, layer in enumerate(net.layers, start=1):
+            u = _transforms(net, l, s, snn.neurons[l - 2] is not None if l > 1 else
+                            snn.encoding == "poisson", pool_counts, t)
+            if weights is None or weights[l - 1] is None:
+                I = np.asarray(layer.linear(u), dtype=dtype)
+            else:
+                W = weights[l - 1]
+                I = (np.einsum("rij,rj->ri", W, u) if W.ndim == 3 else u @ W.T)
+                I = (I + layer.bias).astype(dtype)
+            p = params[l - 1]
+            if p is None:
+                if l == L and snn.readout == "membrane":
+                    readout += I
+                    s = I
+                    continue
+                s = layer.activation(I).astype(dtype)
+            else:
+                i[l - 1] = p["syn_keep"] * i[l - 1] + p["syn_gain"] * I
+                v[l - 1] = p["keep"] * v[l - 1] + p["leak"] + p["gain"] * i[l - 1]
+                fired = v[l - 1] >= p["threshold"]
+                if snn.neurons[l - 1].reset == "subtract":
+                    v[l - 1] = np.where(fired, v[l - 1] - p["threshold"], v[l - 1])
+                else:
+                    v[l - 1] = np.where(fired, p["v_reset"], v[l - 1])
+                s = fired.astype(dtype)
+                if l == L:
+                    readout += s
+            counts[l] += s
+    readout /= dtype.type(snn.T)
+    return (readout, counts) if record else readout
+
+
+def _transforms(net, l: int, s: np.ndarray, spiking: bool, pool_counts: dict, t: int):
+    """Layer ``l``'s transforms on this step's spikes ``s``; a max pool after spikes gates."""
+    for k, tr in enumerate(net.pre[l - 1]):
+        if spiking and isinstance(tr, MaxPool2d):
+            key = (l, k)
+            if t == 0:
+                pool_counts[key] = np.zeros_like(s)
+            pool_counts[key] += s
+            src = tr._argmax_inputs(pool_counts[key])
+            s = np.take_along_axis(s.reshape(s.shape[0], -1), src, axis=1)
+        else:
+            s = tr.apply(s)
+    return s

@@ -1,0 +1,250 @@
+"""Spiking execution: the neuron equations as documented, the Numba time loop against its
+NumPy reference, the fast layer-by-layer run against the step-by-step reference, ANN-to-SNN
+conversion, and the errors."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim import spiking as sp
+from neurosim.errors import ValidationError
+from neurosim.kernels.spiking import neuron_scan
+from neurosim.spiking.fast import run_fast
+
+
+def _one_neuron(model, T, current, dtype=np.float64):
+    """A 1-input, 1-neuron network read by spike count: the neuron receives ``current``."""
+    net = ns.Network.from_arrays([np.ones((1, 1))], [np.zeros(1)], ["identity"], dtype=dtype)
+    snn = sp.SpikingNetwork(net, [model], T=T, readout="count")
+    return snn, np.full((1, 1), current)
+
+
+@pytest.mark.parametrize("T,expected", [(2, 0), (3, 1), (5, 1), (6, 2), (7, 2), (8, 3),
+                                        (10, 3), (11, 4)])
+def test_if_with_reset_by_subtraction_counts_by_hand(T, expected):
+    # I = 3/8 per step, threshold 1: v = 3/8, 6/8, 9/8 -> spike (1/8), 4/8, 7/8, 10/8 -> spike
+    # (2/8), 5/8, 8/8 -> spike (0), 3/8, 6/8, 9/8 -> spike: steps 3, 6, 8, 11 (v >= threshold
+    # fires: step 8 reaches the threshold exactly).
+    snn, x = _one_neuron(sp.IF(threshold=1.0), T, 0.375)
+    for run in (sp.run, run_fast):
+        out, counts = run(snn, x, record=True)
+        assert counts[1][0, 0] == expected
+        assert out[0, 0] == expected / T
+
+
+def test_reset_to_a_value_starts_there_and_returns_there():
+    # v starts at v_reset = -1/2; I = 1/2: v = 0, 1/2, 1 -> spike (-1/2), 0, 1/2, 1 -> spike.
+    snn, x = _one_neuron(sp.IF(threshold=1.0, reset="value", v_reset=-0.5), 6, 0.5)
+    for run in (sp.run, run_fast):
+        assert run(snn, x, record=True)[1][1][0, 0] == 2
+    snn, x = _one_neuron(sp.IF(threshold=1.0, reset="value", v_reset=-0.5), 5, 0.5)
+    assert sp.run(snn, x, record=True)[1][1][0, 0] == 1
+
+
+def _continuous_form(kind, params, current, T, dt):
+    """Spike steps of the documented continuous-time equations, stepped by forward Euler as
+    written there (not through NeuronModel.params), in float64."""
+    v, i, spikes = params.get("v_reset", 0.0), 0.0, []
+    for t in range(1, T + 1):
+        if kind == "if":
+            v = v + dt * params["r"] * current
+        elif kind == "lif":
+            v = v + dt / params["tau"] * (params["v_leak"] - v + params["r"] * current)
+        else:
+            i = i + dt / params["tau_syn"] * (params["w_in"] * current - i)
+            v = v + dt / params["tau_mem"] * (params["v_leak"] - v + params["r"] * i)
+        if v >= params["threshold"]:
+            spikes.append(t)
+            v = v - params["threshold"] if params["reset"] == "subtract" else params["v_reset"]
+    return spikes
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("if", dict(r=0.7, threshold=0.9, reset="subtract")),
+    ("lif", dict(tau=5.0, v_leak=0.2, r=1.3, threshold=0.8, reset="subtract")),
+    ("lif", dict(tau=3.0, v_leak=0.0, r=2.0, threshold=0.5, reset="value", v_reset=-0.2)),
+    ("cuba_lif", dict(tau_syn=4.0, tau_mem=6.0, v_leak=0.1, r=1.5, w_in=2.0, threshold=0.6,
+                      reset="subtract")),
+    ("cuba_lif", dict(tau_syn=2.0, tau_mem=2.5, v_leak=0.0, r=1.0, w_in=1.0, threshold=0.4,
+                      reset="value", v_reset=0.05)),
+])
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_the_documented_equations_give_the_same_spikes(kind, params, dt):
+    rng = np.random.default_rng(abs(hash((kind, dt))) % 2**32)
+    model = sp.make_neuron({"kind": kind, **params})
+    for current in rng.uniform(0.2, 1.5, size=5):
+        T = 40
+        want = _continuous_form(kind, {"v_reset": 0.0, **params}, current, T, dt)
+        net = ns.Network.from_arrays([np.ones((1, 1))], [np.zeros(1)], ["identity"])
+        snn = sp.SpikingNetwork(net, [model], T=T, dt=dt, readout="count")
+        for t_end in sorted(set(want) | {T}):  # the count up to each spike step
+            got = sp.run(snn.with_T(t_end), np.full((1, 1), current), record=True)[1][1][0, 0]
+            assert got == sum(1 for s in want if s <= t_end), (current, t_end)
+
+
+def _scan_reference(I, p, subtract):
+    """The step loop of neurosim.spiking.reference, on currents (T, n, m)."""
+    T = I.shape[0]
+    i = np.zeros(I.shape[1:], dtype=I.dtype)
+    v = np.broadcast_to(p["v_reset"], I.shape[1:]).astype(I.dtype)
+    out = np.empty_like(I)
+    for t in range(T):
+        i = p["syn_keep"] * i + p["syn_gain"] * I[t]
+        v = p["keep"] * v + p["leak"] + p["gain"] * i
+        fired = v >= p["threshold"]
+        v = np.where(fired, v - p["threshold"], v) if subtract else np.where(fired, p["v_reset"], v)
+        out[t] = fired
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_numba_time_loop_equals_its_numpy_reference_exactly(dtype, seed):
+    rng = np.random.default_rng(seed)
+    m = 17
+    models = [sp.IF(threshold=rng.uniform(0.3, 1.0, m), r=rng.uniform(0.5, 2, m)),
+              sp.LIF(tau=rng.uniform(1.0, 9.0, m), v_leak=rng.normal(0, 0.1, m),
+                     threshold=0.7, reset="value", v_reset=rng.normal(0, 0.1, m)),
+              sp.CubaLIF(tau_syn=rng.uniform(1, 5, m), tau_mem=rng.uniform(1, 9, m),
+                         w_in=rng.uniform(0.5, 2, m), threshold=0.4)]
+    for model in models:
+        I = rng.normal(0.3, 0.6, size=(50, 13, m)).astype(dtype)
+        p = {k: v.astype(dtype) for k, v in model.params(m, 0.75).items()}
+        want = _scan_reference(I, p, model.reset == "subtract")
+        got = np.empty_like(I)
+        neuron_scan(I, p["syn_keep"], p["syn_gain"], p["keep"], p["leak"], p["gain"],
+                    p["threshold"], p["v_reset"], model.reset == "subtract", got)
+        assert 0 < want.sum() < want.size
+        np.testing.assert_array_equal(got, want)
+
+
+def _dyadic_network(seed):
+    """Weights, biases and inputs on a 1/64 grid: every sum is exact in float32, in any order."""
+    rng = np.random.default_rng(seed)
+    W = [rng.integers(-40, 41, size=s) / 64 for s in ((12, 8), (9, 12), (4, 9))]
+    b = [rng.integers(-8, 9, size=s[0]) / 64 for s in ((12,), (9,), (4,))]
+    net = ns.Network.from_arrays(W, b, ["relu", "relu", "identity"], dtype=np.float32)
+    X = rng.integers(0, 65, size=(30, 8)) / 64
+    return net, X
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("encoding", ["current", "poisson"])
+def test_the_fast_run_equals_the_reference_exactly_when_sums_are_exact(seed, encoding):
+    net, X = _dyadic_network(seed)
+    # thresholds and tau on the grid too: dt / tau = 1/2, 1/4 are exact factors
+    for neurons in ([sp.IF(threshold=0.5), sp.IF(threshold=1.0, reset="value"), None],
+                    [sp.LIF(tau=2.0, threshold=0.25), sp.CubaLIF(tau_syn=2.0, tau_mem=4.0,
+                                                                 threshold=0.125), None]):
+        snn = sp.SpikingNetwork(net, neurons, T=24, encoding=encoding, seed=seed)
+        a, ca = sp.run(snn, X, record=True)
+        b, cb = run_fast(snn, X, record=True)
+        assert ca[1].sum() > 0 and ca[2].sum() > 0
+        np.testing.assert_array_equal(b, a)
+        for l in (1, 2):
+            np.testing.assert_array_equal(cb[l], ca[l])
+
+
+@pytest.mark.parametrize("encoding", ["current", "poisson"])
+def test_the_fast_run_matches_the_reference_on_the_bundled_models(encoding):
+    X, _ = ns.load_digits_test()
+    for net in (ns.load_digits_model(), ns.load_digits_conv_model()):  # conv: max pools gated
+        snn = sp.convert(net, X[:100], T=16, encoding=encoding)
+        a, ca = sp.run(snn, X[100:160], record=True)
+        b, cb = run_fast(snn, X[100:160], record=True)
+        # the same spikes everywhere (the currents differ at most in the last bit, from
+        # matrix products of T x n rows instead of n), readouts to float32 rounding
+        for l in range(1, net.n_layers):
+            assert ca[l].sum() > 0
+            np.testing.assert_array_equal(cb[l], ca[l])
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_the_result_does_not_depend_on_numba_threads():
+    X, _ = ns.load_digits_test()
+    snn = sp.convert(ns.load_digits_model(), X[:100], T=16, neuron=sp.LIF(tau=8.0, threshold=0.9))
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run_fast(snn, X[:80])
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        every = run_fast(snn, X[:80])
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one, every)
+
+
+@pytest.mark.parametrize("loader", [ns.load_digits_model, ns.load_digits_conv_model])
+def test_a_converted_bundled_model_is_within_one_point_of_its_ann_at_some_T_up_to_64(loader):
+    X, y = ns.load_digits_test()
+    cal, ev = slice(0, 198), slice(198, None)  # calibrate on one half, score the other
+    net = loader()
+    ann = float(np.mean(net.predict(X[ev]) == y[ev]))
+    snn = sp.convert(net, X[cal])
+    accs = {T: float(np.mean(np.argmax(run_fast(snn.with_T(T), X[ev]), 1) == y[ev]))
+            for T in (8, 16, 32, 64)}
+    assert max(accs.values()) >= ann - 0.01, (ann, accs)
+
+
+def test_the_converted_readout_approaches_the_ann_output_as_T_grows():
+    X, _ = ns.load_digits_test()
+    net = ns.load_digits_model()
+    snn = sp.convert(net, X[:198])
+    z = net.forward(X[198:])
+    err = [float(np.mean(np.abs(run_fast(snn.with_T(T), X[198:]) - z))) for T in (8, 32, 128)]
+    assert err[0] > err[1] > err[2]
+    assert err[2] < 0.05 * float(np.mean(np.abs(z)))
+
+
+def test_conversion_scales_are_the_activation_percentiles():
+    X, _ = ns.load_digits_test()
+    net = ns.load_digits_model()
+    ys = net.forward(X, return_all=True)
+    scales = sp.layer_scales(net, X, 99.0)
+    assert scales == pytest.approx([np.percentile(ys[1], 99.0), np.percentile(ys[2], 99.0)])
+    snn = sp.convert(net, X, percentile=99.0)
+    np.testing.assert_allclose(snn.network.weights[1], net.weights[1] * scales[0] / scales[1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(snn.network.weights[2], net.weights[2] * scales[1], rtol=1e-6)
+    assert snn.network.metadata["snn_conversion"]["scales"] == scales
+
+
+def test_poisson_spike_trains_are_keyed_by_seed_and_input():
+    X, _ = ns.load_digits_test()
+    snn = sp.convert(ns.load_digits_model(), X[:50], T=12, encoding="poisson", seed=3)
+    a = snn.input_spikes(X[:5], np.arange(5))
+    b = snn.input_spikes(X[[3]], np.array([3]))
+    np.testing.assert_array_equal(a[:, 3], b[:, 0])  # a row's train: its input index alone
+    other = sp.SpikingNetwork(snn.network, snn.neurons, T=12, encoding="poisson", seed=4)
+    assert not np.array_equal(other.input_spikes(X[:5], np.arange(5)), a)
+    rate = snn.with_T(4000).input_spikes(X[:2], np.arange(2)).mean(axis=0)
+    assert np.max(np.abs(rate - X[:2])) < 4 * np.sqrt(0.25 / 4000)
+
+
+def test_bad_spiking_arguments_are_clear_errors():
+    net = ns.Network.random([3, 4, 2], seed=0)
+    with pytest.raises(ValidationError, match="T"):
+        sp.SpikingNetwork(net, "if", T=0)
+    with pytest.raises(ValidationError, match="dt / tau"):
+        sp.SpikingNetwork(net, sp.LIF(tau=0.5), dt=1.0)
+    with pytest.raises(ValidationError, match="Unknown neuron model 'lfi'"):
+        sp.SpikingNetwork(net, "lfi")
+    with pytest.raises(ValidationError, match="has 3 values; the layer has 4"):
+        sp.SpikingNetwork(net, sp.IF(threshold=[1.0, 1.0, 1.0]))
+    with pytest.raises(ValidationError, match="no parameter 'tua'"):
+        sp.make_neuron({"kind": "lif", "tua": 3.0})
+    with pytest.raises(ValidationError, match="threshold"):
+        sp.IF(threshold=-1.0)
+    with pytest.raises(ValidationError, match="reset"):
+        sp.IF(reset="zero")
+    with pytest.raises(ValidationError, match="membrane"):
+        sp.SpikingNetwork(net, ["if", "if"])
+    with pytest.raises(ValidationError, match="count"):
+        sp.SpikingNetwork(net, ["if", None], readout="count")
+    with pytest.raises(ValidationError, match=r"\[0, 1\]"):
+        sp.run(sp.SpikingNetwork(net, "if", encoding="poisson"), np.full((1, 3), 2.0))
+    with pytest.raises(ValidationError, match="layer 1 is tanh"):
+        sp.convert(ns.Network.random([3, 4, 2], "tanh", seed=0), np.zeros((2, 3)))
