@@ -122,6 +122,9 @@ class Plan:
     modes: dict = dataclasses.field(default_factory=dict)
     allow_fields: bool = True
     analog: object = None
+    #: The SpikingNetwork when the target runs as spiking neurons (its ``network`` is
+    #: ``network``): the backends then run :mod:`neurosim.backends.spiking`.
+    spiking: object = None
 
     @property
     def n_layers(self) -> int:
@@ -224,7 +227,11 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
     ``fields``: dense stuck cells are drawn as fields (:mod:`neurosim.fields`) where the
     measured costs favour it; False draws every fault as records (the record path's tests).
     """
-    network, mapping = target_network(target, use_float, owner)
+    from neurosim.spiking.snn import SpikingNetwork
+
+    spiking = target if isinstance(target, SpikingNetwork) else None
+    network, mapping = target_network(target if spiking is None else spiking.network, use_float,
+                                      owner)
     faults = as_fault_model(faults, owner)
     if mapping is not None and not use_float:
         # The largest value the word holds on each side (two's complement: 2^(b-1) - 1 up,
@@ -245,7 +252,7 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
         sites=[synapse_sites(layer, l, mapping)
                for l, layer in enumerate(network.layers, start=1)],
         max_weight_pos=max_pos, max_weight_neg=max_neg, fault_types=[], groups=[],
-        allow_fields=bool(fields),
+        allow_fields=bool(fields), spiking=spiking,
     )
     types = faults.in_registry_order()
     for proc in types:

@@ -285,6 +285,8 @@ def _run(target, faults, X, y, metric, eps, n_samples, seed, mode, confidence, u
         "network_sha256": network_sha256(plan.network), "data_sha256": data_sha256(X, y),
         "n_inputs": work.m, "rounds_per_block": work.rounds_per_block,
     }
+    if plan.spiking is not None:  # (absent for graded runs, as in earlier files)
+        config["spiking"] = plan.spiking.spec()
     if plan.fields:  # (absent otherwise, as in files written before fields existed)
         config["fields"] = [[f.layer, f.mode] for f in plan.fields]
     if work.sub_block_draws is not None:  # (likewise)

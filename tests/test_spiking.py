@@ -248,3 +248,127 @@ def test_bad_spiking_arguments_are_clear_errors():
         sp.run(sp.SpikingNetwork(net, "if", encoding="poisson"), np.full((1, 3), 2.0))
     with pytest.raises(ValidationError, match="layer 1 is tanh"):
         sp.convert(ns.Network.random([3, 4, 2], "tanh", seed=0), np.zeros((2, 3)))
+
+
+# --- under faults ---------------------------------------------------------------------------
+
+def _reference_rows(plan, snn, X, batch, row_draw, row_input):
+    """Every faulty row through the step-by-step reference with its draw's faults written out
+    literally: its own weight matrices, crashed outputs forced at every step."""
+    from neurosim.backends.records import apply_weight_records, crash_records
+    from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK
+
+    n, L = row_draw.size, plan.n_layers
+    weights = [np.stack([apply_weight_records(plan.W[l - 1], batch, l, int(d)) for d in row_draw])
+               for l in range(1, L + 1)]
+    forced = [np.full((n, w), np.nan) for w in plan.widths]
+    bias_only = [np.zeros((n, w), dtype=bool) for w in plan.widths[1:]]
+    for r, d in enumerate(row_draw):
+        for l in range(L + 1):
+            for i, mode, value in crash_records(batch, l, int(d)):
+                if mode == CRASH_PAPER and l > 0:
+                    bias_only[l - 1][r, i] = True
+                else:
+                    forced[l][r, i] = value if mode == CRASH_STUCK else 0.0
+    return sp.run(snn, X[row_input], inputs=row_input, weights=weights, forced=forced,
+                  bias_only=bias_only)
+
+
+FAULTY = [ns.NeuronCrash(0.05, layers=(0, 1, 2)) + ns.SynapseStuck(0.01, 0.01),
+          ns.NeuronCrash(0.04, semantics="stuck", value=1.0, layers=(1, 2)),  # saturated
+          ns.NeuronCrash(0.05, semantics="paper", layers=(1, 2, 3)) + ns.SynapseStuck(0.02, 0.0)]
+
+
+@pytest.mark.parametrize("faults", FAULTY, ids=["dead+stuck", "saturated", "paper"])
+@pytest.mark.parametrize("encoding", ["current", "poisson"])
+def test_faulty_rows_equal_the_reference_with_the_faults_written_out(faults, encoding):
+    from neurosim.backends import get_backend
+    from neurosim.plan import build_plan
+    from neurosim.sampler import sample_block
+
+    for seed in range(3):
+        net, X = _dyadic_network(seed)
+        snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0, threshold=0.25),
+                                      None], T=16, encoding=encoding, seed=seed)
+        plan = build_plan(snn, faults, fields=False)
+        m = X.shape[0]
+        batch, _, _, row_draw, row_input = sample_block(plan, seed, 0, 4, m, "transient")
+        assert row_draw.size > 10
+        want = _reference_rows(plan, snn, X, batch, row_draw, row_input)
+        for name in ("numpy", "numba"):
+            backend = get_backend(name)
+            cache = backend.clean_cache(plan, X)
+            np.testing.assert_array_equal(cache.output, sp.run(snn, X))
+            got = backend.propagate(plan, cache, batch, row_draw, row_input)
+            np.testing.assert_array_equal(got, want)
+        assert np.any(got != cache.output[row_input])
+
+
+def test_simulate_and_certify_take_a_spiking_network():
+    X, y = ns.load_digits_test()
+    snn = sp.convert(ns.load_digits_conv_model(), X[:198], T=16)
+    faults = ns.NeuronCrash(0.01) + ns.SynapseStuck(0.001, 0.001)
+    kw = dict(n_samples=6, seed=2, progress=False)
+    a = ns.simulate(snn, faults, X[198:260], y[198:260], backend="numpy", **kw)
+    b = ns.simulate(snn, faults, X[198:260], y[198:260], backend="numba", **kw)
+    assert a.n_faulty_pairs > 0 and a.n_failures > 0
+    assert (a.n_failures, a.n_faulty_pairs) == (b.n_failures, b.n_faulty_pairs)
+    assert a.clean_accuracy == pytest.approx(np.mean(snn.predict(X[198:260]) == y[198:260]))
+    net, Xs = _dyadic_network(2)  # certify: strata and the exact single-fault enumeration
+    small = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.IF(threshold=0.5), None], T=8)
+    ys = small.predict(Xs)
+    cert = ns.certify(small, ns.NeuronCrash(0.002), X=Xs, y=ys, eps=0.5, delta=0.2,
+                      metric="flip", n_samples=20, seed=0, progress=False)
+    assert cert.empirical.rows > 0
+
+
+def test_a_backend_without_spiking_says_so():
+    from neurosim.backends.base import Backend
+    from neurosim.errors import BackendUnsupportedError
+    from neurosim.plan import build_plan
+
+    class Graded(Backend):
+        name = "graded-only"
+
+    net, _ = _dyadic_network(0)
+    plan = build_plan(sp.SpikingNetwork(net, "if"), ns.NeuronCrash(0.1))
+    with pytest.raises(BackendUnsupportedError, match="graded-only backend does not run spiking"):
+        Graded().check(plan)
+
+
+def test_a_run_file_records_the_spiking_execution_and_resume_checks_it(tmp_path):
+    net, X = _dyadic_network(1)
+    y = np.zeros(X.shape[0], dtype=np.int64)
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0), None], T=8)
+    out = tmp_path / "run.h5"
+    kw = dict(n_samples=10, seed=0, progress=False, metric="linf", eps=0.1)
+    first = ns.simulate(snn, ns.NeuronCrash(0.05), X, y, output=out, **kw)
+    again = ns.simulate(snn, ns.NeuronCrash(0.05), X, y, output=out, resume=True, **kw)
+    assert again.n_failures == first.n_failures
+    with pytest.raises(ns.NeurosimError, match="spiking"):
+        ns.simulate(snn.with_T(9), ns.NeuronCrash(0.05), X, y, output=out, resume=True, **kw)
+
+
+def test_a_chip_with_dense_stuck_cells_runs_its_own_weights():
+    """Permanent fields: each chip's stuck cells are written into its weights
+    (Backend.chip_plan) and every input runs through them, as the reference does with those
+    weights."""
+    from neurosim.backends import get_backend
+    from neurosim.fields import stuck_matrix
+    from neurosim.plan import build_plan
+
+    net, X = _dyadic_network(4)
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0, threshold=0.25), None],
+                            T=12)
+    plan = build_plan(snn, ns.SynapseStuck(0.2, 0.1, mode="permanent"))
+    assert len(plan.fields) == 3
+    keys = [11, 12345]
+    for name in ("numpy", "numba"):
+        got = get_backend(name).chip_outputs(plan, keys, X)
+        for c, key in enumerate(keys):
+            weights = list(plan.W)
+            for f in plan.fields:
+                weights[f.layer - 1] = stuck_matrix(weights[f.layer - 1], f, key)
+            want = sp.run(snn, X, weights=weights)
+            np.testing.assert_array_equal(got[c], want)
+            assert not np.array_equal(want, sp.run(snn, X))

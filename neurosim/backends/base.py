@@ -62,8 +62,25 @@ class Backend:
     #: BackendUnsupportedError from :meth:`check`).
     unsupported: ClassVar[dict] = {}
 
+    #: Whether this backend runs spiking networks (:mod:`neurosim.backends.spiking`).
+    spiking: ClassVar[bool] = False
+
     def check(self, plan) -> None:
         """Raise BackendUnsupportedError (naming the reason) if ``plan`` cannot run here."""
+        self.check_spiking(plan)
+
+    def check_spiking(self, plan) -> None:
+        if getattr(plan, "spiking", None) is None:
+            return
+        from neurosim.errors import BackendUnsupportedError
+
+        if not self.spiking:
+            raise BackendUnsupportedError(
+                f"The {self.name} backend does not run spiking networks; use backend='numba' "
+                "or 'numpy'.")
+        if plan.analog is not None:
+            raise BackendUnsupportedError(
+                "Analog crossbar non-idealities are not simulated for spiking networks yet.")
 
     def clean_cache(self, plan, X) -> CleanCache:  # pragma: no cover - overridden
         raise NotImplementedError

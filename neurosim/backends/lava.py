@@ -422,6 +422,7 @@ class LavaBackend(Backend):
         return plan.mapping if self.mode == "fixed_pt" else plan.network
 
     def check(self, plan) -> None:
+        self.check_spiking(plan)
         _check_network(plan.network)
         if plan.fields:
             raise _unsupported("fields")

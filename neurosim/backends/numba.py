@@ -18,24 +18,14 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from neurosim.backends import cone
+from neurosim.backends.records import fault_layer_span
+from neurosim.backends import spiking
 from neurosim.backends.base import (Backend, CleanCache, apply_transforms, register_backend,
                                     transient_fields)
 from neurosim.kernels import field as KF
 from neurosim.kernels import propagate as K
 
 __all__ = ["NumbaBackend", "fault_layer_span", "one_blas_thread", "warmup"]
-
-
-def fault_layer_span(batch, n_layers: int, field_layers=()) -> tuple[np.ndarray, np.ndarray]:
-    """First and last layer with a fault, per draw (n_layers + 1 and -1 for a fault-free draw);
-    a layer in ``field_layers`` counts as faulty in every draw."""
-    has = np.stack([np.diff(batch.ptr[l]) > 0 for l in range(n_layers + 1)])
-    for l in field_layers:
-        has[l] = True
-    any_fault = has.any(axis=0)
-    first = np.where(any_fault, has.argmax(axis=0), n_layers + 1)
-    last = np.where(any_fault, n_layers - has[::-1].argmax(axis=0), -1)
-    return first, last
 
 
 _CONTROLLER = []
@@ -79,9 +69,12 @@ class NumbaBackend(Backend):
     """The fast path: Numba kernels restarting from cached clean activations."""
 
     name = "numba"
+    spiking = True
 
     def clean_cache(self, plan, X) -> CleanCache:
         """Run the inputs once without faults, with the kernels' own activation arithmetic."""
+        if plan.spiking is not None:
+            return spiking.clean_cache(plan, X, engine="numba")
         X = np.ascontiguousarray(X, dtype=plan.dtype)
         if cone.uses_cones(plan.network):
             spec = cone.cone_spec(plan)
@@ -100,6 +93,8 @@ class NumbaBackend(Backend):
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
         row_draw = np.ascontiguousarray(row_draw, dtype=np.int64)
         row_input = np.ascontiguousarray(row_input, dtype=np.int64)
+        if plan.spiking is not None:
+            return spiking.propagate(plan, cache, batch, row_draw, row_input, engine="numba")
         if "cone" in cache.extra:
             with one_blas_thread():  # the conv rows call BLAS in parallel (see cone)
                 return cone.propagate(plan, cache, batch, row_draw, row_input)
@@ -171,7 +166,7 @@ class NumbaBackend(Backend):
         kept transposed (inputs as columns) so that nothing is copied between layers. Layer 1
         reads the same inputs on every chip: its pre-activations are the clean ones plus the
         chip's stuck columns (a tenth of that product at crossbar rates)."""
-        if cone.uses_cones(plan.network) or any(plan.pre):
+        if cone.uses_cones(plan.network) or any(plan.pre) or plan.spiking is not None:
             return super().chip_outputs(plan, keys, X)
         fields = {f.layer: f for f in plan.fields_in("permanent")}
         XT = np.ascontiguousarray(np.asarray(X, dtype=plan.dtype).T)

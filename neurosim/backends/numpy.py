@@ -18,36 +18,15 @@ import contextlib
 
 import numpy as np
 
+from neurosim.backends import spiking
 from neurosim.backends.base import (Backend, CleanCache, apply_transforms, register_backend,
                                     transient_fields)
 from neurosim.errors import BackendUnsupportedError
 from neurosim.fields import stuck_matrix
-from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
+from neurosim.backends.records import apply_weight_records, crash_records
+from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK
 
 __all__ = ["NumpyBackend", "apply_weight_records", "crash_records", "faults_as_parameters"]
-
-
-def apply_weight_records(W: np.ndarray, batch, layer: int, draw: int) -> np.ndarray:
-    """``W`` (not modified) with draw ``draw``'s weight and tile records of ``layer`` applied,
-    in record order; ``W`` itself when there are none."""
-    sl = batch.records(layer, draw)
-    kinds = batch.kind[sl]
-    if not np.any((kinds == REC_WEIGHT) | (kinds == REC_TILE)):
-        return W
-    W = np.array(W, copy=True)
-    for f in range(sl.start, sl.stop):
-        if batch.kind[f] == REC_WEIGHT:
-            W[batch.out_start[f], batch.in_start[f]] = batch.value[f]
-        elif batch.kind[f] == REC_TILE:
-            W[batch.out_start[f]:batch.out_stop[f], batch.in_start[f]:batch.in_stop[f]] = 0
-    return W
-
-
-def crash_records(batch, layer: int, draw: int) -> list[tuple[int, int, float]]:
-    """``(neuron, crash_mode, value)`` of draw ``draw``'s crashes on ``layer``, in record order."""
-    sl = batch.records(layer, draw)
-    return [(int(batch.out_start[f]), int(batch.crash_mode[f]), float(batch.value[f]))
-            for f in range(sl.start, sl.stop) if batch.kind[f] == REC_CRASH]
 
 
 def faults_as_parameters(weights, biases, batch, draw: int):
@@ -91,8 +70,11 @@ class NumpyBackend(Backend):
     """Reference backend: full NumPy forward passes with the faults applied literally."""
 
     name = "numpy"
+    spiking = True
 
     def clean_cache(self, plan, X) -> CleanCache:
+        if plan.spiking is not None:
+            return spiking.clean_cache(plan, X, engine="numpy")
         X = np.ascontiguousarray(X, dtype=plan.dtype)
         Z, Y, U = [X], [X], []
         for l, layer in enumerate(plan.network.layers):
@@ -103,6 +85,8 @@ class NumpyBackend(Backend):
         return CleanCache(X=X, output=Y[-1], Y=Y, Z=Z, U=U)
 
     def propagate(self, plan, cache, batch, row_draw, row_input) -> np.ndarray:
+        if plan.spiking is not None:
+            return spiking.propagate(plan, cache, batch, row_draw, row_input, engine="numpy")
         row_draw = np.asarray(row_draw, dtype=np.int64)
         row_input = np.asarray(row_input, dtype=np.int64)
         draws, inverse = np.unique(row_draw, return_inverse=True)

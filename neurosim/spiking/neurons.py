@@ -31,7 +31,7 @@ reader turns them into these models with the graph's ``dt``; ``dt / tau`` must l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -50,6 +50,11 @@ NEURONS: dict[str, type] = {}
 def _register(cls):
     NEURONS[cls.kind] = cls
     return cls
+
+
+def _names(obj) -> list:
+    """The parameters of a model (its dataclass fields, without the class constants)."""
+    return [f.name for f in fields(obj)]
 
 
 def _parameter(owner: str, name: str, value, positive: bool = False) -> "float | np.ndarray":
@@ -115,7 +120,7 @@ class NeuronModel:
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind}
-        for name in self.__dataclass_fields__:
+        for name in _names(self):
             value = getattr(self, name)
             d[name] = value.tolist() if isinstance(value, np.ndarray) else value
         return d
@@ -123,14 +128,14 @@ class NeuronModel:
     def __eq__(self, other):
         return type(other) is type(self) and all(
             np.array_equal(np.asarray(getattr(self, n)), np.asarray(getattr(other, n)))
-            for n in self.__dataclass_fields__)
+            for n in _names(self))
 
     def __hash__(self):
         return hash((self.kind, self.reset))
 
     def __repr__(self):
         parts = []
-        for name in self.__dataclass_fields__:
+        for name in _names(self):
             value = getattr(self, name)
             parts.append(f"{name}=<{value.size} values>" if isinstance(value, np.ndarray)
                          else f"{name}={value!r}")
@@ -229,10 +234,10 @@ def make_neuron(spec) -> "NeuronModel | None":
                 f"Unknown neuron model {kind!r} in {spec!r}; expected 'graded' or one of "
                 f"{', '.join(map(repr, NEURONS))}.")
         cls = NEURONS[kind]
-        unknown = set(d) - set(cls.__dataclass_fields__)
+        unknown = set(d) - set(_names(cls))
         if unknown:
             raise ValidationError(
                 f"{cls.__name__} has no parameter {', '.join(sorted(map(repr, unknown)))}; its "
-                f"parameters are {', '.join(cls.__dataclass_fields__)}.")
+                f"parameters are {', '.join(_names(cls))}.")
         return cls(**d)
     raise ValidationError(f"A neuron model must be a NeuronModel, a name or a dict; got {spec!r}.")

@@ -12,7 +12,8 @@ from neurosim.layers.transforms import MaxPool2d
 __all__ = ["run"]
 
 
-def run(snn, X, inputs=None, weights=None, record: bool = False):
+def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
+        bias_only=None):
     """The readout ``(n, n_L)`` of rows ``X``.
 
     Parameters
@@ -28,6 +29,12 @@ def run(snn, X, inputs=None, weights=None, record: bool = False):
     record : bool
         Also return each layer's spike counts ``(n, n_l)`` (graded layers: the sum of their
         outputs).
+    forced : list of ndarray, optional
+        Per layer 0..L, ``(n, n_l)``: an output held at this value at every step (a crash:
+        0 for a dead neuron, ``v`` when stuck), NaN where the neuron is not forced.
+    bias_only : list of ndarray, optional
+        Per layer 1..L (index ``l - 1``), ``(n, n_l)`` bool: the neuron's current is its bias
+        alone (the ``paper`` crash).
     """
     net = snn.network
     X = net.check_input(X)
@@ -49,6 +56,7 @@ def run(snn, X, inputs=None, weights=None, record: bool = False):
     spikes_in = snn.input_spikes(X, inputs) if snn.encoding == "poisson" else None
     for t in range(snn.T):
         s = X if spikes_in is None else spikes_in[t]
+        s = _force(s, forced, 0)
         counts[0] += s
         for l, layer in enumerate(net.layers, start=1):
             u = _transforms(net, l, s, snn.neurons[l - 2] is not None if l > 1 else
@@ -59,13 +67,15 @@ def run(snn, X, inputs=None, weights=None, record: bool = False):
                 W = weights[l - 1]
                 I = (np.einsum("rij,rj->ri", W, u) if W.ndim == 3 else u @ W.T)
                 I = (I + layer.bias).astype(dtype)
+            if bias_only is not None and bias_only[l - 1] is not None:
+                I = np.where(bias_only[l - 1], layer.bias.astype(dtype), I).astype(dtype)
             p = params[l - 1]
             if p is None:
                 if l == L and snn.readout == "membrane":
-                    readout += I
-                    s = I
+                    s = _force(I, forced, l)
+                    readout += s
                     continue
-                s = layer.activation(I).astype(dtype)
+                s = _force(layer.activation(I).astype(dtype), forced, l)
             else:
                 i[l - 1] = p["syn_keep"] * i[l - 1] + p["syn_gain"] * I
                 v[l - 1] = p["keep"] * v[l - 1] + p["leak"] + p["gain"] * i[l - 1]
@@ -74,12 +84,18 @@ def run(snn, X, inputs=None, weights=None, record: bool = False):
                     v[l - 1] = np.where(fired, v[l - 1] - p["threshold"], v[l - 1])
                 else:
                     v[l - 1] = np.where(fired, p["v_reset"], v[l - 1])
-                s = fired.astype(dtype)
+                s = _force(fired.astype(dtype), forced, l)
                 if l == L:
                     readout += s
             counts[l] += s
     readout /= dtype.type(snn.T)
     return (readout, counts) if record else readout
+
+
+def _force(s, forced, l):
+    if forced is None or forced[l] is None:
+        return s
+    return np.where(np.isnan(forced[l]), s, forced[l]).astype(s.dtype)
 
 
 def _transforms(net, l: int, s: np.ndarray, spiking: bool, pool_counts: dict, t: int):

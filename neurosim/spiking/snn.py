@@ -118,6 +118,12 @@ class SpikingNetwork:
         """1-based indices of the layers with a neuron model."""
         return [l for l, m in enumerate(self.neurons, start=1) if m is not None]
 
+    def spec(self) -> dict:
+        """What a run file's config records of the spiking execution (JSON-able)."""
+        return {"neurons": [None if m is None else m.to_dict() for m in self.neurons],
+                "T": self.T, "dt": self.dt, "encoding": self.encoding, "readout": self.readout,
+                "seed": self.seed}
+
     def with_T(self, T: int) -> "SpikingNetwork":
         return SpikingNetwork(self.network, self.neurons, T, self.dt, self.encoding,
                               self.readout, self.seed)
