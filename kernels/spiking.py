@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["neuron_scan"]
+__all__ = ["neuron_scan", "changed_scan", "changed_readout"]
 
 
 @njit(cache=True, parallel=True)
@@ -37,3 +37,73 @@ def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, sub
                         v = v_reset[j]
                 else:
                     spikes[t, r, j] = zero
+
+
+@njit(cache=True, parallel=True)
+def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, leak, gain,
+                 threshold, v_reset, subtract, spikes):
+    """The neuron loop of faulty rows ``rows`` whose layer differs from the clean one only in
+    its inputs: each step's currents are the input's clean ones ``I_c[t, inputs[r]]`` plus
+    ``(s_in - U_c) Wt`` over the inputs that differ, then :func:`neuron_scan`'s update.
+    ``s_in (steps, n, k)``: the rows' inputs (after transforms); ``U_c``, ``I_c``: the clean
+    inputs and currents of every input (``steps`` 1: constant in time)."""
+    steps = s_in.shape[0]
+    k = s_in.shape[2]
+    m = I_c.shape[2]
+    one = I_c.dtype.type(1)
+    zero = I_c.dtype.type(0)
+    for q in prange(rows.size):
+        r = rows[q]
+        x = inputs[r]
+        cur = np.empty(m, dtype=I_c.dtype)
+        i = np.zeros(m, dtype=I_c.dtype)
+        v = v_reset.copy()
+        for t in range(T):
+            if t == 0 or steps > 1:
+                ts = t if steps > 1 else 0
+                for o in range(m):
+                    cur[o] = I_c[ts, x, o]
+                for j in range(k):
+                    d = s_in[ts, r, j] - U_c[ts, x, j]
+                    if d != 0:
+                        for o in range(m):
+                            cur[o] += Wt[j, o] * d
+            for o in range(m):
+                i[o] = syn_keep[o] * i[o] + syn_gain[o] * cur[o]
+                v[o] = keep[o] * v[o] + leak[o] + gain[o] * i[o]
+                if v[o] >= threshold[o]:
+                    spikes[t, r, o] = one
+                    if subtract:
+                        v[o] = v[o] - threshold[o]
+                    else:
+                        v[o] = v_reset[o]
+                else:
+                    spikes[t, r, o] = zero
+
+
+@njit(cache=True, parallel=True)
+def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, T, readout):
+    """The membrane readout (the sum over ``T`` steps of the currents, added step by step) of
+    faulty rows whose output layer differs from the clean one only in its inputs (see
+    :func:`changed_scan`)."""
+    steps = s_in.shape[0]
+    k = s_in.shape[2]
+    m = I_c.shape[2]
+    for q in prange(rows.size):
+        r = rows[q]
+        x = inputs[r]
+        cur = np.empty(m, dtype=I_c.dtype)
+        for o in range(m):
+            readout[r, o] = 0
+        for t in range(T):
+            if t == 0 or steps > 1:
+                ts = t if steps > 1 else 0
+                for o in range(m):
+                    cur[o] = I_c[ts, x, o]
+                for j in range(k):
+                    d = s_in[ts, r, j] - U_c[ts, x, j]
+                    if d != 0:
+                        for o in range(m):
+                            cur[o] += Wt[j, o] * d
+            for o in range(m):
+                readout[r, o] += cur[o]

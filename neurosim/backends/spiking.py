@@ -27,11 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from neurosim.backends.base import CleanCache, transient_fields
-from neurosim.backends.records import (apply_weight_records, crash_records, fault_layer_span,
-                                       has_weight_records)
+from neurosim.backends.records import apply_weight_records, fault_layer_span
 from neurosim.fields import stuck_matrix
-from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK
-from neurosim.kernels.spiking import neuron_scan
+from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
+from neurosim.kernels.spiking import changed_readout, changed_scan, neuron_scan
 from neurosim.layers.transforms import MaxPool2d
 
 __all__ = ["clean_cache", "propagate"]
@@ -76,77 +75,173 @@ def _is_spiking(snn, l: int) -> bool:
     return snn.encoding == "poisson" if l == 0 else snn.neurons[l - 1] is not None
 
 
-def _layers(plan, s, first, inputs, groups=None, batch=None, fields=(), engine="numba",
-            keep=False):
+def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", keep=False,
+            clean=None):
     """Run layers ``first..L`` from ``s`` (layer ``first - 1``'s outputs, ``(steps, n, w)``).
 
-    ``groups``: ``[(draw, rows)]`` of the rows' fault draws in ``batch``. Returns the readout
-    and, with ``keep``, every layer's outputs from ``first - 1`` on."""
+    ``draws``: each row's fault draw in ``batch`` (None: no faults). ``clean``: ``(cache,
+    inputs, inputs_clean)``: the rows' currents start from their inputs' clean currents plus
+    the inputs that differ (the numba engine; ``inputs_clean``: layer ``first``'s inputs are
+    the clean ones); without it they are computed in full. Returns the readout and,
+    with ``keep``, every layer's outputs and ``(inputs after transforms, currents)`` from
+    ``first - 1`` on."""
     snn = plan.spiking
     T, L, dtype = snn.T, plan.n_layers, plan.dtype
     kept = [s] if keep else None
+    currents = [] if keep else None
     n = s.shape[1]
     readout = None
     for l in range(first, L + 1):
         layer = plan.network.layers[l - 1]
         u = _transforms(plan, l, s, _is_spiking(snn, l - 1))
-        steps = u.shape[0]
-        if isinstance(plan.W, list):  # a chip's weights (Plan.with_weights): its matrices
-            I = (u @ plan.W[l - 1].T + plan.b[l - 1]).astype(dtype)
-        else:  # the network's own (LayerMatrices): its layers' linear maps
-            I = np.asarray(layer.linear(u.reshape((steps * n,) + u.shape[2:])), dtype=dtype)
-            I = I.reshape(steps, n, -1)
-        crashes = []
-        if groups is not None:
-            W = None
-            for d, rows in groups:
-                W_d = None
-                if has_weight_records(batch, l, d):
-                    W = plan.W[l - 1] if W is None else W
-                    W_d = apply_weight_records(W, batch, l, d)
-                for f in fields:
-                    if f.layer == l:
-                        W = plan.W[l - 1] if W is None else W
-                        W_d = stuck_matrix(W if W_d is None else W_d, f, int(batch.keys[d]))
-                if W_d is not None:
-                    I[:, rows] = (u[:, rows] @ W_d.T + plan.b[l - 1]).astype(dtype)
-                for i, mode, value in crash_records(batch, l, d):
-                    crashes.append((rows, i, mode, value))
-                    if mode == CRASH_PAPER:
-                        I[:, rows, i] = plan.b[l - 1][i]
         model = snn.neurons[l - 1]
-        if model is None and l == L and snn.readout == "membrane":
-            out = _override(I, crashes)
-            readout = np.zeros((n, out.shape[2]), dtype=dtype)
+        membrane = model is None and l == L and snn.readout == "membrane"
+        crashes, weight_draws = None, np.zeros(0, dtype=np.int64)
+        if draws is not None:
+            weight_draws, crashes = _layer_records(batch, l, draws)
+            if any(f.layer == l for f in fields):  # (a transient field: every draw)
+                weight_draws = np.unique(draws)
+        full = np.arange(n)
+        fast = None
+        if clean is not None and (model is not None or membrane):
+            # rows whose layer differs from the clean one only in its inputs take the fused
+            # kernels; rows with weight faults or paper crashes here are computed in full
+            special = np.isin(draws, weight_draws)
+            c_rows, _, c_modes, _ = crashes
+            special[c_rows[(c_modes == CRASH_PAPER) | membrane]] = True
+            fast, full = np.flatnonzero(~special), np.flatnonzero(special)
+        I = _currents(plan, layer, l, u, full, draws, batch, fields, weight_draws, crashes)
+        sub = _subset(crashes, full, n)
+        if fast is not None:
+            cache, inputs, _ = clean
+            U_c, I_c = cache.extra["currents"][l - 1]
+            Wt = _transposed(cache, plan, l)
+            u = np.ascontiguousarray(u)
+        if membrane:
+            readout = np.empty((n, I.shape[2]), dtype=dtype)
+            if fast is not None and fast.size:
+                changed_readout(fast, inputs, u, U_c, I_c, Wt, T, readout)
+            out = _override(I, sub)
+            part = np.zeros((full.size, I.shape[2]), dtype=dtype)
             for t in range(T):
-                readout += out[0 if out.shape[0] == 1 else t]
-            s = out
+                part += out[0 if out.shape[0] == 1 else t]
+            readout[full] = part
+            s = None
         elif model is None:
-            s = _override(layer.activation(I).astype(dtype), crashes)
+            s = _override(layer.activation(I).astype(dtype), sub)
         else:
-            s = _scan(np.broadcast_to(I, (T,) + I.shape[1:]), model, snn.dt, dtype, engine)
-            s = _override(s, crashes)
+            spikes = np.empty((T, n, I.shape[2]), dtype=dtype)
+            if fast is not None and fast.size and l == first and clean[2]:
+                # the first faulty layer: these rows' inputs are their clean ones, so are
+                # their outputs before the crashes
+                spikes[:, fast] = cache.extra["spikes"][l][:, inputs[fast]]
+            elif fast is not None and fast.size:
+                p = {k: v.astype(dtype) for k, v in model.params(I.shape[2], snn.dt).items()}
+                changed_scan(fast, inputs, u, U_c, I_c, Wt, T, p["syn_keep"], p["syn_gain"],
+                             p["keep"], p["leak"], p["gain"], p["threshold"], p["v_reset"],
+                             model.reset == "subtract", spikes)
+            if full.size:
+                spikes[:, full] = _scan(np.broadcast_to(I, (T,) + I.shape[1:]), model, snn.dt,
+                                        dtype, engine)
+            s = _override(spikes, crashes, inplace=True)
             if l == L:
                 readout = np.zeros((n, s.shape[2]), dtype=dtype)
                 for t in range(T):
                     readout += s[t]
         if keep:
-            kept.append(s)
+            kept.append(I if s is None else s)
+            currents.append((u, I))
     readout /= dtype.type(T)
-    return readout, kept
+    return (readout, kept, currents) if keep else (readout, None)
 
 
-def _override(s, crashes):
+def _currents(plan, layer, l, u, rows, draws, batch, fields, weight_draws, crashes):
+    """The currents ``(steps, rows, n_l)`` of rows ``rows`` computed in full: the layer's
+    linear map (a chip's matrix after Plan.with_weights), each draw's weight records and
+    fields written into its matrix, paper crashes' currents set to the bias."""
+    dtype = plan.dtype
+    u = u[:, rows]
+    steps, n = u.shape[:2]
+    if n == 0:
+        return np.zeros((steps, 0, plan.widths[l]), dtype=dtype)
+    if isinstance(plan.W, list):  # a chip's weights (Plan.with_weights): its matrices
+        I = (u @ plan.W[l - 1].T + plan.b[l - 1]).astype(dtype)
+    else:  # the network's own (LayerMatrices): its layers' linear maps
+        I = np.asarray(layer.linear(u.reshape((steps * n,) + u.shape[2:])), dtype=dtype)
+        I = I.reshape(steps, n, plan.widths[l])
+    if draws is None:
+        return I
+    mine = draws[rows]
+    for d in weight_draws:
+        local = np.flatnonzero(mine == d)
+        if local.size == 0:
+            continue
+        W_d = apply_weight_records(plan.W[l - 1], batch, l, int(d))
+        for f in fields:
+            if f.layer == l:
+                W_d = stuck_matrix(W_d, f, int(batch.keys[d]))
+        if W_d is not plan.W[l - 1]:
+            I[:, local] = (u[:, local] @ W_d.T + plan.b[l - 1]).astype(dtype)
+    c_rows, neurons, modes, _ = _subset(crashes, rows, draws.size)
+    paper = modes == CRASH_PAPER
+    if paper.any():
+        I[:, c_rows[paper], neurons[paper]] = plan.b[l - 1][neurons[paper]]
+    return I
+
+
+def _subset(crashes, rows, n):
+    """``crashes`` of rows ``rows`` only, renumbered as positions in ``rows``."""
+    if crashes is None:
+        return None
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[rows] = np.arange(rows.size)
+    c_rows, neurons, modes, values = crashes
+    keep = pos[c_rows] >= 0
+    return pos[c_rows[keep]], neurons[keep], modes[keep], values[keep]
+
+
+def _layer_records(batch, l: int, draws: np.ndarray):
+    """The draws (of ``draws``) with weight or tile records on layer ``l``, and the crash
+    records of the rows as arrays ``(rows, neurons, modes, values)``, the last record of a
+    (row, neuron) only (record order is application order)."""
+    ptr = batch.ptr[l]
+    start, stop = ptr[draws], ptr[draws + 1]
+    counts = stop - start
+    total = int(counts.sum())
+    empty = np.zeros(0, dtype=np.int64)
+    if total == 0:
+        return empty, (empty, empty, empty, np.zeros(0))
+    rows = np.repeat(np.arange(draws.size), counts)
+    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    recs = np.repeat(start, counts) + offset
+    kinds = batch.kind[recs]
+    weight = (kinds == REC_WEIGHT) | (kinds == REC_TILE)
+    weight_draws = np.unique(draws[rows[weight]])
+    crash = kinds == REC_CRASH
+    rows, recs = rows[crash], recs[crash]
+    neurons = batch.out_start[recs].astype(np.int64)
+    # keep the last record of each (row, neuron): reversed, the first of each pair
+    key = rows * (int(neurons.max()) + 1 if neurons.size else 1) + neurons
+    _, last = np.unique(key[::-1], return_index=True)
+    pick = (key.size - 1 - last)
+    rows, neurons, recs = rows[pick], neurons[pick], recs[pick]
+    return weight_draws, (rows, neurons, batch.crash_mode[recs].astype(np.int64),
+                          batch.value[recs])
+
+
+def _override(s, crashes, inplace=False):
     """Crashed neurons' outputs at every step (see the module docstring; a ``paper`` crash
-    acted on the current already)."""
-    if not any(mode != CRASH_PAPER for _, _, mode, _ in crashes):
+    acted on the current already); ``inplace``: ``s`` is this layer's own array."""
+    if crashes is None:
         return s
-    s = np.array(s, copy=True)
-    for rows, i, mode, value in crashes:
-        if mode == CRASH_STUCK:
-            s[:, rows, i] = value
-        elif mode != CRASH_PAPER:
-            s[:, rows, i] = 0
+    rows, neurons, modes, values = crashes
+    held = modes != CRASH_PAPER
+    if not held.any():
+        return s
+    if not inplace:
+        s = np.array(s, copy=True)
+    rows, neurons, modes, values = rows[held], neurons[held], modes[held], values[held]
+    s[:, rows, neurons] = np.where(modes == CRASH_STUCK, values, 0).astype(s.dtype)
     return s
 
 
@@ -156,8 +251,16 @@ def clean_cache(plan, X, engine: str):
     X = np.ascontiguousarray(X, dtype=plan.dtype)
     n = X.shape[0]
     s0 = X[None] if snn.encoding == "current" else snn.input_spikes(X, np.arange(n))
-    readout, kept = _layers(plan, s0, 1, np.arange(n), engine=engine, keep=True)
-    return CleanCache(X=X, output=readout, extra={"spikes": kept})
+    readout, kept, currents = _layers(plan, s0, 1, engine=engine, keep=True)
+    return CleanCache(X=X, output=readout, extra={"spikes": kept, "currents": currents})
+
+
+def _transposed(cache, plan, l: int) -> np.ndarray:
+    """Layer ``l``'s matrix transposed, contiguous (kept in the cache's extras)."""
+    key = ("Wt", l)
+    if key not in cache.extra:
+        cache.extra[key] = np.ascontiguousarray(np.asarray(plan.W[l - 1], dtype=plan.dtype).T)
+    return cache.extra[key]
 
 
 def propagate(plan, cache, batch, row_draw, row_input, engine: str):
@@ -175,13 +278,14 @@ def propagate(plan, cache, batch, row_draw, row_input, engine: str):
             continue
         sel = np.flatnonzero(first_rows == f)
         start = max(int(f), 1)
-        s = np.array(trains[start - 1][:, row_input[sel]], copy=True)
-        draws, inverse = np.unique(row_draw[sel], return_inverse=True)
-        groups = [(int(d), np.flatnonzero(inverse == k)) for k, d in enumerate(draws)]
+        s = trains[start - 1][:, row_input[sel]]  # (a copy: fancy indexing)
+        draws = row_draw[sel]
         if f == 0:  # crashed inputs, at every step (an input has no bias: paper is silent)
-            s = _override(s, [(rows, i, CRASH_STUCK if mode == CRASH_STUCK else -1, value)
-                              for d, rows in groups
-                              for i, mode, value in crash_records(batch, 0, d)])
-        readout, _ = _layers(plan, s, start, row_input[sel], groups, batch, fields, engine)
+            _, (rows, neurons, modes, values) = _layer_records(batch, 0, draws)
+            modes = np.where(modes == CRASH_STUCK, CRASH_STUCK, -1)
+            s = _override(s, (rows, neurons, modes, values), inplace=True)
+        clean = ((cache, row_input[sel], f >= 1)  # (f = 0: the inputs themselves are faulty)
+                 if engine == "numba" and not isinstance(plan.W, list) else None)
+        readout, _ = _layers(plan, s, start, draws, batch, fields, engine, clean=clean)
         out[sel] = readout
     return out
