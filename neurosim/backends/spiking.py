@@ -2,22 +2,29 @@
 backends hand to the estimators for a plan built from a
 :class:`~neurosim.spiking.snn.SpikingNetwork` (``plan.spiking``).
 
-The clean run keeps every layer's output over time (``(steps, n_inputs, n_l)``; ``steps`` is 1
-while the signal is still constant in time: the input under constant-current encoding, and
-graded layers fed by it). A faulty row starts from its input's clean outputs of the layer
-before its draw's first faulty layer and runs the layers from there, layer by layer over all
-``T`` steps (:mod:`neurosim.spiking.fast`):
+The clean run keeps every layer's output, inputs after transforms and currents over time
+(``(steps, n_inputs, n_l)``; ``steps`` is 1 while the signal is still constant in time: the
+input under constant-current encoding, and graded layers fed by it). A faulty row starts from
+its input's clean outputs of the layer before its draw's first faulty layer and runs the layers
+from there, layer by layer over all ``T`` steps:
 
-* every row's currents go through the layer's linear map at once; the rows of a draw with weight
-  faults (stuck synapses, bit flips, failed tiles, transient stuck fields) in this layer are
-  computed again with that draw's matrix (its records written in, record order), as the NumPy
-  backend does;
+* a row whose draw has weight faults (stuck synapses, bit flips, failed tiles, transient stuck
+  fields) or a paper crash in a layer is computed there in full, with that draw's matrix (its
+  records written in, record order);
+* with the numba engine, every other row takes the fused kernels of
+  :mod:`neurosim.kernels.spiking`: its currents are its input's clean currents plus the inputs
+  that changed, and the neuron loop runs inside (at the draw's first faulty layer such a row's
+  inputs are the clean ones, and so are its outputs before the crashes); the numpy engine
+  computes every row in full and runs the NumPy step loop;
 * a neuron crash acts on the neuron's output at every step: ``silent`` (a dead neuron: it never
   spikes, a graded one outputs 0), ``stuck`` at ``v`` (it emits ``v`` at every step: ``v = 1``
   is a saturated neuron that spikes at every step), ``paper`` (its input current is its bias
-  alone: it keeps integrating ``b_i``);
-* the neuron loop is the Numba kernel (``engine="numba"``) or the NumPy step loop
-  (``engine="numpy"``): the same operations, so both backends give the same spikes.
+  alone: it keeps integrating ``b_i``).
+
+The neuron updates are the same operations in both engines; the currents differ in rounding
+only (a full product against clean currents plus changes), so both give the same spikes except
+where a membrane lands within rounding of its threshold, and exactly the same results where the
+sums are exact (tests/test_spiking.py).
 
 Fault-free rows never get here (the estimators give them the clean output).
 """
