@@ -39,6 +39,19 @@ def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, sub
                     spikes[t, r, j] = zero
 
 
+@njit(cache=True, inline="always")
+def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt):
+    """Row ``r``'s currents at step ``ts``: input ``x``'s clean ones plus ``(s_in - U_c) Wt``
+    over the inputs that differ."""
+    for o in range(cur.size):
+        cur[o] = I_c[ts, x, o]
+    for j in range(s_in.shape[2]):
+        d = s_in[ts, r, j] - U_c[ts, x, j]
+        if d != 0:
+            for o in range(cur.size):
+                cur[o] += Wt[j, o] * d
+
+
 @njit(cache=True, parallel=True)
 def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, leak, gain,
                  threshold, v_reset, subtract, spikes):
@@ -60,14 +73,7 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, 
         v = v_reset.copy()
         for t in range(T):
             if t == 0 or steps > 1:
-                ts = t if steps > 1 else 0
-                for o in range(m):
-                    cur[o] = I_c[ts, x, o]
-                for j in range(k):
-                    d = s_in[ts, r, j] - U_c[ts, x, j]
-                    if d != 0:
-                        for o in range(m):
-                            cur[o] += Wt[j, o] * d
+                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt)
             for o in range(m):
                 i[o] = syn_keep[o] * i[o] + syn_gain[o] * cur[o]
                 v[o] = keep[o] * v[o] + leak[o] + gain[o] * i[o]
@@ -97,13 +103,6 @@ def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, T, readout):
             readout[r, o] = 0
         for t in range(T):
             if t == 0 or steps > 1:
-                ts = t if steps > 1 else 0
-                for o in range(m):
-                    cur[o] = I_c[ts, x, o]
-                for j in range(k):
-                    d = s_in[ts, r, j] - U_c[ts, x, j]
-                    if d != 0:
-                        for o in range(m):
-                            cur[o] += Wt[j, o] * d
+                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt)
             for o in range(m):
                 readout[r, o] += cur[o]

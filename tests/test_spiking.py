@@ -85,21 +85,6 @@ def test_the_documented_equations_give_the_same_spikes(kind, params, dt):
             assert got == sum(1 for s in want if s <= t_end), (current, t_end)
 
 
-def _scan_reference(I, p, subtract):
-    """The step loop of neurosim.spiking.reference, on currents (T, n, m)."""
-    T = I.shape[0]
-    i = np.zeros(I.shape[1:], dtype=I.dtype)
-    v = np.broadcast_to(p["v_reset"], I.shape[1:]).astype(I.dtype)
-    out = np.empty_like(I)
-    for t in range(T):
-        i = p["syn_keep"] * i + p["syn_gain"] * I[t]
-        v = p["keep"] * v + p["leak"] + p["gain"] * i
-        fired = v >= p["threshold"]
-        v = np.where(fired, v - p["threshold"], v) if subtract else np.where(fired, p["v_reset"], v)
-        out[t] = fired
-    return out
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("seed", range(4))
 def test_the_numba_time_loop_equals_its_numpy_reference_exactly(dtype, seed):
@@ -113,7 +98,7 @@ def test_the_numba_time_loop_equals_its_numpy_reference_exactly(dtype, seed):
     for model in models:
         I = rng.normal(0.3, 0.6, size=(50, 13, m)).astype(dtype)
         p = {k: v.astype(dtype) for k, v in model.params(m, 0.75).items()}
-        want = _scan_reference(I, p, model.reset == "subtract")
+        want = sp.neuron_loop(I, p, model.reset == "subtract")
         got = np.empty_like(I)
         neuron_scan(I, p["syn_keep"], p["syn_gain"], p["keep"], p["leak"], p["gain"],
                     p["threshold"], p["v_reset"], model.reset == "subtract", got)

@@ -39,6 +39,7 @@ from neurosim.fields import stuck_matrix
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
 from neurosim.kernels.spiking import changed_readout, changed_scan, neuron_scan
 from neurosim.layers.transforms import MaxPool2d
+from neurosim.spiking.reference import neuron_loop
 
 __all__ = ["clean_cache", "propagate"]
 
@@ -52,16 +53,7 @@ def _scan(I, model, dt, dtype, engine):
         neuron_scan(np.ascontiguousarray(I), p["syn_keep"], p["syn_gain"], p["keep"], p["leak"],
                     p["gain"], p["threshold"], p["v_reset"], subtract, out)
         return out
-    i = np.zeros(I.shape[1:], dtype=dtype)
-    v = np.broadcast_to(p["v_reset"], I.shape[1:]).astype(dtype)
-    out = np.empty(I.shape, dtype=dtype)
-    for t in range(I.shape[0]):
-        i = p["syn_keep"] * i + p["syn_gain"] * I[t]
-        v = p["keep"] * v + p["leak"] + p["gain"] * i
-        fired = v >= p["threshold"]
-        v = np.where(fired, v - p["threshold"], v) if subtract else np.where(fired, p["v_reset"], v)
-        out[t] = fired
-    return out
+    return neuron_loop(np.ascontiguousarray(I), p, subtract)
 
 
 def _transforms(plan, l, s, spiking):

@@ -9,7 +9,7 @@ import numpy as np
 
 from neurosim.layers.transforms import MaxPool2d
 
-__all__ = ["run"]
+__all__ = ["run", "neuron_loop"]
 
 
 def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
@@ -90,6 +90,22 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
             counts[l] += s
     readout /= dtype.type(snn.T)
     return (readout, counts) if record else readout
+
+
+def neuron_loop(I, p, subtract: bool) -> np.ndarray:
+    """Spikes ``(T, n, m)`` of neurons with factors ``p`` (NeuronModel.params, in ``I``'s
+    dtype) for currents ``I (T, n, m)``: the step loop of :func:`run` for one layer, what the
+    numpy backend runs and the Numba kernels are tested against."""
+    i = np.zeros(I.shape[1:], dtype=I.dtype)
+    v = np.broadcast_to(p["v_reset"], I.shape[1:]).astype(I.dtype)
+    out = np.empty(I.shape, dtype=I.dtype)
+    for t in range(I.shape[0]):
+        i = p["syn_keep"] * i + p["syn_gain"] * I[t]
+        v = p["keep"] * v + p["leak"] + p["gain"] * i
+        fired = v >= p["threshold"]
+        v = np.where(fired, v - p["threshold"], v) if subtract else np.where(fired, p["v_reset"], v)
+        out[t] = fired
+    return out
 
 
 def _force(s, forced, l):
