@@ -40,9 +40,11 @@ def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, sub
 
 
 @njit(cache=True, inline="always")
-def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt):
+def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt, patch):
     """Row ``r``'s currents at step ``ts``: input ``x``'s clean ones plus ``(s_in - U_c) Wt``
-    over the inputs that differ."""
+    over the inputs that differ, then the row's own faults on this layer (``patch``, see
+    :func:`changed_scan`)."""
+    w_ptr, w_i, w_j, w_delta, b_ptr, b_i, bias = patch
     for o in range(cur.size):
         cur[o] = I_c[ts, x, o]
     for j in range(s_in.shape[2]):
@@ -50,14 +52,21 @@ def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt):
         if d != 0:
             for o in range(cur.size):
                 cur[o] += Wt[j, o] * d
+    for q in range(w_ptr[r], w_ptr[r + 1]):
+        cur[w_i[q]] += w_delta[q] * s_in[ts, r, w_j[q]]
+    for q in range(b_ptr[r], b_ptr[r + 1]):
+        cur[b_i[q]] = bias[b_i[q]]
 
 
 @njit(cache=True, parallel=True)
-def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, leak, gain,
-                 threshold, v_reset, subtract, spikes):
-    """The neuron loop of faulty rows ``rows`` whose layer differs from the clean one only in
-    its inputs: each step's currents are the input's clean ones ``I_c[t, inputs[r]]`` plus
-    ``(s_in - U_c) Wt`` over the inputs that differ, then :func:`neuron_scan`'s update.
+def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, patch, T, syn_keep, syn_gain, keep, leak,
+                 gain, threshold, v_reset, subtract, spikes):
+    """The neuron loop of faulty rows ``rows``: each step's currents are the input's clean ones
+    ``I_c[t, inputs[r]]`` plus ``(s_in - U_c) Wt`` over the inputs that differ plus the row's
+    own faults, then :func:`neuron_scan`'s update.
+    ``patch = (w_ptr, w_i, w_j, w_delta, b_ptr, b_i, bias)``: row ``r``'s changed weights on
+    this layer (``w_ptr[r]:w_ptr[r + 1]``: entry ``(w_i, w_j)`` of the matrix changed by
+    ``w_delta``) and its paper-crashed neurons (``b_i``: current ``bias[b_i]``).
     ``s_in (steps, n, k)``: the rows' inputs (after transforms); ``U_c``, ``I_c``: the clean
     inputs and currents of every input (``steps`` 1: constant in time)."""
     steps = s_in.shape[0]
@@ -73,7 +82,7 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, 
         v = v_reset.copy()
         for t in range(T):
             if t == 0 or steps > 1:
-                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt)
+                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt, patch)
             for o in range(m):
                 i[o] = syn_keep[o] * i[o] + syn_gain[o] * cur[o]
                 v[o] = keep[o] * v[o] + leak[o] + gain[o] * i[o]
@@ -88,10 +97,9 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, T, syn_keep, syn_gain, keep, 
 
 
 @njit(cache=True, parallel=True)
-def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, T, readout):
+def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, patch, T, readout):
     """The membrane readout (the sum over ``T`` steps of the currents, added step by step) of
-    faulty rows whose output layer differs from the clean one only in its inputs (see
-    :func:`changed_scan`)."""
+    faulty rows, their currents as in :func:`changed_scan`."""
     steps = s_in.shape[0]
     k = s_in.shape[2]
     m = I_c.shape[2]
@@ -103,6 +111,6 @@ def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, T, readout):
             readout[r, o] = 0
         for t in range(T):
             if t == 0 or steps > 1:
-                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt)
+                _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt, patch)
             for o in range(m):
                 readout[r, o] += cur[o]

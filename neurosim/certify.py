@@ -154,7 +154,7 @@ def _stratifiable(plan, owner: str):
             "non-idealities perturb every cell of every draw. Use certify (it samples them) or "
             "simulate.")
     if plan.fields:
-        plan = build_plan(plan.mapping if plan.mapping is not None else plan.network,
+        plan = build_plan(plan.target,
                           plan.faults, use_float=plan.use_float, owner=owner, fields=False)
     return plan
 
@@ -174,7 +174,7 @@ def _run_sampled(plan, backend, X, y, runner, progress, *, metric, eps, seed, n_
     started = time.perf_counter()
     chips = plan.analog is not None
     if not chips and plan.run_mode != "transient":  # a fresh chip per pair
-        plan = build_plan(plan.mapping if plan.mapping is not None else plan.network,
+        plan = build_plan(plan.target,
                           plan.faults.with_modes("transient"), use_float=plan.use_float,
                           owner="certify")
         backend.check(plan)

@@ -131,6 +131,14 @@ class Plan:
         return len(self.W)
 
     @property
+    def target(self):
+        """What this plan was built from, to build another from: the SpikingNetwork, the
+        Mapping or the Network."""
+        if self.spiking is not None:
+            return self.spiking
+        return self.mapping if self.mapping is not None else self.network
+
+    @property
     def simulated_network(self) -> str:
         return network_label(self.mapping, self.use_float)
 

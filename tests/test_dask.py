@@ -79,6 +79,18 @@ def test_simulate_on_a_mapping_and_a_conv_model(runner):
         _same(ns.simulate(conv, faults, X[:100], y[:100], **kw))
 
 
+def test_a_spiking_network_gives_the_serial_numbers(runner):
+    from neurosim import spiking
+
+    X, y = ns.load_digits_test()
+    snn = spiking.convert(ns.load_digits_model(), X[:198], T=16)
+    faults = ns.NeuronCrash(0.002) + ns.SynapseStuck(0.0005, 0.0005)
+    kw = dict(n_samples=12, seed=4)
+    serial = ns.simulate(snn, faults, X, y, **kw)
+    assert serial.n_faulty_pairs > 0
+    assert _same(ns.simulate(snn, faults, X, y, runner=runner, **kw)) == _same(serial)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_certify_gives_the_serial_numbers(runner, seed):
     net, X, y = _setup()

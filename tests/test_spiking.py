@@ -410,3 +410,20 @@ def test_the_interval_covers_the_exactly_enumerated_failure_rate(stuck):
                         progress=False)
         covered += r.ci_low <= exact <= r.ci_high
     assert covered >= 90, covered
+
+
+@pytest.mark.parametrize("method,mode", [("sampled", "permanent"), ("stratified", "transient")])
+def test_certify_keeps_the_network_spiking_when_it_rebuilds_its_plan(method, mode):
+    """certify rebuilds its plan (a fresh chip per pair; records instead of fields): a hidden
+    layer that never spikes (threshold out of reach) makes hidden crashes harmless when spiking,
+    and harmful when graded, so a rebuilt graded plan would show failures."""
+    net, X = _dyadic_network(0)
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=1e9), sp.IF(threshold=0.5), None], T=6)
+    faults = ns.NeuronCrash(0.3, layers=(1,), mode=mode)
+    y = snn.predict(X)
+    graded = ns.certify(net, faults, X=X, y=net.predict(X), eps=0.5, delta=0.5, metric="flip",
+                        n_samples=30, seed=0, method=method, progress=False)
+    assert graded.empirical.estimate > 0
+    cert = ns.certify(snn, faults, X=X, y=y, eps=0.5, delta=0.5, metric="flip", n_samples=30,
+                      seed=0, method=method, progress=False)
+    assert cert.empirical.rows > 0 and cert.empirical.estimate == 0

@@ -97,18 +97,24 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
         membrane = model is None and l == L and snn.readout == "membrane"
         crashes, weight_draws = None, np.zeros(0, dtype=np.int64)
         if draws is not None:
-            weight_draws, crashes = _layer_records(batch, l, draws)
-            if any(f.layer == l for f in fields):  # (a transient field: every draw)
+            weight_draws, tile_draws, weights, crashes = _layer_records(batch, l, draws)
+            fielded = any(f.layer == l for f in fields)
+            if fielded:  # (a transient field: every draw)
                 weight_draws = np.unique(draws)
         full = np.arange(n)
         fast = None
         if clean is not None and (model is not None or membrane):
-            # rows whose layer differs from the clean one only in its inputs take the fused
-            # kernels; rows with weight faults or paper crashes here are computed in full
-            special = np.isin(draws, weight_draws)
-            c_rows, _, c_modes, _ = crashes
-            special[c_rows[(c_modes == CRASH_PAPER) | membrane]] = True
+            # the fused kernels take every row but those of draws with failed tiles or a
+            # transient field here (computed in full), and, on a membrane readout, those with
+            # crashed outputs
+            special = (np.ones(n, dtype=bool) if fielded else np.isin(draws, tile_draws))
+            if membrane:
+                special[crashes[0]] = True
             fast, full = np.flatnonzero(~special), np.flatnonzero(special)
+            patch = _patch(plan, l, fast, n, weights, crashes)
+            untouched = np.ones(n, dtype=bool)  # rows without faults of their own here
+            untouched[weights[0]] = False
+            untouched[crashes[0][crashes[2] == CRASH_PAPER]] = False
         I = _currents(plan, layer, l, u, full, draws, batch, fields, weight_draws, crashes)
         sub = _subset(crashes, full, n)
         if fast is not None:
@@ -119,7 +125,7 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
         if membrane:
             readout = np.empty((n, I.shape[2]), dtype=dtype)
             if fast is not None and fast.size:
-                changed_readout(fast, inputs, u, U_c, I_c, Wt, T, readout)
+                changed_readout(fast, inputs, u, U_c, I_c, Wt, patch, T, readout)
             out = _override(I, sub)
             part = np.zeros((full.size, I.shape[2]), dtype=dtype)
             for t in range(T):
@@ -130,15 +136,17 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
             s = _override(layer.activation(I).astype(dtype), sub)
         else:
             spikes = np.empty((T, n, I.shape[2]), dtype=dtype)
-            if fast is not None and fast.size and l == first and clean[2]:
-                # the first faulty layer: these rows' inputs are their clean ones, so are
-                # their outputs before the crashes
-                spikes[:, fast] = cache.extra["spikes"][l][:, inputs[fast]]
-            elif fast is not None and fast.size:
+            if fast is not None and fast.size:
+                if l == first and clean[2]:
+                    # the first faulty layer: the rows' inputs are their clean ones, so are
+                    # the outputs of rows without faults of their own here but crashes
+                    same = fast[untouched[fast]]
+                    spikes[:, same] = cache.extra["spikes"][l][:, inputs[same]]
+                    fast = fast[~untouched[fast]]
                 p = {k: v.astype(dtype) for k, v in model.params(I.shape[2], snn.dt).items()}
-                changed_scan(fast, inputs, u, U_c, I_c, Wt, T, p["syn_keep"], p["syn_gain"],
-                             p["keep"], p["leak"], p["gain"], p["threshold"], p["v_reset"],
-                             model.reset == "subtract", spikes)
+                changed_scan(fast, inputs, u, U_c, I_c, Wt, patch, T, p["syn_keep"],
+                             p["syn_gain"], p["keep"], p["leak"], p["gain"], p["threshold"],
+                             p["v_reset"], model.reset == "subtract", spikes)
             if full.size:
                 spikes[:, full] = _scan(np.broadcast_to(I, (T,) + I.shape[1:]), model, snn.dt,
                                         dtype, engine)
@@ -200,32 +208,70 @@ def _subset(crashes, rows, n):
 
 
 def _layer_records(batch, l: int, draws: np.ndarray):
-    """The draws (of ``draws``) with weight or tile records on layer ``l``, and the crash
-    records of the rows as arrays ``(rows, neurons, modes, values)``, the last record of a
-    (row, neuron) only (record order is application order)."""
+    """Layer ``l``'s records of rows with fault draws ``draws``: the draws with weight or tile
+    records, the draws with tile records, the weight records ``(rows, i, j, values)`` and the
+    crash records ``(rows, neurons, modes, values)``, each the last record of its (row, entry)
+    or (row, neuron) only (record order is application order)."""
     ptr = batch.ptr[l]
     start, stop = ptr[draws], ptr[draws + 1]
     counts = stop - start
     total = int(counts.sum())
     empty = np.zeros(0, dtype=np.int64)
     if total == 0:
-        return empty, (empty, empty, empty, np.zeros(0))
+        none = (empty, empty, empty, np.zeros(0))
+        return empty, empty, none, none
     rows = np.repeat(np.arange(draws.size), counts)
     offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     recs = np.repeat(start, counts) + offset
     kinds = batch.kind[recs]
-    weight = (kinds == REC_WEIGHT) | (kinds == REC_TILE)
-    weight_draws = np.unique(draws[rows[weight]])
+    weight = kinds == REC_WEIGHT
+    tile = kinds == REC_TILE
+    weight_draws = np.unique(draws[rows[weight | tile]])
+    tile_draws = np.unique(draws[rows[tile]])
+    w_rows, w_recs = _last(rows[weight], recs[weight], batch.out_start, batch.in_start)
+    weights = (w_rows, batch.out_start[w_recs].astype(np.int64),
+               batch.in_start[w_recs].astype(np.int64), batch.value[w_recs])
     crash = kinds == REC_CRASH
-    rows, recs = rows[crash], recs[crash]
-    neurons = batch.out_start[recs].astype(np.int64)
-    # keep the last record of each (row, neuron): reversed, the first of each pair
-    key = rows * (int(neurons.max()) + 1 if neurons.size else 1) + neurons
-    _, last = np.unique(key[::-1], return_index=True)
-    pick = (key.size - 1 - last)
-    rows, neurons, recs = rows[pick], neurons[pick], recs[pick]
-    return weight_draws, (rows, neurons, batch.crash_mode[recs].astype(np.int64),
-                          batch.value[recs])
+    c_rows, c_recs = _last(rows[crash], recs[crash], batch.out_start)
+    crashes = (c_rows, batch.out_start[c_recs].astype(np.int64),
+               batch.crash_mode[c_recs].astype(np.int64), batch.value[c_recs])
+    return weight_draws, tile_draws, weights, crashes
+
+
+def _last(rows, recs, *columns):
+    """The last record of each (row, columns...) combination, in row order."""
+    if rows.size == 0:
+        return rows, recs
+    key = np.stack([rows] + [np.asarray(c[recs], dtype=np.int64) for c in columns])
+    _, first_rev = np.unique(key[:, ::-1], axis=1, return_index=True)
+    pick = np.sort(rows.size - 1 - first_rev)
+    return rows[pick], recs[pick]
+
+
+def _patch(plan, l, fast, n, weights, crashes):
+    """The fused kernels' per-row faults of rows ``fast`` (see changed_scan)."""
+    dtype = plan.dtype
+    w_rows, w_i, w_j, w_val = weights
+    mask = np.zeros(n, dtype=bool)
+    mask[fast] = True
+    keep = mask[w_rows]
+    w_rows, w_i, w_j, w_val = w_rows[keep], w_i[keep], w_j[keep], w_val[keep]
+    order = np.argsort(w_rows, kind="stable")
+    w_rows, w_i, w_j, w_val = w_rows[order], w_i[order], w_j[order], w_val[order]
+    W = plan.W[l - 1]
+    delta = (w_val.astype(dtype) - W[w_i, w_j]).astype(dtype) if w_rows.size else \
+        np.zeros(0, dtype=dtype)
+    w_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(w_ptr, w_rows + 1, 1)
+    c_rows, neurons, modes, _ = crashes
+    paper = (modes == CRASH_PAPER) & mask[c_rows]
+    b_rows, b_i = c_rows[paper], neurons[paper]
+    order = np.argsort(b_rows, kind="stable")
+    b_rows, b_i = b_rows[order], b_i[order]
+    b_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(b_ptr, b_rows + 1, 1)
+    return (np.cumsum(w_ptr), w_i, w_j, delta, np.cumsum(b_ptr), b_i,
+            np.ascontiguousarray(plan.b[l - 1], dtype=dtype))
 
 
 def _override(s, crashes, inplace=False):
@@ -280,7 +326,7 @@ def propagate(plan, cache, batch, row_draw, row_input, engine: str):
         s = trains[start - 1][:, row_input[sel]]  # (a copy: fancy indexing)
         draws = row_draw[sel]
         if f == 0:  # crashed inputs, at every step (an input has no bias: paper is silent)
-            _, (rows, neurons, modes, values) = _layer_records(batch, 0, draws)
+            rows, neurons, modes, values = _layer_records(batch, 0, draws)[3]
             modes = np.where(modes == CRASH_STUCK, CRASH_STUCK, -1)
             s = _override(s, (rows, neurons, modes, values), inplace=True)
         clean = ((cache, row_input[sel], f >= 1)  # (f = 0: the inputs themselves are faulty)

@@ -99,7 +99,10 @@ class SynapseStuck(FaultType):
         if (self.rate <= 0 or not getattr(plan, "allow_fields", True)
                 or any(layer.kind != "dense" for layer in plan.network.layers)):
             return set()
-        if (self.mode or "transient") == "transient" and _other_weight_writers(self, plan):
+        if (self.mode or "transient") == "transient" and (
+                _other_weight_writers(self, plan) or getattr(plan, "spiking", None) is not None):
+            # (a spiking network's rows take their stuck cells as records inside the fused
+            # kernels; a transient field would cost a matrix per draw there)
             return set()
         return {l for l, sites in enumerate(plan.sites, start=1) if use_field(sites.n, self.rate)}
 
