@@ -38,7 +38,7 @@ from neurosim.backends.records import apply_weight_records, fault_layer_span
 from neurosim.fields import stuck_matrix
 from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_TILE, REC_WEIGHT
 from neurosim.kernels.spiking import changed_readout, changed_scan, neuron_scan
-from neurosim.layers.transforms import MaxPool2d
+from neurosim.spiking.fast import transforms_over_time
 from neurosim.spiking.reference import neuron_loop
 
 __all__ = ["clean_cache", "propagate"]
@@ -54,19 +54,6 @@ def _scan(I, model, dt, dtype, engine):
                     p["gain"], p["threshold"], p["v_reset"], subtract, out)
         return out
     return neuron_loop(np.ascontiguousarray(I), p, subtract)
-
-
-def _transforms(plan, l, s, spiking):
-    steps, n = s.shape[:2]
-    flat = s.reshape(steps * n, -1)
-    for tr in plan.pre[l - 1]:
-        if spiking and isinstance(tr, MaxPool2d):
-            cum = np.cumsum(flat.reshape(steps, n, -1), axis=0, dtype=flat.dtype)
-            src = tr._argmax_inputs(cum.reshape(steps * n, -1))
-            flat = np.take_along_axis(flat, src, axis=1)
-        else:
-            flat = tr.apply(flat)
-    return flat.reshape(steps, n, -1)
 
 
 def _is_spiking(snn, l: int) -> bool:
@@ -92,7 +79,7 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
     readout = None
     for l in range(first, L + 1):
         layer = plan.network.layers[l - 1]
-        u = _transforms(plan, l, s, _is_spiking(snn, l - 1))
+        u = transforms_over_time(plan.pre[l - 1], s, _is_spiking(snn, l - 1))
         model = snn.neurons[l - 1]
         membrane = model is None and l == L and snn.readout == "membrane"
         crashes, weight_draws = None, np.zeros(0, dtype=np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 
 from neurosim.layers.transforms import MaxPool2d
 
-__all__ = ["run_fast"]
+__all__ = ["run_fast", "transforms_over_time"]
 
 
 def run_fast(snn, X, inputs=None, record: bool = False):
@@ -35,7 +35,7 @@ def run_fast(snn, X, inputs=None, record: bool = False):
     for l, layer in enumerate(net.layers, start=1):
         spiking_in = (snn.neurons[l - 2] is not None) if l > 1 else not constant
         steps = s.shape[0]
-        u = _transforms(net, l, s, spiking_in)
+        u = transforms_over_time(net.pre[l - 1], s, spiking_in)
         I = np.asarray(layer.linear(u.reshape((steps * n,) + u.shape[2:])), dtype=dtype)
         I = I.reshape(steps, n, -1)
         model = snn.neurons[l - 1]
@@ -66,12 +66,13 @@ def run_fast(snn, X, inputs=None, record: bool = False):
     return (readout, counts) if record else readout
 
 
-def _transforms(net, l: int, s: np.ndarray, spiking: bool) -> np.ndarray:
-    """Layer ``l``'s transforms on spikes ``s (steps, n, ...)``; a max pool after spikes is
-    gated by the spike counts so far (the reference's rule)."""
+def transforms_over_time(pre, s: np.ndarray, spiking: bool) -> np.ndarray:
+    """Transforms ``pre`` (a layer's pooling and flattening) on outputs ``s (steps, n, ...)``
+    of every step; after spikes (``spiking``) a max pool is gated by the spike counts so far
+    (the reference's rule). Used by :func:`run_fast` and the backends' spiking path."""
     steps, n = s.shape[:2]
     flat = s.reshape(steps * n, -1)
-    for tr in net.pre[l - 1]:
+    for tr in pre:
         if spiking and isinstance(tr, MaxPool2d):
             x = flat.reshape(steps, n, -1)
             cum = np.cumsum(x, axis=0, dtype=x.dtype)
