@@ -7,7 +7,11 @@ Plain integers, no Numba: importing this module compiles nothing.
 CLEAN, SPARSE, DENSE = 0, 1, 2
 
 #: Fault record kinds (``FaultBatch.kind``).
-REC_CRASH, REC_WEIGHT, REC_TILE = 0, 1, 2
+REC_CRASH, REC_WEIGHT, REC_TILE, REC_NEURON = 0, 1, 2, 3
+
+#: Which parameter of a spiking neuron a ``REC_NEURON`` record scales (its ``crash_mode``
+#: column; ``value``: the factor).
+NEURON_THRESHOLD, NEURON_LEAK = 0, 1
 
 #: What a crashed neuron outputs (``FaultBatch.crash_mode`` of a crash record):
 #: ``y := 0``; ``z := b, y := phi(b)`` (paper Def. 3; on the input layer as silent);

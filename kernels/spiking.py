@@ -16,23 +16,31 @@ __all__ = ["neuron_scan", "changed_scan", "changed_readout"]
 
 
 @njit(cache=True, parallel=True)
-def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, subtract, spikes):
+def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, subtract, spikes,
+                prow, t_keep, t_leak, t_thr):
     """Spikes ``(T, n, m)`` (0/1, written into ``spikes``) of ``m`` neurons over ``T`` steps for
-    currents ``I (T, n, m)``; per-neuron factors ``(m,)`` as NeuronModel.params gives them."""
+    currents ``I (T, n, m)``; per-neuron factors ``(m,)`` as NeuronModel.params gives them,
+    except that row ``r`` takes ``keep``, ``leak`` and ``threshold`` from row ``prow[r]`` of
+    the tables ``t_keep``, ``t_leak``, ``t_thr (P, m)`` where ``prow[r] >= 0`` (its threshold
+    and leak faults)."""
     T, n, m = I.shape
     one = I.dtype.type(1)
     zero = I.dtype.type(0)
     for r in prange(n):
+        k = prow[r]
+        kp = keep if k < 0 else t_keep[k]
+        lk = leak if k < 0 else t_leak[k]
+        th = threshold if k < 0 else t_thr[k]
         for j in range(m):
             i = zero
             v = v_reset[j]
             for t in range(T):
                 i = syn_keep[j] * i + syn_gain[j] * I[t, r, j]
-                v = keep[j] * v + leak[j] + gain[j] * i
-                if v >= threshold[j]:
+                v = kp[j] * v + lk[j] + gain[j] * i
+                if v >= th[j]:
                     spikes[t, r, j] = one
                     if subtract:
-                        v = v - threshold[j]
+                        v = v - th[j]
                     else:
                         v = v_reset[j]
                 else:
@@ -43,12 +51,14 @@ def neuron_scan(I, syn_keep, syn_gain, keep, leak, gain, threshold, v_reset, sub
 def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt, patch):
     """Row ``r``'s currents at step ``ts``: input ``x``'s clean ones plus ``(s_in - U_c) Wt``
     over the inputs that differ, then the row's own faults on this layer (``patch``, see
-    :func:`changed_scan`)."""
+    :func:`changed_scan`). The clean signals may be constant in time (one step) where the
+    row's are not (a crashed input of a few steps)."""
     w_ptr, w_i, w_j, w_delta, b_ptr, b_i, bias = patch
+    tc = ts if U_c.shape[0] > 1 else 0
     for o in range(cur.size):
-        cur[o] = I_c[ts, x, o]
+        cur[o] = I_c[tc, x, o]
     for j in range(s_in.shape[2]):
-        d = s_in[ts, r, j] - U_c[ts, x, j]
+        d = s_in[ts, r, j] - U_c[tc, x, j]
         if d != 0:
             for o in range(cur.size):
                 cur[o] += Wt[j, o] * d
@@ -60,7 +70,7 @@ def _changed_currents(cur, ts, r, x, s_in, U_c, I_c, Wt, patch):
 
 @njit(cache=True, parallel=True)
 def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, patch, T, syn_keep, syn_gain, keep, leak,
-                 gain, threshold, v_reset, subtract, spikes):
+                 gain, threshold, v_reset, subtract, spikes, prow, t_keep, t_leak, t_thr):
     """The neuron loop of faulty rows ``rows``: each step's currents are the input's clean ones
     ``I_c[t, inputs[r]]`` plus ``(s_in - U_c) Wt`` over the inputs that differ plus the row's
     own faults, then :func:`neuron_scan`'s update.
@@ -68,15 +78,19 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, patch, T, syn_keep, syn_gain,
     this layer (``w_ptr[r]:w_ptr[r + 1]``: entry ``(w_i, w_j)`` of the matrix changed by
     ``w_delta``) and its paper-crashed neurons (``b_i``: current ``bias[b_i]``).
     ``s_in (steps, n, k)``: the rows' inputs (after transforms); ``U_c``, ``I_c``: the clean
-    inputs and currents of every input (``steps`` 1: constant in time)."""
+    inputs and currents of every input (``steps`` 1: constant in time). ``prow`` and the
+    tables: the rows' own factors, as in :func:`neuron_scan` (``prow`` indexed by row)."""
     steps = s_in.shape[0]
-    k = s_in.shape[2]
     m = I_c.shape[2]
     one = I_c.dtype.type(1)
     zero = I_c.dtype.type(0)
     for q in prange(rows.size):
         r = rows[q]
         x = inputs[r]
+        k = prow[r]
+        kp = keep if k < 0 else t_keep[k]
+        lk = leak if k < 0 else t_leak[k]
+        th = threshold if k < 0 else t_thr[k]
         cur = np.empty(m, dtype=I_c.dtype)
         i = np.zeros(m, dtype=I_c.dtype)
         v = v_reset.copy()
@@ -85,11 +99,11 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, patch, T, syn_keep, syn_gain,
                 _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt, patch)
             for o in range(m):
                 i[o] = syn_keep[o] * i[o] + syn_gain[o] * cur[o]
-                v[o] = keep[o] * v[o] + leak[o] + gain[o] * i[o]
-                if v[o] >= threshold[o]:
+                v[o] = kp[o] * v[o] + lk[o] + gain[o] * i[o]
+                if v[o] >= th[o]:
                     spikes[t, r, o] = one
                     if subtract:
-                        v[o] = v[o] - threshold[o]
+                        v[o] = v[o] - th[o]
                     else:
                         v[o] = v_reset[o]
                 else:
@@ -101,7 +115,6 @@ def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, patch, T, readout):
     """The membrane readout (the sum over ``T`` steps of the currents, added step by step) of
     faulty rows, their currents as in :func:`changed_scan`."""
     steps = s_in.shape[0]
-    k = s_in.shape[2]
     m = I_c.shape[2]
     for q in prange(rows.size):
         r = rows[q]

@@ -29,7 +29,8 @@ from neurosim.layers import LAYERS, Dense, Layer, register_layer
 from neurosim.network import Network
 from neurosim.io import load_network, save_network
 from neurosim.io.guard import read_limit, set_read_limit
-from neurosim.faults import (AnalogCrossbar, CoreFailure, FaultModel, FaultType, NeuronCrash, SynapseStuck,
+from neurosim.faults import (AnalogCrossbar, CoreFailure, FaultModel, FaultType, LeakPerturbation,
+                             NeuronCrash, SynapseStuck, ThresholdPerturbation,
                              WeightBitFlip, parse_fault_model, parse_fault_spec, register_fault)
 from neurosim.hardware import FaultRates, HardwareProfile, list_profiles, load_profile
 from neurosim.mapping import Mapping, load_mapping, map_network
@@ -49,7 +50,8 @@ __all__ = [
     "read_limit", "set_read_limit",
     "Activation", "ACTIVATIONS", "Layer", "Dense", "LAYERS", "register_layer", "Network",
     "load_network", "save_network", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
-    "WeightBitFlip", "CoreFailure", "AnalogCrossbar", "register_fault", "parse_fault_spec", "parse_fault_model",
+    "WeightBitFlip", "CoreFailure", "AnalogCrossbar", "ThresholdPerturbation", "LeakPerturbation",
+    "register_fault", "parse_fault_spec", "parse_fault_model",
     "FaultRates", "HardwareProfile", "list_profiles", "load_profile", "Mapping", "map_network",
     "load_mapping", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test",
     "Backend",

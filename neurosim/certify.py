@@ -79,6 +79,10 @@ def choose_method(plan, n_inputs: int, work_budget: float) -> tuple[str, str]:
     sampling, ``1 - exact_mass``, exceeds :data:`MAX_SAMPLED_MASS`; stratified otherwise.
     """
     expected = plan.expected_faults
+    continuous = _continuous(plan)
+    if continuous:
+        return "sampled", (f"the {continuous[0]} fault's factors are continuous: no finite set "
+                           "of outcomes to enumerate; plain Monte Carlo")
     if plan.analog is not None:
         return "sampled", ("the analog non-idealities perturb every cell of every draw, so there "
                            "are no fault-count strata: plain Monte Carlo")
@@ -145,9 +149,21 @@ def _lowered(owner, target, faults, X, y, metric, eps, use_float, backend, field
     return eps, plan, X, y, backend
 
 
+def _continuous(plan) -> list:
+    """The kinds of the plan's faults whose outcomes are continuous (not enumerable)."""
+    return [p.kind for p in plan.fault_types
+            if not p.is_null() and not getattr(p, "enumerable", True)]
+
+
 def _stratifiable(plan, owner: str):
     """The plan with every fault as records (fields have no fault count); analog
-    non-idealities have no strata at all."""
+    non-idealities have no strata at all, nor continuous factors a finite set of outcomes."""
+    continuous = _continuous(plan)
+    if continuous:
+        raise ValidationError(
+            f"{owner}: the stratified estimator enumerates each fault's outcomes, and the "
+            f"{continuous[0]} fault's factors are continuous. Give factor=F1/F2/... instead, or "
+            "use certify (it samples them) or simulate.")
     if plan.analog is not None:
         raise ValidationError(
             f"{owner}: the stratified estimator counts discrete faults; the analog "

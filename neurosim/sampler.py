@@ -18,7 +18,7 @@ import numpy as np
 from neurosim.errors import ValidationError
 from neurosim.fields import draw_keys
 from neurosim.sites import ranges
-from neurosim.kernels.codes import CRASH_SILENT, REC_CRASH, REC_TILE, REC_WEIGHT
+from neurosim.kernels.codes import CRASH_SILENT, REC_CRASH, REC_NEURON, REC_TILE, REC_WEIGHT
 
 __all__ = [
     "FaultBatch",
@@ -50,7 +50,11 @@ class FaultBatch:
     layer's matrix ``A``: output neurons ``out_start:out_stop`` and inputs ``in_start:in_stop``.
 
     * ``kind == REC_CRASH``: neuron ``out_start`` (layer 0: the input) crashes as
-      ``crash_mode`` says (``CRASH_SILENT``, ``CRASH_PAPER``, or ``CRASH_STUCK`` at ``value``);
+      ``crash_mode`` says (``CRASH_SILENT``, ``CRASH_PAPER``, or ``CRASH_STUCK`` at ``value``),
+      at every time step when ``in_stop == 0``, else at steps ``in_start:in_stop`` only (a
+      spiking network's transient crash of a few steps);
+    * ``kind == REC_NEURON``: spiking neuron ``out_start``'s parameter ``crash_mode``
+      (``NEURON_THRESHOLD``, ``NEURON_LEAK``) is multiplied by ``value``;
     * ``kind == REC_WEIGHT``: entry ``A[out_start, in_start]`` becomes ``value``;
     * ``kind == REC_TILE``: the block reads zero (a failed crossbar tile).
 
@@ -163,10 +167,18 @@ class RecordBuilder:
             "core": col(core, -1),
         })
 
-    def add_crash(self, layer: int, draw, neuron, mode, value=0.0, core=None) -> None:
-        """Neurons ``neuron`` of ``layer`` crash (mode ``CRASH_*``, stuck ``value``)."""
+    def add_crash(self, layer: int, draw, neuron, mode, value=0.0, core=None, steps=None) -> None:
+        """Neurons ``neuron`` of ``layer`` crash (mode ``CRASH_*``, stuck ``value``), at every
+        step, or at steps ``steps = (start, stop)`` (arrays, one per record) only."""
         neuron = np.asarray(neuron, np.int64)
-        self._add(layer, draw, REC_CRASH, neuron, neuron + 1, 0, 0, value, mode, core)
+        start, stop = (0, 0) if steps is None else steps
+        self._add(layer, draw, REC_CRASH, neuron, neuron + 1, start, stop, value, mode, core)
+
+    def add_neuron(self, layer: int, draw, neuron, parameter, factor, core=None) -> None:
+        """Parameter ``parameter`` (``NEURON_*``) of spiking neurons ``neuron`` of ``layer`` is
+        multiplied by ``factor``."""
+        neuron = np.asarray(neuron, np.int64)
+        self._add(layer, draw, REC_NEURON, neuron, neuron + 1, 0, 0, factor, parameter, core)
 
     def add_weight(self, layer: int, draw, row, col, value, core=None) -> None:
         """Entries ``A[row, col]`` of ``layer`` become ``value``."""

@@ -33,9 +33,22 @@ crashes = st.one_of(
                                                        max_size=4).map(tuple)),
     st.builds(ns.NeuronCrash, p=rates, semantics=st.sampled_from(["silent", "paper", "stuck"]),
               value=st.floats(-1e6, 1e6, allow_nan=False)),
+    st.builds(ns.NeuronCrash, p=rates, semantics=st.sampled_from(["silent", "stuck"]),
+              steps=st.integers(1, 64)),
 )
+factors = st.floats(1e-6, 1e6, allow_nan=False)
+layer_lists = st.none() | st.lists(st.integers(1, 9), min_size=1, unique=True,
+                                   max_size=4).map(tuple)
+neuron_params = st.one_of(*[
+    st.one_of(st.builds(cls, p=rates, factor=st.lists(factors, min_size=1, max_size=4).map(tuple),
+                        layers=layer_lists),
+              st.builds(cls, p=rates, lognormal=factors, layers=layer_lists),
+              st.builds(cls, p=rates, uniform=st.tuples(factors, factors).filter(
+                  lambda t: t[0] < t[1]), layers=layer_lists))
+    for cls in (ns.ThresholdPerturbation, ns.LeakPerturbation)])
 processes = st.one_of(crashes, st.builds(ns.SynapseStuck, small, small),
-                      st.builds(ns.WeightBitFlip, rates), st.builds(ns.CoreFailure, rates))
+                      st.builds(ns.WeightBitFlip, rates), st.builds(ns.CoreFailure, rates),
+                      neuron_params)
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,6 +75,22 @@ def test_spec_examples():
         parse_fault_spec("crash:p=1e-3/x")
     with pytest.raises(ValidationError, match="Unknown key 'q'"):
         parse_fault_spec("stuck:q=1")
+    assert parse_fault_spec("crash:p=0.01,steps=1") == ns.NeuronCrash(0.01, steps=1)
+    assert parse_fault_spec("threshold:p=1,lognormal=0.1,mode=permanent") == \
+        ns.ThresholdPerturbation(1.0, lognormal=0.1, mode="permanent")
+    assert parse_fault_spec("leak:p=0.1,uniform=0.5/2,layers=2") == \
+        ns.LeakPerturbation(0.1, uniform=(0.5, 2.0), layers=(2,))
+    assert ns.ThresholdPerturbation(0.01, factor=0.5).spec() == "threshold:p=0.01,factor=0.5"
+    for bad, match in [("threshold:p=0.1", "exactly one factor distribution"),
+                       ("threshold:p=0.1,factor=2,lognormal=0.1", "exactly one"),
+                       ("leak:p=0.1,factor=0", "positive"),
+                       ("leak:p=0.1,uniform=2/1", "LO < HI"),
+                       ("threshold:p=1.5,factor=2", r"\[0, 1\]"),
+                       ("crash:p=0.1,steps=0", "positive integer"),
+                       ("crash:p=0.1,steps=x", "positive integer"),
+                       ("crash:p=0.1,semantics=paper,steps=2", "paper")]:
+        with pytest.raises(ValidationError, match=match):
+            parse_fault_spec(bad)
 
 
 def test_cli_takes_per_layer_rates(capsys):

@@ -100,9 +100,24 @@ def test_the_numba_time_loop_equals_its_numpy_reference_exactly(dtype, seed):
         p = {k: v.astype(dtype) for k, v in model.params(m, 0.75).items()}
         want = sp.neuron_loop(I, p, model.reset == "subtract")
         got = np.empty_like(I)
+        none = np.zeros((0, m), dtype=dtype)
         neuron_scan(I, p["syn_keep"], p["syn_gain"], p["keep"], p["leak"], p["gain"],
-                    p["threshold"], p["v_reset"], model.reset == "subtract", got)
+                    p["threshold"], p["v_reset"], model.reset == "subtract", got,
+                    np.full(13, -1), none, none, none)
         assert 0 < want.sum() < want.size
+        np.testing.assert_array_equal(got, want)
+        # rows with factors of their own (threshold and leak faults): a table row each
+        prow = np.array([-1, 0, -1, 2, 1, -1, -1, 0, -1, -1, 2, -1, -1])
+        tables = {"keep": rng.uniform(0.5, 1.0, (3, m)), "leak": rng.normal(0, 0.05, (3, m)),
+                  "threshold": rng.uniform(0.2, 1.2, (3, m))}
+        tables = {k: v.astype(dtype) for k, v in tables.items()}
+        per_row = dict(p)
+        for name, table in tables.items():
+            per_row[name] = np.stack([p[name] if k < 0 else table[k] for k in prow])
+        want = sp.neuron_loop(I, per_row, model.reset == "subtract")
+        neuron_scan(I, p["syn_keep"], p["syn_gain"], p["keep"], p["leak"], p["gain"],
+                    p["threshold"], p["v_reset"], model.reset == "subtract", got, prow,
+                    tables["keep"], tables["leak"], tables["threshold"])
         np.testing.assert_array_equal(got, want)
 
 
@@ -239,32 +254,54 @@ def test_bad_spiking_arguments_are_clear_errors():
 
 def _reference_rows(plan, snn, X, batch, row_draw, row_input):
     """Every faulty row through the step-by-step reference with its draw's faults written out
-    literally: its own weight matrices, crashed outputs forced at every step."""
-    from neurosim.backends.records import apply_weight_records, crash_records
-    from neurosim.kernels.codes import CRASH_PAPER, CRASH_STUCK
+    literally: its own weight matrices, crashed outputs forced at their steps, its neurons'
+    threshold and leak factors."""
+    from neurosim.backends.records import apply_weight_records
+    from neurosim.kernels.codes import (CRASH_PAPER, CRASH_STUCK, NEURON_LEAK, REC_CRASH,
+                                        REC_NEURON)
 
-    n, L = row_draw.size, plan.n_layers
+    n, L, T = row_draw.size, plan.n_layers, snn.T
     weights = [np.stack([apply_weight_records(plan.W[l - 1], batch, l, int(d)) for d in row_draw])
                for l in range(1, L + 1)]
-    forced = [np.full((n, w), np.nan) for w in plan.widths]
+    forced = [np.full((T, n, w), np.nan) for w in plan.widths]
     bias_only = [np.zeros((n, w), dtype=bool) for w in plan.widths[1:]]
+    factors = [{"threshold": np.full((n, w), np.nan), "leak": np.full((n, w), np.nan)}
+               for w in plan.widths[1:]]
     for r, d in enumerate(row_draw):
         for l in range(L + 1):
-            for i, mode, value in crash_records(batch, l, int(d)):
-                if mode == CRASH_PAPER and l > 0:
+            sl = batch.records(l, int(d))
+            for f in range(sl.start, sl.stop):
+                i, mode, value = batch.out_start[f], batch.crash_mode[f], batch.value[f]
+                if batch.kind[f] == REC_NEURON:
+                    name = "leak" if mode == NEURON_LEAK else "threshold"
+                    factors[l - 1][name][r, i] = value
+                elif batch.kind[f] != REC_CRASH:
+                    continue
+                elif mode == CRASH_PAPER and l > 0:
                     bias_only[l - 1][r, i] = True
                 else:
-                    forced[l][r, i] = value if mode == CRASH_STUCK else 0.0
+                    steps = (slice(None) if batch.in_stop[f] == 0 else
+                             slice(batch.in_start[f], batch.in_stop[f]))
+                    forced[l][steps, r, i] = value if mode == CRASH_STUCK else 0.0
     return sp.run(snn, X[row_input], inputs=row_input, weights=weights, forced=forced,
-                  bias_only=bias_only)
+                  bias_only=bias_only, factors=factors)
 
 
 FAULTY = [ns.NeuronCrash(0.05, layers=(0, 1, 2)) + ns.SynapseStuck(0.01, 0.01),
           ns.NeuronCrash(0.04, semantics="stuck", value=1.0, layers=(1, 2)),  # saturated
-          ns.NeuronCrash(0.05, semantics="paper", layers=(1, 2, 3)) + ns.SynapseStuck(0.02, 0.0)]
+          ns.NeuronCrash(0.05, semantics="paper", layers=(1, 2, 3)) + ns.SynapseStuck(0.02, 0.0),
+          ns.NeuronCrash(0.08, layers=(0, 1, 2, 3), steps=1),  # one lost spike
+          ns.NeuronCrash(0.06, semantics="stuck", value=1.0, layers=(0, 1, 2), steps=3)
+          + ns.SynapseStuck(0.01, 0.0),
+          ns.ThresholdPerturbation(0.1, factor=(0.5, 1.5)) + ns.SynapseStuck(0.005, 0.005),
+          ns.LeakPerturbation(0.2, lognormal=0.5) + ns.ThresholdPerturbation(0.1, uniform=(0.3, 2))
+          + ns.NeuronCrash(0.03, steps=2, layers=(1, 2, 3))]
+FAULTY += [ns.ThresholdPerturbation(0.1, factor=(0.5, 1.5)), ns.LeakPerturbation(0.3, factor=3.0)]
+FAULTY_IDS = ["dead+stuck", "saturated", "paper", "one-step", "saturated-3-steps+stuck",
+              "threshold+stuck", "leak+threshold+steps", "threshold", "leak"]
 
 
-@pytest.mark.parametrize("faults", FAULTY, ids=["dead+stuck", "saturated", "paper"])
+@pytest.mark.parametrize("faults", FAULTY, ids=FAULTY_IDS)
 @pytest.mark.parametrize("encoding", ["current", "poisson"])
 def test_faulty_rows_equal_the_reference_with_the_faults_written_out(faults, encoding):
     from neurosim.backends import get_backend
@@ -412,6 +449,70 @@ def test_the_interval_covers_the_exactly_enumerated_failure_rate(stuck):
     assert covered >= 90, covered
 
 
+def _exact_state_rate(snn, X, p, kind, values):
+    """P(the predicted class changes) over inputs and every assignment of states to the 4
+    hidden neurons: healthy (1 - p), or faulty (p) in one of the equally likely ``values``
+    (threshold or leak factors; for ``step``, the one step at which the neuron is silent)."""
+    import itertools
+
+    clean = np.argmax(sp.run(snn, X), axis=1)
+    m, T = X.shape[0], snn.T
+    combos = list(itertools.product(range(len(values) + 1), repeat=4))  # 0: healthy
+    rows = len(combos) * m
+    forced = [None, np.full((T, rows, 4), np.nan), None]
+    factors = [{"threshold": np.full((rows, 4), np.nan), "leak": np.full((rows, 4), np.nan)},
+               None]
+    weight = np.empty(len(combos))
+    for c, states in enumerate(combos):
+        sl = slice(c * m, (c + 1) * m)
+        k = sum(s > 0 for s in states)
+        weight[c] = (p / len(values)) ** k * (1 - p) ** (4 - k)
+        for i, state in enumerate(states):
+            if state == 0:
+                continue
+            if kind == "step":
+                forced[1][values[state - 1], sl, i] = 0.0
+            else:
+                factors[0][kind][sl, i] = values[state - 1]
+    out = np.argmax(sp.run(snn, np.tile(X, (len(combos), 1)),
+                           inputs=np.tile(np.arange(m), len(combos)), forced=forced,
+                           factors=factors), axis=1)
+    flips = (out != np.tile(clean, len(combos))).reshape(len(combos), m).mean(axis=1)
+    return float(np.sum(weight * flips))
+
+
+@pytest.mark.parametrize("kind", ["threshold", "leak", "step"])
+def test_the_interval_covers_the_exact_failure_rate_of_the_spiking_faults(kind):
+    """Threshold and leak factors, and a crash of one time step, on the 4 hidden neurons of a
+    tiny spiking network: the exact failure rate by enumerating every assignment of states,
+    against the 95 % Clopper-Pearson interval of 100 seeds (floor 90, as above)."""
+    p = 0.15 if kind != "step" else 0.4  # (one lost spike of a few is a smaller fault)
+    values = {"threshold": (0.4, 2.5), "leak": (0.25, 3.0)}.get(kind)
+    nets = []
+    for net_seed in range(40):
+        snn, X = _tiny_spiking(net_seed)
+        snn = snn if kind != "step" else snn.with_T(4)
+        vals = values if values is not None else tuple(range(snn.T))
+        exact = _exact_state_rate(snn, X, p, kind, vals)
+        if 0.02 <= exact <= 0.5:
+            nets.append((snn, X, exact))
+        if len(nets) == 5:
+            break
+    assert len(nets) == 5
+    if kind == "step":
+        faults = ns.NeuronCrash(p, layers=(1,), steps=1)
+    else:
+        cls = ns.ThresholdPerturbation if kind == "threshold" else ns.LeakPerturbation
+        faults = cls(p, factor=values, layers=(1,))
+    covered = 0
+    for seed in range(100):
+        snn, X, exact = nets[seed % 5]
+        r = ns.simulate(snn, faults, X, snn.predict(X), n_samples=150, seed=seed, metric="flip",
+                        progress=False)
+        covered += r.ci_low <= exact <= r.ci_high
+    assert covered >= 90, covered
+
+
 @pytest.mark.parametrize("method,mode", [("sampled", "permanent"), ("stratified", "transient")])
 def test_certify_keeps_the_network_spiking_when_it_rebuilds_its_plan(method, mode):
     """certify rebuilds its plan (a fresh chip per pair; records instead of fields): a hidden
@@ -427,3 +528,62 @@ def test_certify_keeps_the_network_spiking_when_it_rebuilds_its_plan(method, mod
     cert = ns.certify(snn, faults, X=X, y=y, eps=0.5, delta=0.5, metric="flip", n_samples=30,
                       seed=0, method=method, progress=False)
     assert cert.empirical.rows > 0 and cert.empirical.estimate == 0
+
+
+def test_the_spiking_faults_say_what_they_need():
+    from neurosim.plan import build_plan
+
+    net, X = _dyadic_network(0)
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0), None], T=8)
+    for fault in (ns.ThresholdPerturbation(0.1, factor=2.0), ns.LeakPerturbation(0.1, factor=2.0),
+                  ns.NeuronCrash(0.1, steps=1)):
+        with pytest.raises(ValidationError, match="graded"):
+            build_plan(net, fault)
+    with pytest.raises(ValidationError, match="layer 3, which has no neuron model"):
+        build_plan(snn, ns.ThresholdPerturbation(0.1, factor=2.0, layers=(3,)))
+    with pytest.raises(ValidationError, match="layer 1, whose neurons have no leak"):
+        build_plan(snn, ns.LeakPerturbation(0.1, factor=2.0, layers=(1,)))
+    with pytest.raises(ValidationError, match="no spiking layer of this network has one"):
+        build_plan(sp.SpikingNetwork(net, "if"), ns.LeakPerturbation(0.1, factor=2.0))
+    with pytest.raises(ValidationError, match="longer than the run"):
+        build_plan(snn, ns.NeuronCrash(0.1, steps=9))
+    # by default: every spiking layer (threshold), every leaky one (leak)
+    plan = build_plan(snn, ns.ThresholdPerturbation(0.1, factor=2.0)
+                      + ns.LeakPerturbation(0.1, factor=2.0))
+    assert [(g.kind, g.layer) for g in plan.groups] == [("threshold", 1), ("threshold", 2),
+                                                        ("leak", 2)]
+
+
+def test_a_leak_factor_scales_the_decay_rate_and_caps_it():
+    from neurosim.faults.neuron_param import scaled_parameters
+    from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
+
+    lif = sp.LIF(tau=4.0, v_leak=0.2, threshold=0.5)
+    p = lif.params(3, 1.0)  # keep 0.75, leak 0.05
+    entry = {k: p[k].copy() for k in ("threshold", "keep", "leak")}
+    scaled_parameters(entry, NEURON_LEAK, np.array([2.0, 0.5, 8.0]))
+    np.testing.assert_allclose(entry["keep"], [0.5, 0.875, 0.0])  # 1 - min(1, f / 4)
+    np.testing.assert_allclose(entry["leak"], [0.1, 0.025, 0.2])  # min(1, f / 4) * v_leak
+    np.testing.assert_array_equal(entry["threshold"], p["threshold"])
+    scaled_parameters(entry, NEURON_THRESHOLD, np.array([2.0, 0.5, 1.0]))
+    np.testing.assert_allclose(entry["threshold"], [1.0, 0.25, 0.5])
+    # a leak factor f on LIF(tau) is the decay of LIF(tau / f) (same input gain)
+    fast = sp.LIF(tau=2.0, v_leak=0.2).params(3, 1.0)
+    np.testing.assert_allclose(entry["keep"][0], fast["keep"][0])
+    np.testing.assert_allclose(entry["leak"][0], fast["leak"][0])
+
+
+def test_certify_samples_continuous_factors_and_enumerates_discrete_ones():
+    net, X = _dyadic_network(1)
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0, threshold=0.25), None],
+                            T=8)
+    y = snn.predict(X)
+    kw = dict(X=X, y=y, eps=0.5, delta=0.2, metric="flip", n_samples=20, seed=0, progress=False)
+    cert = ns.certify(snn, ns.ThresholdPerturbation(0.002, lognormal=0.3), **kw)
+    assert cert.method == "sampled" and "continuous" in cert.method_reason
+    with pytest.raises(ValidationError, match="continuous"):
+        ns.stratified_estimate(snn, ns.ThresholdPerturbation(0.002, lognormal=0.3), X, y,
+                               metric="flip", eps=0.5, progress=False)
+    faults = ns.ThresholdPerturbation(0.002, factor=(0.25, 4.0)) + ns.NeuronCrash(0.002, steps=2)
+    cert = ns.certify(snn, faults, **kw)
+    assert cert.method == "stratified" and cert.empirical.rows > 0

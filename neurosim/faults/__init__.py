@@ -18,13 +18,18 @@ Fault semantics (the documentation states them exactly like this):
   nothing); on crossbar profiles a failed tile contributes nothing (its weight block reads 0).
   Spare cores of the profile, which fail at the same rate, replace failed cores of their chip,
   lowest core id first.
+* **Spiking neurons** (:mod:`neurosim.faults.neuron_param`): a crash may last ``steps`` time
+  steps only (1: a transient that hits one step); a neuron's threshold or leak is scaled by a
+  factor (``factor=F``, ``lognormal=S``, ``uniform=LO/HI``), each neuron with rate ``p``.
 * **Transient** faults are drawn afresh for every input (paper Def. 5); **permanent** faults are
   drawn once per chip instance and shared by all inputs.
 
 Each fault type is one class in its own module, registered by name (:func:`register_fault`):
 :class:`NeuronCrash` (``crash``), :class:`SynapseStuck` (``stuck``), :class:`WeightBitFlip`
 (``bitflip``), :class:`CoreFailure` (``core``), :class:`AnalogCrossbar` (``analog``: device
-noise, drift, DAC and ADC of crossbar tiles). See :mod:`neurosim.faults.base` for the
+noise, drift, DAC and ADC of crossbar tiles), and for spiking networks
+:class:`ThresholdPerturbation` (``threshold``) and :class:`LeakPerturbation` (``leak``): a
+neuron's threshold or leak scaled by a factor from a stated distribution. See :mod:`neurosim.faults.base` for the
 protocol.
 """
 
@@ -46,6 +51,7 @@ from neurosim.faults.stuck import SynapseStuck
 from neurosim.faults.bitflip import WeightBitFlip
 from neurosim.faults.core import CoreFailure, failed_core_records
 from neurosim.faults.analog import AnalogCrossbar, parse_time
+from neurosim.faults.neuron_param import LeakPerturbation, ThresholdPerturbation
 from neurosim.kernels.codes import (CRASH_PAPER, CRASH_SILENT, CRASH_STUCK, REC_CRASH, REC_TILE,
                                     REC_WEIGHT)
 
@@ -61,6 +67,8 @@ __all__ = [
     "WeightBitFlip",
     "CoreFailure",
     "AnalogCrossbar",
+    "ThresholdPerturbation",
+    "LeakPerturbation",
     "parse_time",
     "failed_core_records",
     "parse_fault_spec",

@@ -41,19 +41,26 @@ class NeuronCrash(FaultType):
         The output of a stuck neuron (``semantics="stuck"``).
     layers : sequence of int, optional
         Restrict a scalar rate to these layers; the input layer (0) crashes only when named.
+    steps : int, optional
+        Spiking networks only: the crash lasts ``steps`` consecutive time steps (1: a transient
+        that hits one step), starting at a step drawn uniformly from ``0..T - steps``; the
+        neuron's output at those steps is 0 (silent: a lost spike) or ``value`` (stuck: a
+        forced spike) and its membrane runs on unchanged. None (default): every step.
 
-    Spec: ``crash:p=1e-3[,layers=1,2][,semantics=paper|stuck,value=V]``, or one rate per
-    layer: ``crash:p=1e-3/0/2e-3`` (a list of one rate is written ``p=1e-3/``).
+    Spec: ``crash:p=1e-3[,layers=1,2][,semantics=paper|stuck,value=V][,steps=K]``, or one
+    rate per layer: ``crash:p=1e-3/0/2e-3`` (a list of one rate is written ``p=1e-3/``).
     """
 
     p: "float | tuple" = 0.0
     semantics: str = "silent"
     value: float = 0.0
     layers: "tuple | None" = None
+    steps: "int | None" = None
 
     kind = "crash"
     spec_keys = {"p": "rate (or rates per layer, separated by /)", "layers": "layer indices",
-                 "semantics": "silent, paper or stuck", "value": "output of a stuck neuron"}
+                 "semantics": "silent, paper or stuck", "value": "output of a stuck neuron",
+                 "steps": "spiking networks: the crash lasts this many time steps"}
     list_keys = ("layers",)
     profile_fields = (ProfileField(
         "neuron_crash", "Probability that a neuron is crashed (emits nothing).",
@@ -94,6 +101,17 @@ class NeuronCrash(FaultType):
             if len(set(layers)) != len(layers):
                 raise param_error("NeuronCrash", "layers", "distinct layer indices", self.layers)
             object.__setattr__(self, "layers", layers)
+        if self.steps is not None:
+            steps = self.steps
+            if isinstance(steps, bool) or not float(steps).is_integer() or steps < 1:
+                raise param_error("NeuronCrash", "steps", "a positive integer (time steps) or "
+                                  "None (every step)", steps)
+            if self.semantics == "paper":
+                raise ValidationError(
+                    "NeuronCrash: a crash of a few steps ('steps') acts on the neuron's output; "
+                    "semantics='paper' (incoming weights zeroed) has no such form. Use silent "
+                    "or stuck.")
+            object.__setattr__(self, "steps", int(steps))
 
     @property
     def crash_mode(self) -> int:
@@ -138,6 +156,8 @@ class NeuronCrash(FaultType):
             s += f",semantics={self.semantics}"
         if self.semantics == "stuck" or (self.value != 0.0 and not legacy):
             s += f",value={format_number(self.value, legacy)}"
+        if self.steps is not None:
+            s += f",steps={self.steps}"
         return s
 
     @classmethod
@@ -166,8 +186,16 @@ class NeuronCrash(FaultType):
                 raise ValidationError(
                     f"--fault {text!r}: layers must be integers, e.g. layers=1,2."
                 ) from None
+        steps = None
+        if "steps" in params:
+            try:
+                steps = int(params["steps"][0])
+            except ValueError:
+                raise ValidationError(
+                    f"--fault {text!r}: steps must be a positive integer, e.g. steps=1.") from None
         return cls(p, semantics=params.get("semantics", ["silent"])[0],
-                   value=cls.number(params, "value", text, default=0.0), layers=layers)
+                   value=cls.number(params, "value", text, default=0.0), layers=layers,
+                   steps=steps)
 
     @classmethod
     def from_profile(cls, rates) -> "NeuronCrash":
@@ -176,11 +204,35 @@ class NeuronCrash(FaultType):
     # --- lowering -------------------------------------------------------------------------
     def check(self, plan) -> None:
         self.layer_rates(plan.n_layers)  # raises for a layer the network does not have
+        if self.steps is not None and not self.is_null():
+            snn = getattr(plan, "spiking", None)
+            if snn is None:
+                raise ValidationError(
+                    "NeuronCrash(steps=...) crashes a neuron for some time steps; the network "
+                    "runs graded (no time steps). Give a SpikingNetwork, or leave steps out.")
+            if self.steps > snn.T:
+                raise ValidationError(
+                    f"NeuronCrash(steps={self.steps}) lasts longer than the run (T = {snn.T} "
+                    "steps).")
+
+    def _starts(self, plan) -> int:
+        """How many first steps a crash of ``steps`` steps may have (1: every step)."""
+        return 1 if self.steps is None else plan.spiking.T - self.steps + 1
 
     def groups(self, plan) -> list:
         rates = self.layer_rates(plan.n_layers)
-        return [FaultGroup("crash", l, -1, plan.widths[l], float(rates[l]), site="neuron")
+        starts = self._starts(plan)
+        return [FaultGroup("crash", l, -1, plan.widths[l], float(rates[l]),
+                           (1.0 / starts,) * starts, site="neuron")
                 for l in range(plan.n_layers + 1) if rates[l] > 0]
+
+    def draw_outcomes(self, plan, rng, positions) -> dict:
+        """A crash of a few steps: each faulty neuron's first step (uniform)."""
+        starts = self._starts(plan)
+        if starts == 1:
+            return {}
+        return {key: rng.integers(0, starts, size=pos.size, dtype=np.int64)
+                for key, (_, pos) in positions.items() if key[0] == "crash"}
 
     def add_records(self, plan, positions, outcomes, builder) -> None:
         empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -190,7 +242,11 @@ class NeuronCrash(FaultType):
             if not draws.size:
                 continue
             core = mapping.neuron_cores(l, pos) if (mapping is not None and l >= 1) else None
-            builder.add_crash(l, draws, pos, self.crash_mode, self.value, core=core)
+            steps = None
+            if self.steps is not None:
+                start = outcomes.get(("crash", l), np.zeros(pos.size, dtype=np.int64))
+                steps = (start, start + self.steps)
+            builder.add_crash(l, draws, pos, self.crash_mode, self.value, core=core, steps=steps)
 
     def single_fault_bound(self, plan, group, clean_activations):
         """Prop. 2 for a silent crash of neuron i of layer l >= 1: ``D z_{l+1} = -A_{l+1}[:, i]
@@ -201,7 +257,7 @@ class NeuronCrash(FaultType):
         norm becomes ``sum_w G[w, i] ||A_{l+1}[:, w]||_2``. Padded by a relative 1e-9 and an
         absolute 1e-12 against round-off."""
         layer = group.layer
-        if self.semantics != "silent" or layer < 1:
+        if self.semantics != "silent" or layer < 1 or self.steps is not None:
             return None
         network = plan.network
         y_l = clean_activations[layer].astype(np.float64)

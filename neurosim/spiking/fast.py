@@ -52,9 +52,11 @@ def run_fast(snn, X, inputs=None, record: bool = False):
                 I = np.broadcast_to(I, (T,) + I.shape[1:])
             p = {k: v.astype(dtype) for k, v in model.params(I.shape[2], snn.dt).items()}
             out = np.empty(I.shape, dtype=dtype)
+            none = np.zeros((0, I.shape[2]), dtype=dtype)  # (no row has factors of its own)
             neuron_scan(np.ascontiguousarray(I), p["syn_keep"], p["syn_gain"], p["keep"],
                         p["leak"], p["gain"], p["threshold"], p["v_reset"],
-                        model.reset == "subtract", out)
+                        model.reset == "subtract", out, np.full(n, -1, dtype=np.int64), none,
+                        none, none)
             s = out
             if l == L:
                 readout = np.zeros((n, I.shape[2]), dtype=dtype)

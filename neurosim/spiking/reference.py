@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurosim.faults.neuron_param import scaled_parameters
+from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 from neurosim.layers.transforms import MaxPool2d
 
 __all__ = ["run", "neuron_loop"]
 
 
 def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
-        bias_only=None):
+        bias_only=None, factors=None):
     """The readout ``(n, n_L)`` of rows ``X``.
 
     Parameters
@@ -31,10 +33,15 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
         outputs).
     forced : list of ndarray, optional
         Per layer 0..L, ``(n, n_l)``: an output held at this value at every step (a crash:
-        0 for a dead neuron, ``v`` when stuck), NaN where the neuron is not forced.
+        0 for a dead neuron, ``v`` when stuck), NaN where the neuron is not forced; or
+        ``(T, n, n_l)``: the same per step (a crash of a few steps).
     bias_only : list of ndarray, optional
         Per layer 1..L (index ``l - 1``), ``(n, n_l)`` bool: the neuron's current is its bias
         alone (the ``paper`` crash).
+    factors : list of dict, optional
+        Per layer 1..L (index ``l - 1``), None or ``{"threshold": F, "leak": F}`` with ``F``
+        ``(n, n_l)``: each row's factor on the neuron's threshold or leak
+        (:mod:`neurosim.faults.neuron_param`), NaN where the neuron is not perturbed.
     """
     net = snn.network
     X = net.check_input(X)
@@ -44,7 +51,8 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
     dt = snn.dt
     L = net.n_layers
     widths = net.widths
-    params = [None if m is None else {k: v.astype(dtype) for k, v in m.params(widths[l], dt).items()}
+    params = [None if m is None else _row_factors(m.params(widths[l], dt), n, dtype,
+                                                  None if factors is None else factors[l - 1])
               for l, m in enumerate(snn.neurons, start=1)]
     v = [None if p is None else np.broadcast_to(p["v_reset"], (n, widths[l])).copy()
          for l, p in enumerate(params, start=1)]
@@ -56,7 +64,7 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
     spikes_in = snn.input_spikes(X, inputs) if snn.encoding == "poisson" else None
     for t in range(snn.T):
         s = X if spikes_in is None else spikes_in[t]
-        s = _force(s, forced, 0)
+        s = _force(s, forced, 0, t)
         counts[0] += s
         for l, layer in enumerate(net.layers, start=1):
             u = _transforms(net, l, s, snn.neurons[l - 2] is not None if l > 1 else
@@ -72,10 +80,10 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
             p = params[l - 1]
             if p is None:
                 if l == L and snn.readout == "membrane":
-                    s = _force(I, forced, l)
+                    s = _force(I, forced, l, t)
                     readout += s
                     continue
-                s = _force(layer.activation(I).astype(dtype), forced, l)
+                s = _force(layer.activation(I).astype(dtype), forced, l, t)
             else:
                 i[l - 1] = p["syn_keep"] * i[l - 1] + p["syn_gain"] * I
                 v[l - 1] = p["keep"] * v[l - 1] + p["leak"] + p["gain"] * i[l - 1]
@@ -84,7 +92,7 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
                     v[l - 1] = np.where(fired, v[l - 1] - p["threshold"], v[l - 1])
                 else:
                     v[l - 1] = np.where(fired, p["v_reset"], v[l - 1])
-                s = _force(fired.astype(dtype), forced, l)
+                s = _force(fired.astype(dtype), forced, l, t)
                 if l == L:
                     readout += s
             counts[l] += s
@@ -108,10 +116,29 @@ def neuron_loop(I, p, subtract: bool) -> np.ndarray:
     return out
 
 
-def _force(s, forced, l):
+def _force(s, forced, l, t):
     if forced is None or forced[l] is None:
         return s
-    return np.where(np.isnan(forced[l]), s, forced[l]).astype(s.dtype)
+    f = forced[l] if forced[l].ndim == 2 else forced[l][t]
+    return np.where(np.isnan(f), s, f).astype(s.dtype)
+
+
+def _row_factors(base: dict, n: int, dtype, factors) -> dict:
+    """A layer's factors in ``dtype``; with threshold or leak ``factors`` ``(n, m)`` (NaN: not
+    perturbed), per row ``(n, m)``, each perturbed neuron's scaled in float64."""
+    if factors is None:
+        return {k: v.astype(dtype) for k, v in base.items()}
+    p = {k: np.array(np.broadcast_to(v, (n, v.size)), dtype=np.float64) for k, v in base.items()}
+    for name, code in (("threshold", NEURON_THRESHOLD), ("leak", NEURON_LEAK)):
+        f = factors.get(name)
+        if f is None:
+            continue
+        hit = ~np.isnan(f)
+        entry = {k: p[k][hit] for k in ("threshold", "keep", "leak")}
+        scaled_parameters(entry, code, f[hit])
+        for k, v in entry.items():
+            p[k][hit] = v
+    return {k: v.astype(dtype) for k, v in p.items()}
 
 
 def _transforms(net, l: int, s: np.ndarray, spiking: bool, pool_counts: dict, t: int):
