@@ -555,7 +555,7 @@ def test_the_spiking_faults_say_what_they_need():
 
 
 def test_a_leak_factor_scales_the_decay_rate_and_caps_it():
-    from neurosim.faults.neuron_param import scaled_parameters
+    from neurosim.spiking.neurons import scaled_parameters
     from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 
     lif = sp.LIF(tau=4.0, v_leak=0.2, threshold=0.5)

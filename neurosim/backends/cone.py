@@ -92,7 +92,7 @@ class ConeSpec:
 
 
 def _pool_stage(t, dtype) -> _Stage:
-    from neurosim.layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+    from neurosim.layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d, SumPool2d
 
     C_, H, W = t.in_shape
     if isinstance(t, GlobalAvgPool2d):
@@ -105,7 +105,9 @@ def _pool_stage(t, dtype) -> _Stage:
         _, ho, wo = t.out_shape
         mode = C.POOL_MAX
         div, count = np.ones(1, dtype=dtype), np.ones(1)
-        if isinstance(t, AvgPool2d):
+        if isinstance(t, SumPool2d):
+            mode, div = C.POOL_AVG, np.ones(1, dtype=dtype)  # (a mean with divisor 1)
+        elif isinstance(t, AvgPool2d):
             if t.count_include_pad:
                 mode, div = C.POOL_AVG, np.array([kh * kw], dtype=dtype)
             else:

@@ -40,11 +40,11 @@ import numpy as np
 from neurosim.backends.base import CleanCache, transient_fields
 from neurosim.backends.records import apply_weight_records, fault_layer_span
 from neurosim.fields import stuck_matrix
-from neurosim.faults.neuron_param import scaled_parameters
 from neurosim.kernels.codes import (CRASH_PAPER, CRASH_STUCK, REC_CRASH, REC_NEURON, REC_TILE,
                                     REC_WEIGHT)
 from neurosim.kernels.spiking import changed_readout, changed_scan, neuron_scan
 from neurosim.spiking.fast import transforms_over_time
+from neurosim.spiking.neurons import scaled_parameters
 from neurosim.spiking.reference import neuron_loop
 
 __all__ = ["clean_cache", "propagate"]

@@ -38,9 +38,10 @@ from neurosim.errors import ValidationError, param_error
 from neurosim.faults.base import FaultType, format_number, probability, register_fault
 from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 from neurosim.sampler import FaultGroup
+from neurosim.spiking.neurons import scaled_parameters
 
 __all__ = ["ThresholdPerturbation", "LeakPerturbation", "NeuronParameterFault",
-           "scaled_parameters"]
+           "scaled_parameters"]  # (scaled_parameters: neurosim.spiking.neurons)
 
 #: The factor distributions and what their spec value holds.
 DISTRIBUTIONS = ("factor", "lognormal", "uniform")
@@ -283,18 +284,3 @@ class LeakPerturbation(NeuronParameterFault):
                 "The leak fault scales the membrane's leak, and no spiking layer of this network "
                 "has one (IF neurons only).")
         return leaky
-
-
-def scaled_parameters(p: dict, parameter: int, factor) -> None:
-    """Scale a neuron's factors ``p`` (``threshold``, ``keep``, ``leak``: arrays or scalars
-    of one neuron, modified in place) as a ``parameter`` fault with ``factor`` says."""
-    if parameter == NEURON_THRESHOLD:
-        p["threshold"] = p["threshold"] * factor
-    elif parameter == NEURON_LEAK:
-        rate = 1 - p["keep"]
-        scaled = np.minimum(1, factor * rate)
-        p["leak"] = np.where(rate > 0, p["leak"] * (scaled / np.where(rate > 0, rate, 1)),
-                             p["leak"])
-        p["keep"] = 1 - scaled
-    else:  # pragma: no cover - codes are ours
-        raise ValueError(f"unknown neuron parameter code {parameter}")

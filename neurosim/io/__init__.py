@@ -16,6 +16,9 @@
 ``torch.nn.Module``           an ``nn.Sequential`` (:mod:`neurosim.io.torch`; image input
                               needs ``input_shape=(C, H, W)``)
 ============================  ============================================================
+
+A NIR graph (``.nir``) is a spiking network: :func:`neurosim.io.nir.load_nir` reads it as a
+:class:`~neurosim.spiking.snn.SpikingNetwork` (extra ``nir``).
 """
 
 from __future__ import annotations
@@ -141,6 +144,11 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
         from neurosim.io.onnx import load_onnx
 
         return load_onnx(path)
+    if name.endswith(".nir"):
+        raise FileFormatError(
+            f"{str(path)!r} is a NIR graph: a spiking network, which load_network (graded "
+            "networks) does not return. Read it with neurosim.load_nir(path, dt=...), which "
+            "gives a SpikingNetwork.")
     if name.endswith(_TORCH_SUFFIXES):
         from neurosim.io.torch import load_torch
 
@@ -148,7 +156,8 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
                           architecture=architecture, input_shape=input_shape)
     raise FileFormatError(
         f"Cannot tell the format of {str(path)!r} from its name. Supported: .h5 (neurosim or "
-        "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch), .onnx."
+        "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch), .onnx; NIR graphs (.nir) "
+        "with neurosim.load_nir."
     )
 
 

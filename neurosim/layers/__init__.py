@@ -11,9 +11,9 @@ from neurosim.layers.base import LAYERS, Layer, layer_type, register_layer
 from neurosim.layers.conv import Conv2d, conv_output_size, same_padding
 from neurosim.layers.dense import Dense
 from neurosim.layers.transforms import (TRANSFORMS, AvgPool2d, Flatten, GlobalAvgPool2d,
-                                        MaxPool2d, Transform, register_transform,
+                                        MaxPool2d, SumPool2d, Transform, register_transform,
                                         transform_type)
 
 __all__ = ["Layer", "Dense", "Conv2d", "LAYERS", "register_layer", "layer_type", "Transform",
            "TRANSFORMS", "register_transform", "transform_type", "Flatten", "MaxPool2d",
-           "AvgPool2d", "GlobalAvgPool2d", "conv_output_size", "same_padding"]
+           "AvgPool2d", "SumPool2d", "GlobalAvgPool2d", "conv_output_size", "same_padding"]

@@ -9,7 +9,8 @@ Each transform states its Lipschitz constant in the l2 norm, which Prop. 2 multi
 
 * :class:`Flatten` is a permutation (1);
 * :class:`AvgPool2d` is linear; its constant is ``sqrt(||P||_1 ||P||_inf)`` (Schur's test,
-  an upper bound on ``||P||_2``, exact for non-overlapping windows: ``1/k``);
+  an upper bound on ``||P||_2``, exact for non-overlapping windows: ``1/k``), and so is
+  :class:`SumPool2d` (the same windows without the division: ``1`` for non-overlapping ones);
 * :class:`GlobalAvgPool2d` is the mean of ``H W`` values: ``1 / sqrt(H W)``;
 * :class:`MaxPool2d` is ``sqrt(ceil(kh / sh) ceil(kw / sw))``, *not* 1 when windows overlap.
   Proof: for one window ``|max a - max b| <= max |a - b| <= ||a_w - b_w||_2``; summing the
@@ -29,7 +30,7 @@ import numpy as np
 from neurosim.errors import ShapeError, UnsupportedLayerError, ValidationError
 
 __all__ = ["Transform", "TRANSFORMS", "register_transform", "transform_type", "Flatten",
-           "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
+           "MaxPool2d", "AvgPool2d", "SumPool2d", "GlobalAvgPool2d"]
 
 #: Registered transform types, by ``kind`` (the name written into files).
 TRANSFORMS: dict[str, type] = {}
@@ -378,6 +379,28 @@ class AvgPool2d(_Pool):
 
     def params(self):
         return {**super().params(), "count_include_pad": bool(self.count_include_pad)}
+
+
+@register_transform
+@dataclass(frozen=True)
+class SumPool2d(AvgPool2d):
+    """Sum over ``kernel`` windows (zero padding): NIR's ``SumPool2d``, Sinabs' and Speck's
+    pooling (an average pooling without the division)."""
+
+    count_include_pad: bool = True
+    kind = "sumpool2d"
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "count_include_pad", True)  # (no divisor at all)
+
+    def _divisor(self):
+        return 1.0
+
+    def params(self):
+        out = super().params()
+        out.pop("count_include_pad")
+        return out
 
 
 @register_transform

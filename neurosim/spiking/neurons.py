@@ -37,8 +37,10 @@ from typing import ClassVar
 import numpy as np
 
 from neurosim.errors import ValidationError, param_error
+from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 
-__all__ = ["NeuronModel", "IF", "LIF", "CubaLIF", "NEURONS", "make_neuron", "RESETS"]
+__all__ = ["NeuronModel", "IF", "LIF", "CubaLIF", "NEURONS", "make_neuron", "RESETS",
+           "scaled_parameters"]
 
 RESETS = ("subtract", "value")
 
@@ -241,3 +243,18 @@ def make_neuron(spec) -> "NeuronModel | None":
                 f"parameters are {', '.join(_names(cls))}.")
         return cls(**d)
     raise ValidationError(f"A neuron model must be a NeuronModel, a name or a dict; got {spec!r}.")
+
+
+def scaled_parameters(p: dict, parameter: int, factor) -> None:
+    """Scale a neuron's factors ``p`` (``threshold``, ``keep``, ``leak``: arrays or scalars
+    of one neuron, modified in place) as a ``parameter`` fault with ``factor`` says."""
+    if parameter == NEURON_THRESHOLD:
+        p["threshold"] = p["threshold"] * factor
+    elif parameter == NEURON_LEAK:
+        rate = 1 - p["keep"]
+        scaled = np.minimum(1, factor * rate)
+        p["leak"] = np.where(rate > 0, p["leak"] * (scaled / np.where(rate > 0, rate, 1)),
+                             p["leak"])
+        p["keep"] = 1 - scaled
+    else:  # pragma: no cover - codes are ours
+        raise ValueError(f"unknown neuron parameter code {parameter}")

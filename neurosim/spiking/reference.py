@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurosim.faults.neuron_param import scaled_parameters
 from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 from neurosim.layers.transforms import MaxPool2d
+from neurosim.spiking.neurons import scaled_parameters
 
 __all__ = ["run", "neuron_loop"]
 
