@@ -111,9 +111,10 @@ def changed_scan(rows, inputs, s_in, U_c, I_c, Wt, patch, T, syn_keep, syn_gain,
 
 
 @njit(cache=True, parallel=True)
-def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, patch, T, readout):
-    """The membrane readout (the sum over ``T`` steps of the currents, added step by step) of
-    faulty rows, their currents as in :func:`changed_scan`."""
+def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, patch, T, keep, leak, gain, readout):
+    """The integrated readout of faulty rows, ``r <- keep r + leak + gain I_t`` over the ``T``
+    steps from 0 (the membrane readout's sum: 1, 0, 1), their currents as in
+    :func:`changed_scan`."""
     steps = s_in.shape[0]
     m = I_c.shape[2]
     for q in prange(rows.size):
@@ -126,4 +127,4 @@ def changed_readout(rows, inputs, s_in, U_c, I_c, Wt, patch, T, readout):
             if t == 0 or steps > 1:
                 _changed_currents(cur, t if steps > 1 else 0, r, x, s_in, U_c, I_c, Wt, patch)
             for o in range(m):
-                readout[r, o] += cur[o]
+                readout[r, o] = keep[o] * readout[r, o] + leak[o] + gain[o] * cur[o]

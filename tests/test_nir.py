@@ -214,6 +214,43 @@ def test_conv1d_scale_threshold_and_an_output_integrator_read_as_nir_states_them
     assert snn.network.input_shape == (2, 1, 7) and snn.readout == "membrane"
 
 
+def test_an_output_leaky_integrator_is_the_li_readout_and_round_trips(tmp_path):
+    """Input -> Affine -> IF -> Affine -> LI: the readout is the LI's membrane after the last
+    step, ``v <- (1 - k) v + k v_leak + k r I`` (k = dt / tau), as NIR states it."""
+    rng = np.random.default_rng(4)
+    W1, b1, W2 = rng.normal(0, 1, (5, 3)), rng.normal(0.2, 0.1, 5), rng.normal(0, 1, (2, 5))
+    tau, r, v_leak, dt, T = np.array([4.0, 2.0]), np.array([1.0, 0.5]), np.array([0.1, -0.2]), \
+        1.0, 7
+    graph = nir.NIRGraph(
+        nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+               "a": nir.Affine(weight=W1, bias=b1),
+               "n": nir.IF(r=np.ones(5), v_threshold=np.full(5, 0.6), v_reset=np.zeros(5)),
+               "b": nir.Affine(weight=W2, bias=np.zeros(2)),
+               "li": nir.LI(tau=tau, r=r, v_leak=v_leak),
+               "out": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("in", "a"), ("a", "n"), ("n", "b"), ("b", "li"), ("li", "out")],
+        type_check=False)
+    from neurosim.io.nir import from_nir
+
+    snn = from_nir(graph, dt=dt, T=T, dtype=np.float64)
+    assert snn.readout == "li" and snn.li == sp.LI(tau=tau, r=r, v_leak=v_leak)
+    X = rng.uniform(-1, 1, (4, 3))
+    v_if, v_li = np.zeros((4, 5)), np.zeros((4, 2))
+    k = dt / tau
+    for _ in range(T):  # the NIR equations, written out
+        v_if = v_if + (X @ W1.T + b1)
+        spikes = (v_if >= 0.6).astype(float)
+        v_if = np.where(spikes > 0, 0.0, v_if)
+        v_li = v_li + k * (v_leak - v_li + r * (spikes @ W2.T))
+    np.testing.assert_allclose(snn.run(X), v_li, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(sp.run(snn, X), snn.run(X))
+    path = tmp_path / "li.nir"
+    ns.save_nir(snn, path)
+    back = ns.load_nir(path, T=T, dtype=np.float64)
+    assert back.li == snn.li
+    np.testing.assert_array_equal(back.run(X), snn.run(X))
+
+
 # --- what it refuses --------------------------------------------------------------------------
 
 def _chain_graph(extra_edges=(), extra_nodes=None):
@@ -241,7 +278,8 @@ def test_graphs_that_are_not_chains_are_errors_naming_the_node():
                                                            bias=np.zeros(1))}), dt=1.0)
     li = _chain_graph(extra_nodes={"n": nir.LI(tau=np.ones(2), r=np.ones(2),
                                                v_leak=np.zeros(2))})
-    with pytest.raises(UnsupportedLayerError, match="node 'n' \\(LI\\)"):
+    with pytest.raises(UnsupportedLayerError, match="node 'n' \\(LI\\).*only as the graph's "
+                       "output"):
         from_nir(li, dt=1.0)
     with pytest.raises(ValidationError, match="needs dt"):
         from_nir(_chain_graph())

@@ -302,16 +302,20 @@ FAULTY_IDS = ["dead+stuck", "saturated", "paper", "one-step", "saturated-3-steps
 
 
 @pytest.mark.parametrize("faults", FAULTY, ids=FAULTY_IDS)
-@pytest.mark.parametrize("encoding", ["current", "poisson"])
+@pytest.mark.parametrize("encoding", ["current", "poisson", "li"])
 def test_faulty_rows_equal_the_reference_with_the_faults_written_out(faults, encoding):
+    """(``li``: constant-current input read by a leaky integrator, its factors dyadic.)"""
     from neurosim.backends import get_backend
     from neurosim.plan import build_plan
     from neurosim.sampler import sample_block
 
     for seed in range(3):
         net, X = _dyadic_network(seed)
+        li = dict(readout="li", li=sp.LI(tau=2.0, r=0.5, v_leak=0.25)) if encoding == "li" \
+            else {}
         snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0, threshold=0.25),
-                                      None], T=16, encoding=encoding, seed=seed)
+                                      None], T=16, encoding="poisson" if encoding == "poisson"
+                                else "current", seed=seed, **li)
         plan = build_plan(snn, faults, fields=False)
         m = X.shape[0]
         batch, _, _, row_draw, row_input = sample_block(plan, seed, 0, 4, m, "transient")

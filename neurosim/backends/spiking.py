@@ -123,7 +123,7 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
         layer = plan.network.layers[l - 1]
         u = transforms_over_time(plan.pre[l - 1], s, _is_spiking(snn, l - 1))
         model = snn.neurons[l - 1]
-        membrane = model is None and l == L and snn.readout == "membrane"
+        membrane = model is None and l == L and snn.readout != "count"  # (membrane, li)
         rec = None
         weight_draws = empty
         fielded = False
@@ -162,13 +162,16 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
             u = np.ascontiguousarray(u)
         if membrane:
             readout = np.empty((n, I.shape[2]), dtype=dtype)
+            r_keep, r_leak, r_gain, divide = snn.readout_factors(np.dtype(dtype))
             if fast is not None and fast.size:
-                changed_readout(fast, inputs, u, U_c, I_c, Wt, patch, T, readout)
+                changed_readout(fast, inputs, u, U_c, I_c, Wt, patch, T, r_keep, r_leak, r_gain,
+                                readout)
             out = _override(I, sub, sub_windows, T=T)
             part = np.zeros((full.size, I.shape[2]), dtype=dtype)
             for t in range(T):
-                part += out[0 if out.shape[0] == 1 else t]
+                part = r_keep * part + r_leak + r_gain * out[0 if out.shape[0] == 1 else t]
             readout[full] = part
+            readout /= divide
             s = None
         elif model is None:
             s = _override(layer.activation(I).astype(dtype), sub, sub_windows, T=T)
@@ -199,10 +202,10 @@ def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", k
                 readout = np.zeros((n, s.shape[2]), dtype=dtype)
                 for t in range(T):
                     readout += s[t]
+                readout /= dtype.type(T)
         if keep:
             kept.append(I if s is None else s)
             currents.append((u, I))
-    readout /= dtype.type(T)
     return (readout, kept, currents) if keep else (readout, None)
 
 

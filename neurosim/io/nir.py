@@ -22,7 +22,8 @@ or subgraphs: anything else is an error naming the node). Nodes map as follows:
 ``Threshold``                a memoryless neuron: ``LIF(tau=dt)`` (``v = I`` at every step)
 ``I`` (output only)          the membrane readout, the layer's weights scaled by ``r dt T``
                              (``v_T = sum_t dt r I_t`` is ``T dt r`` times the mean current)
-``LI`` (output only)         not yet: an error says so
+``LI`` (output only)         ``readout="li"``: the output current through a leaky integrator
+                             (:class:`~neurosim.spiking.neurons.LI`), read after the last step
 ===========================  ==================================================================
 
 A graph that ends in a weighted node is read with ``readout="membrane"`` (the mean of its output
@@ -36,7 +37,7 @@ on the threshold.
 
 Writing. Dense and Conv2d layers (symmetric padding), SumPool2d, AvgPool2d (zero padding
 counted) and Flatten (channels first), IF, LIF and CubaLIF neurons; a membrane readout ends
-with the output layer's weighted node. NIR's neurons reset to ``v_reset``: a layer that resets
+with the output layer's weighted node, an ``li`` readout with an ``LI`` node. NIR's neurons reset to ``v_reset``: a layer that resets
 by subtraction (every converted network) is written with ``neurosim_reset = "subtract"`` in
 the node's metadata, which :func:`from_nir` honours and other tools ignore (a warning says so).
 """
@@ -55,7 +56,7 @@ from neurosim.io.atomic import atomic_path
 from neurosim.io.guard import check_nbytes, reading
 from neurosim.layers import AvgPool2d, Conv2d, Dense, Flatten, SumPool2d
 from neurosim.network import Network
-from neurosim.spiking.neurons import IF, LIF, CubaLIF
+from neurosim.spiking.neurons import IF, LI, LIF, CubaLIF
 from neurosim.spiking.snn import SpikingNetwork
 
 __all__ = ["load_nir", "save_nir", "from_nir", "to_nir", "NIR_READ", "NIR_WRITE"]
@@ -63,9 +64,9 @@ __all__ = ["load_nir", "save_nir", "from_nir", "to_nir", "NIR_READ", "NIR_WRITE"
 _INSTALL_HINT = "pip install 'neurosim-faults[nir]'"
 #: The node types the reader takes and the writer emits.
 NIR_READ = ("Input", "Output", "Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
-            "Flatten", "Scale", "IF", "LIF", "CubaLIF", "Threshold", "I")
+            "Flatten", "Scale", "IF", "LIF", "CubaLIF", "Threshold", "I", "LI")
 NIR_WRITE = ("Input", "Output", "Affine", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "IF",
-             "LIF", "CubaLIF")
+             "LIF", "CubaLIF", "LI")
 _NEURONS = ("IF", "LIF", "CubaLIF", "Threshold")
 
 
@@ -221,6 +222,7 @@ class _Reader:
         self.scale_next = None      # a SumPool-free factor for the next weighted layer
         self.readout_scale = 1.0    # an output I node's r dt T
         self.one_d = False          # the signal is (C, L), kept as (C, 1, L)
+        self.li = None              # an output LI node
         weights = [np.asarray(node.weight) for _, node in chain if hasattr(node, "weight")]
         if dtype is None:
             dtype = (np.float64 if weights and all(w.dtype == np.float64 for w in weights)
@@ -258,9 +260,9 @@ class _Reader:
                 raise UnsupportedLayerError(
                     f"{self.where(name, node)} is not supported. neurosim reads "
                     f"{', '.join(NIR_READ)}.")
-            if kind == "I" and index != len(body) - 1:
+            if kind in ("I", "LI") and index != len(body) - 1:
                 raise UnsupportedLayerError(f"{self.where(name, node)}: an integrator is read "
-                                            "only as the graph's output (the membrane readout).")
+                                            "only as the graph's output (the readout).")
             handler(name, node)
         if not self.neurons:
             raise UnsupportedLayerError(f"{self.source} holds no weighted node (Affine, Linear, "
@@ -276,9 +278,11 @@ class _Reader:
                 bias=(np.asarray(last.b, np.float64) * self.readout_scale).astype(self.dtype))
         network = Network(self.items, input_shape=self.input_shape,
                           metadata={"source": self.source, "format": "nir"})
-        readout = "membrane" if self.neurons[-1] is None else "count"
+        readout = ("li" if self.li is not None else
+                   "membrane" if self.neurons[-1] is None else "count")
         return SpikingNetwork(network, self.neurons, T=self.T, dt=self.dt,
-                              encoding=self.encoding, readout=readout, seed=self.seed)
+                              encoding=self.encoding, readout=readout, seed=self.seed,
+                              li=self.li)
 
     # --- weighted nodes -----------------------------------------------------------------
     def _weighted(self, layer, name, node):
@@ -526,10 +530,14 @@ class _Reader:
         self.readout_scale = float(r[0]) * self.dt * self.T
 
     def _li(self, name, node):
-        raise UnsupportedLayerError(
-            f"{self.where(name, node)}: a leaky integrator (LI) is not supported yet; neurosim "
-            "reads a graph that ends in a weighted node (the mean of its output), an I node or "
-            "a spiking node.")
+        n = self._neuron_slot(name, node)
+        p = self._params(name, node, {"tau": "tau", "r": "r", "v_leak": "v_leak"}, n)
+        try:
+            li = LI(**p)
+            li.factors(n, self.dt)
+        except ValidationError as exc:
+            raise type(exc)(f"{self.where(name, node)}: {exc}") from None
+        self.li = li
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -559,6 +567,12 @@ def to_nir(target):
             add(_transform_node(nir, t, l))
         add(_layer_node(nir, layer, l))
         model = target.neurons[l - 1]
+        if model is None and l == net.n_layers and target.li is not None:
+            li = target.li
+            n = layer.n_out
+            add(nir.LI(**{k: np.broadcast_to(np.asarray(getattr(li, k), np.float64), (n,)).copy()
+                          for k in ("tau", "r", "v_leak")}))
+            continue
         if model is None:
             if l < net.n_layers:
                 raise UnsupportedLayerError(

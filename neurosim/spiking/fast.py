@@ -40,10 +40,12 @@ def run_fast(snn, X, inputs=None, record: bool = False):
         I = I.reshape(steps, n, -1)
         model = snn.neurons[l - 1]
         if model is None:
-            if l == L and snn.readout == "membrane":
+            if l == L and snn.readout != "count":
                 readout = np.zeros((n, I.shape[2]), dtype=dtype)
-                for t in range(T):  # (the reference's order of additions)
-                    readout += I[0 if steps == 1 else t]
+                keep, leak, gain, divide = snn.readout_factors(np.dtype(dtype))
+                for t in range(T):  # (the reference's order of operations)
+                    readout = keep * readout + leak + gain * I[0 if steps == 1 else t]
+                readout /= divide
                 s = I
                 break
             s = layer.activation(I).astype(dtype)
@@ -62,9 +64,9 @@ def run_fast(snn, X, inputs=None, record: bool = False):
                 readout = np.zeros((n, I.shape[2]), dtype=dtype)
                 for t in range(T):
                     readout += s[t]
+                readout /= dtype.type(T)
         if record:
             counts.append(s.sum(axis=0) * (T if s.shape[0] == 1 else 1))
-    readout /= dtype.type(T)
     return (readout, counts) if record else readout
 
 

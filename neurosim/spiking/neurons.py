@@ -39,7 +39,7 @@ import numpy as np
 from neurosim.errors import ValidationError, param_error
 from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 
-__all__ = ["NeuronModel", "IF", "LIF", "CubaLIF", "NEURONS", "make_neuron", "RESETS",
+__all__ = ["NeuronModel", "IF", "LIF", "CubaLIF", "LI", "NEURONS", "make_neuron", "RESETS",
            "scaled_parameters"]
 
 RESETS = ("subtract", "value")
@@ -211,6 +211,47 @@ class CubaLIF(NeuronModel):
         return {"keep": 1.0 - km, "gain": km * self._full("r", n),
                 "leak": km * self._full("v_leak", n), "syn_keep": 1.0 - ks,
                 "syn_gain": ks * self._full("w_in", n)}
+
+
+@dataclass(frozen=True, eq=False)
+class LI:
+    """A leaky integrator without threshold (NIR's ``LI``): the ``readout="li"`` of a
+    SpikingNetwork. ``tau dv/dt = (v_leak - v) + r I``, stepped as the neurons are
+    (``k = dt / tau``): ``v <- (1 - k) v + k v_leak + k r I``, from ``v = 0``; the readout is
+    ``v`` after the last step."""
+
+    tau: "float | np.ndarray" = 10.0
+    r: "float | np.ndarray" = 1.0
+    v_leak: "float | np.ndarray" = 0.0
+
+    kind: ClassVar[str] = "li"
+    _full = NeuronModel._full
+    _ratio = NeuronModel._ratio
+
+    def __post_init__(self):
+        object.__setattr__(self, "tau", _parameter("LI", "tau", self.tau, positive=True))
+        object.__setattr__(self, "r", _parameter("LI", "r", self.r))
+        object.__setattr__(self, "v_leak", _parameter("LI", "v_leak", self.v_leak))
+
+    def factors(self, n: int, dt: float) -> tuple:
+        """``(keep, leak, gain)`` per neuron (float64): ``v <- keep v + leak + gain I``."""
+        k = self._ratio("tau", n, dt)
+        return 1.0 - k, k * self._full("v_leak", n), k * self._full("r", n)
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind}
+        for name in ("tau", "r", "v_leak"):
+            value = getattr(self, name)
+            d[name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return d
+
+    def __eq__(self, other):
+        return type(other) is LI and all(
+            np.array_equal(np.asarray(getattr(self, n)), np.asarray(getattr(other, n)))
+            for n in ("tau", "r", "v_leak"))
+
+    def __hash__(self):
+        return hash(self.kind)
 
 
 def make_neuron(spec) -> "NeuronModel | None":

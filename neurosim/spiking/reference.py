@@ -61,6 +61,7 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
     counts = [np.zeros((n, widths[l]), dtype=dtype) for l in range(L + 1)]
     pool_counts: dict = {}
     readout = np.zeros((n, widths[-1]), dtype=dtype)
+    r_keep, r_leak, r_gain, divide = snn.readout_factors(np.dtype(dtype))
     spikes_in = snn.input_spikes(X, inputs) if snn.encoding == "poisson" else None
     for t in range(snn.T):
         s = X if spikes_in is None else spikes_in[t]
@@ -79,9 +80,9 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
                 I = np.where(bias_only[l - 1], layer.bias.astype(dtype), I).astype(dtype)
             p = params[l - 1]
             if p is None:
-                if l == L and snn.readout == "membrane":
+                if l == L and snn.readout != "count":  # (membrane: 1 r + 0 + 1 I, the sum)
                     s = _force(I, forced, l, t)
-                    readout += s
+                    readout = r_keep * readout + r_leak + r_gain * s
                     continue
                 s = _force(layer.activation(I).astype(dtype), forced, l, t)
             else:
@@ -96,7 +97,7 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
                 if l == L:
                     readout += s
             counts[l] += s
-    readout /= dtype.type(snn.T)
+    readout /= dtype.type(snn.T) if snn.readout == "count" else divide
     return (readout, counts) if record else readout
 
 

@@ -16,7 +16,10 @@ with the most spikes so far (this step included; among equals, a spiking one): R
 
 Readout: ``"membrane"`` (the default) makes the output layer a non-leaky integrator without
 threshold and returns the mean of its input current, ``(1/T) sum_t I_L(t)``; ``"count"`` makes
-it spike with its own neuron model and returns its spike counts divided by ``T``.
+it spike with its own neuron model and returns its spike counts divided by ``T``; ``"li"``
+feeds the output layer's current to a leaky integrator (``li``, an
+:class:`~neurosim.spiking.neurons.LI`: NIR's ``LI``) and returns its membrane after the last
+step.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import numpy as np
 
 from neurosim.errors import ValidationError, param_error
 from neurosim.network import Network
-from neurosim.spiking.neurons import NeuronModel, make_neuron
+from neurosim.spiking.neurons import LI, NeuronModel, make_neuron
 
 __all__ = ["SpikingNetwork", "ENCODINGS", "READOUTS"]
 
 ENCODINGS = ("current", "poisson")
-READOUTS = ("membrane", "count")
+READOUTS = ("membrane", "count", "li")
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,9 +54,11 @@ class SpikingNetwork:
     dt : float
         Euler step of the neuron equations (> 0).
     encoding : {"current", "poisson"}
-    readout : {"membrane", "count"}
+    readout : {"membrane", "count", "li"}
     seed : int
         Seed of the Poisson input spike trains.
+    li : LI or dict, optional
+        The output's leaky integrator (``readout="li"`` only).
     """
 
     network: Network
@@ -63,6 +68,7 @@ class SpikingNetwork:
     encoding: str = "current"
     readout: str = "membrane"
     seed: int = 0
+    li: object = None
 
     def __post_init__(self):
         if not isinstance(self.network, Network):
@@ -95,14 +101,25 @@ class SpikingNetwork:
         if self.readout not in READOUTS:
             raise param_error("SpikingNetwork", "readout",
                               f"one of {', '.join(map(repr, READOUTS))}", self.readout)
-        if self.readout == "membrane" and neurons[-1] is not None:
+        if self.readout in ("membrane", "li") and neurons[-1] is not None:
             raise ValidationError(
-                "readout='membrane' integrates the output layer's current: its neuron model "
-                "must be None (graded); use readout='count' to read spike counts.")
+                f"readout={self.readout!r} integrates the output layer's current: its neuron "
+                "model must be None (graded); use readout='count' to read spike counts.")
         if self.readout == "count" and neurons[-1] is None:
             raise ValidationError("readout='count' needs a neuron model on the output layer.")
-        if self.network.activations[-1].name != "identity" and self.readout == "membrane":
-            raise ValidationError("readout='membrane' needs a linear output layer.")
+        if self.network.activations[-1].name != "identity" and self.readout != "count":
+            raise ValidationError(f"readout={self.readout!r} needs a linear output layer.")
+        li = self.li
+        if isinstance(li, dict):
+            d = dict(li)
+            d.pop("kind", None)
+            li = LI(**d)
+        if (li is None) != (self.readout != "li") or not (li is None or isinstance(li, LI)):
+            raise ValidationError("readout='li' needs li=LI(tau, r, v_leak), and only it takes "
+                                  f"one (readout={self.readout!r}, li={self.li!r}).")
+        object.__setattr__(self, "li", li)
+        if li is not None:
+            li.factors(self.network.widths[-1], dt)  # (sizes, dt / tau <= 1)
         for l, model in enumerate(neurons, start=1):
             if model is not None:
                 model.params(self.network.widths[l], dt)  # (checks sizes and dt / tau)
@@ -122,11 +139,22 @@ class SpikingNetwork:
         """What a run file's config records of the spiking execution (JSON-able)."""
         return {"neurons": [None if m is None else m.to_dict() for m in self.neurons],
                 "T": self.T, "dt": self.dt, "encoding": self.encoding, "readout": self.readout,
-                "seed": self.seed}
+                "seed": self.seed, **({"li": self.li.to_dict()} if self.li is not None else {})}
 
     def with_T(self, T: int) -> "SpikingNetwork":
         return SpikingNetwork(self.network, self.neurons, T, self.dt, self.encoding,
-                              self.readout, self.seed)
+                              self.readout, self.seed, self.li)
+
+    def readout_factors(self, dtype) -> tuple:
+        """How the output integrates its current ``I_t``: ``r <- keep r + leak + gain I_t``
+        from ``r = 0``, then ``r / divide`` (membrane: 1, 0, 1 and ``T``: the mean; li: the LI
+        factors and 1), in ``dtype``."""
+        m = self.network.widths[-1]
+        if self.li is None:
+            keep, leak, gain, divide = np.ones(m), np.zeros(m), np.ones(m), self.T
+        else:
+            (keep, leak, gain), divide = self.li.factors(m, self.dt), 1
+        return (keep.astype(dtype), leak.astype(dtype), gain.astype(dtype), dtype.type(divide))
 
     def input_spikes(self, X: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """Poisson encoding: the spike trains ``(T, n_rows, n_0)`` of rows ``X`` (inputs
