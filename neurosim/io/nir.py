@@ -544,6 +544,31 @@ class _Reader:
 
 def to_nir(target):
     """A ``nir.NIRGraph`` of a SpikingNetwork (see the module docstring for what it writes)."""
+    graph, subtract = _graph(target)
+    _warn_subtract(subtract)
+    return graph
+
+
+def save_nir(target, path) -> None:
+    """Write a SpikingNetwork as a NIR file, atomically (``nir.write``'s HDF5)."""
+    nir = import_nir()
+    graph, subtract = _graph(target)
+    _warn_subtract(subtract)
+    with atomic_path(path) as tmp:
+        nir.write(os.fspath(tmp), graph)
+
+
+def _warn_subtract(layers) -> None:
+    if layers:
+        warnings.warn(
+            f"to_nir: layers {', '.join(map(str, layers))} reset by subtraction, which NIR's "
+            "neurons do not state (they reset to v_reset). The nodes carry neurosim_reset = "
+            "'subtract' in their metadata: neurosim reads it back; other tools reset to v_reset.",
+            NeurosimWarning, stacklevel=3)
+
+
+def _graph(target):
+    """The graph of ``target`` and the layers that reset by subtraction."""
     nir = import_nir()
     if not isinstance(target, SpikingNetwork):
         raise ValidationError("to_nir writes a SpikingNetwork (neurosim.spiking: build one, or "
@@ -585,23 +610,10 @@ def to_nir(target):
     out_shape = np.array(net.shapes[-1])
     nodes["output"] = nir.Output(output_type={"output": out_shape})
     edges.append((last, "output"))
-    if subtract:
-        warnings.warn(
-            f"to_nir: layers {', '.join(map(str, subtract))} reset by subtraction, which NIR's "
-            "neurons do not state (they reset to v_reset). The nodes carry neurosim_reset = "
-            "'subtract' in their metadata: neurosim reads it back; other tools reset to v_reset.",
-            NeurosimWarning, stacklevel=2)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"writer": "neurosim-faults",
-                                                             "dt": target.dt},
-                        type_check=False)
-
-
-def save_nir(target, path) -> None:
-    """Write a SpikingNetwork as a NIR file, atomically (``nir.write``'s HDF5)."""
-    nir = import_nir()
-    graph = to_nir(target)
-    with atomic_path(path) as tmp:
-        nir.write(os.fspath(tmp), graph)
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"writer": "neurosim-faults",
+                                                              "dt": target.dt},
+                         type_check=False)
+    return graph, subtract
 
 
 def _transform_node(nir, t, l):
