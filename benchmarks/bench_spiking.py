@@ -11,7 +11,11 @@ its own crashed neurons), metric ``flip``, on the 397 bundled test digits.
     time loop (``I = s @ W.T + b; v += I; s = (v >= 1); v -= s; s *= mask``) over chunks of
     pairs, every pair computed;
 (c) the same PyTorch loop on only the pairs that have a crash (a user at their best skips the
-    fault-free ones, whose output is the clean one).
+    fault-free ones, whose output is the clean one);
+(d), (e) the same two campaigns with snnTorch (when it is installed) as its tutorials write a
+    network: ``nn.Linear`` layers and ``snn.Leaky(beta=1, threshold=1,
+    reset_mechanism="subtract")`` neurons (an IF neuron), ``spk, mem = lif(fc(x), mem)`` per
+    step, the crash mask on the spikes.
 
 Throughput counts every (fault draw, input) pair of the campaign, faulty or not, for all
 three. Run: ``python benchmarks/bench_spiking.py`` (``--quick`` for a smoke run).
@@ -29,7 +33,9 @@ import neurosim as ns
 from neurosim import spiking
 
 
-def torch_campaign(snn, X, n_samples, p, seed, faulty_only, chunk=4096):
+def torch_campaign(snn, X, n_samples, p, seed, faulty_only, chunk=4096, run=None):
+    """The campaign with masks drawn per pair and neuron; ``run(x, masks)`` is the forward
+    (default: the plain PyTorch time loop)."""
     import torch
 
     torch.manual_seed(seed)
@@ -41,8 +47,11 @@ def torch_campaign(snn, X, n_samples, p, seed, faulty_only, chunk=4096):
     n_pairs = n_samples * m
     widths = net.widths
     hidden = widths[1:-1]
+    if run is None:
+        def run(x, masks):
+            return _torch_run(W, b, x, masks, snn.T)
     # the clean run, for the flip metric
-    clean = _torch_run(W, b, Xt, [torch.ones(m, w) for w in hidden], snn.T).argmax(1)
+    clean = run(Xt, [torch.ones(m, w) for w in hidden]).argmax(1)
     flips = 0
     with torch.no_grad():
         for start in range(0, n_pairs, chunk):
@@ -57,7 +66,7 @@ def torch_campaign(snn, X, n_samples, p, seed, faulty_only, chunk=4096):
                 masks = [mask[keep] for mask in masks]
                 if inputs.numel() == 0:
                     continue
-            out = _torch_run(W, b, Xt[inputs], masks, snn.T)
+            out = run(Xt[inputs], masks)
             flips += int((out.argmax(1) != clean[inputs]).sum())
     return flips / n_pairs
 
@@ -80,6 +89,38 @@ def _torch_run(W, b, x, masks, T):
                 s = s * masks[l]
             readout += s @ W[-1].T + b[-1]
         return readout / T
+
+
+def snntorch_runner(snn):
+    """snnTorch's forward of the converted network: Linear layers, IF neurons as
+    ``snn.Leaky(beta=1, threshold=1, reset_mechanism="subtract")``, the output current summed."""
+    import snntorch
+    import torch
+
+    net = snn.network
+    fcs = []
+    for w, bias in zip(net.weights, net.biases):
+        fc = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            fc.weight.copy_(torch.tensor(np.asarray(w, dtype=np.float32)))
+            fc.bias.copy_(torch.tensor(np.asarray(bias, dtype=np.float32)))
+        fcs.append(fc)
+    lifs = [snntorch.Leaky(beta=1.0, threshold=1.0, reset_mechanism="subtract")
+            for _ in fcs[:-1]]
+
+    def run(x, masks):
+        with torch.no_grad():
+            mems = [lif.init_leaky() for lif in lifs]
+            readout = 0
+            for _ in range(snn.T):
+                s = x
+                for l, (fc, lif) in enumerate(zip(fcs[:-1], lifs)):
+                    s, mems[l] = lif(fc(s), mems[l])
+                    s = s * masks[l]
+                readout = readout + fcs[-1](s)
+            return readout / snn.T
+
+    return run
 
 
 def _time(fn, repeats):
@@ -121,6 +162,17 @@ def main():
     rows = [("neurosim simulate (numba)", t_ns, result.failure_rate),
             ("PyTorch time loop, every pair", t_all, rate_all),
             ("PyTorch time loop, faulty pairs only", t_faulty, rate_faulty)]
+    try:
+        import snntorch
+    except ImportError:
+        print("snnTorch is not installed: its rows are left out (pip install snntorch).\n")
+    else:
+        run = snntorch_runner(snn)
+        torch_campaign(snn, X, 2, args.p, 0, False, run=run)  # warm-up
+        for label, faulty in (("every pair", False), ("faulty pairs only", True)):
+            t, rate = _time(lambda: torch_campaign(snn, X, n_samples, args.p, 1, faulty,
+                                                   run=run), repeats)
+            rows.append((f"snnTorch {snntorch.__version__}, {label}", t, rate))
     header = f"{'method':38} {'seconds':>8} {'pairs/s':>12} {'flip rate':>10} {'neurosim x':>10}"
     print(header)
     print("-" * len(header))
