@@ -147,6 +147,17 @@ class FaultType:
                 f"{params[key][0]!r} in --fault {text!r}."
             ) from None
 
+    @classmethod
+    def layer_list(cls, params: dict, text: str) -> "tuple | None":
+        """Spec value ``layers`` as a tuple of ints (None when absent)."""
+        if "layers" not in params:
+            return None
+        try:
+            return tuple(int(v) for v in params["layers"])
+        except ValueError:
+            raise ValidationError(
+                f"--fault {text!r}: layers must be integers, e.g. layers=1,2.") from None
+
     # --- profiles -------------------------------------------------------------------------
     @classmethod
     def profile_default(cls, profile) -> "FaultType":

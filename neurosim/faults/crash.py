@@ -178,14 +178,7 @@ class NeuronCrash(FaultType):
                 ) from None
         else:
             p = cls.number(params, "p", text)
-        layers = None
-        if "layers" in params:
-            try:
-                layers = tuple(int(v) for v in params["layers"])
-            except ValueError:
-                raise ValidationError(
-                    f"--fault {text!r}: layers must be integers, e.g. layers=1,2."
-                ) from None
+        layers = cls.layer_list(params, text)
         steps = None
         if "steps" in params:
             try:

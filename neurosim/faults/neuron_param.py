@@ -156,13 +156,7 @@ class NeuronParameterFault(FaultType):
                     f"The {key!r} value of fault {cls.kind!r} must be a number or numbers "
                     f"separated by '/'. Got {params[key][0]!r} in --fault {text!r}.") from None
 
-        layers = None
-        if "layers" in params:
-            try:
-                layers = tuple(int(v) for v in params["layers"])
-            except ValueError:
-                raise ValidationError(
-                    f"--fault {text!r}: layers must be integers, e.g. layers=1,2.") from None
+        layers = cls.layer_list(params, text)
         kw = {}
         if "factor" in params:
             kw["factor"] = numbers("factor")
