@@ -36,6 +36,7 @@ from neurosim.hardware import HardwareProfile, load_profile, profile_from_dict
 from neurosim.layers.conv import split_evenly
 from neurosim.network import Network
 from neurosim.quantization import LayerQuantization, quantize_layer
+from neurosim.spiking.snn import SpikingNetwork
 
 __all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_layer", "load_mapping",
            "target_network", "network_label"]
@@ -44,9 +45,13 @@ __all__ = ["Core", "LayerQuantization", "Mapping", "map_network", "quantize_laye
 #: neurosim.io.digest); version 2 added conv layers' core blocks and neuron / axon counts.
 #: Version 1 and 2 files still read.
 MAPPING_FORMAT_VERSION = 3
+#: The version of a mapping of a spiking network: version 3 with the spiking execution in the
+#: root attribute ``spiking`` (a reader that knows only version 3 refuses it instead of
+#: reading it as a graded network).
+SPIKING_MAPPING_VERSION = 4
 #: The first mapping format version whose files carry the content digest.
 DIGEST_VERSION = 3
-SUPPORTED_MAPPING_VERSIONS = (1, 2, 3)
+SUPPORTED_MAPPING_VERSIONS = (1, 2, 3, 4)
 _CORE_COLUMNS = ("core_id", "chip", "layer", "out_start", "out_stop", "in_start", "in_stop")
 _SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
@@ -121,11 +126,16 @@ class Mapping:
     neuron_core : list of ndarray or None
         For core-based profiles, ``neuron_core[l-1][i]`` is the core id holding neuron ``i`` of
         layer ``l``; None for crossbar profiles (a neuron spans several tiles).
+    spiking : SpikingNetwork or None
+        The spiking execution of a mapped :class:`~neurosim.spiking.snn.SpikingNetwork` (its
+        ``network`` is ``network``); the chip then runs it on the quantized weights
+        (:meth:`chip_spiking`).
     """
 
     def __init__(self, network: Network, profile: HardwareProfile, cores: list[Core],
-                 quantization: list[LayerQuantization]) -> None:
+                 quantization: list[LayerQuantization], spiking=None) -> None:
         self.network = network
+        self.spiking = spiking
         self.profile = profile
         self.cores = cores
         self.quantization = quantization
@@ -235,6 +245,12 @@ class Mapping:
         """What a simulation of this mapping computes: the quantized network, or the float one
         with ``use_float``."""
         return self.network if use_float else self.quantized_network()
+
+    def chip_spiking(self, use_float: bool = False) -> "SpikingNetwork | None":
+        """The spiking execution on :meth:`chip_network` (None for a graded mapping)."""
+        if self.spiking is None:
+            return None
+        return self.spiking.with_network(self.chip_network(use_float))
 
     def quantization_report(self, X, y=None) -> dict:
         """How much quantization alone changes the output on data ``X`` (and labels ``y``).
@@ -374,8 +390,11 @@ class Mapping:
         with atomic_path(path, suffix=".h5") as tmp:
             with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
                 f.attrs["neurosim_format"] = "mapping"
-                f.attrs["format_version"] = MAPPING_FORMAT_VERSION
+                f.attrs["format_version"] = (MAPPING_FORMAT_VERSION if self.spiking is None
+                                             else SPIKING_MAPPING_VERSION)
                 f.attrs["profile"] = json.dumps(profile_dict)
+                if self.spiking is not None:
+                    f.attrs["spiking"] = json.dumps(self.spiking.spec())
                 write_network_group(f.create_group("network"), self.network)
                 cores = np.array(
                     [[c.core_id, c.chip, c.layer, c.out_start, c.out_stop, c.in_start, c.in_stop]
@@ -511,7 +530,17 @@ def _read_mapping(f, source: str) -> Mapping:
         raise FileFormatError(f"{source}: has no group 'quantization' (the integer weights).")
     quantization = [_read_layer_quantization(qg, l, network, profile, source)
                     for l in range(1, network.n_layers + 1)]
-    mapping = Mapping(network, profile, cores, quantization)
+    spiking = None
+    if "spiking" in f.attrs:
+        spec = json_attr(f, "spiking", source, "the attribute 'spiking'", dict)
+        try:
+            spiking = SpikingNetwork(network, spec["neurons"], T=spec["T"], dt=spec["dt"],
+                                     encoding=spec["encoding"], readout=spec["readout"],
+                                     seed=spec["seed"], li=spec.get("li"))
+        except (KeyError, TypeError) as exc:
+            raise FileFormatError(f"{source}: the attribute 'spiking' is not a spiking "
+                                  f"execution ({exc!r}).") from None
+    mapping = Mapping(network, profile, cores, quantization, spiking=spiking)
     if mapping.neuron_core is not None:
         for l, owner in enumerate(mapping.neuron_core, start=1):
             held = sum(mapping.core_neurons(c).size for c in mapping.layer_cores(l))
@@ -660,7 +689,9 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
 
     Parameters
     ----------
-    network : Network
+    network : Network or SpikingNetwork
+        A SpikingNetwork is mapped as its network; the mapping keeps its spiking execution
+        (``Mapping.spiking``), which the chip runs on the quantized weights.
     profile : HardwareProfile or str
         A profile object, a built-in name or a TOML path.
 
@@ -674,9 +705,13 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
         If a single neuron's fan-in exceeds a per-core limit that cannot be split (core-based
         profiles): the message names the layer, the limit and both numbers.
     """
+    spiking = network if isinstance(network, SpikingNetwork) else None
+    if spiking is not None:
+        network = spiking.network
     if not isinstance(network, Network):
         raise ValidationError(
-            f"map_network maps a Network; got a {type(network).__name__} instead.")
+            f"map_network maps a Network or a SpikingNetwork; got a {type(network).__name__} "
+            "instead.")
     profile = load_profile(profile)
     usable = profile.usable_cores_per_chip
     cores: list[Core] = []
@@ -739,7 +774,7 @@ def map_network(network: Network, profile: "HardwareProfile | str" = "loihi2") -
                               utilization, synapses,
                               axons=axons if pooled_axons is not None else -1))
     quantization = [quantize_layer(layer.synapse_weights, profile) for layer in network.layers]
-    return Mapping(network, profile, cores, quantization)
+    return Mapping(network, profile, cores, quantization, spiking=spiking)
 
 
 def _conv_cores(network, l: int, profile: HardwareProfile, first_id: int) -> list[Core]:

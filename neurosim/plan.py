@@ -134,9 +134,9 @@ class Plan:
     def target(self):
         """What this plan was built from, to build another from: the SpikingNetwork, the
         Mapping or the Network."""
-        if self.spiking is not None:
-            return self.spiking
-        return self.mapping if self.mapping is not None else self.network
+        if self.mapping is not None:  # (a spiking mapping carries its spiking execution)
+            return self.mapping
+        return self.spiking if self.spiking is not None else self.network
 
     @property
     def simulated_network(self) -> str:
@@ -240,6 +240,8 @@ def build_plan(target, faults, use_float: bool = False, owner: str = "simulate",
     spiking = target if isinstance(target, SpikingNetwork) else None
     network, mapping = target_network(target if spiking is None else spiking.network, use_float,
                                       owner)
+    if mapping is not None and mapping.spiking is not None:
+        spiking = mapping.chip_spiking(use_float)  # (spiking on the chip's weights)
     faults = as_fault_model(faults, owner)
     if mapping is not None and not use_float:
         # The largest value the word holds on each side (two's complement: 2^(b-1) - 1 up,

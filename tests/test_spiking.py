@@ -591,3 +591,62 @@ def test_certify_samples_continuous_factors_and_enumerates_discrete_ones():
     faults = ns.ThresholdPerturbation(0.002, factor=(0.25, 4.0)) + ns.NeuronCrash(0.002, steps=2)
     cert = ns.certify(snn, faults, **kw)
     assert cert.method == "stratified" and cert.empirical.rows > 0
+
+
+def test_a_mapped_spiking_network_runs_on_the_chips_weights_under_chip_faults(tmp_path):
+    """map_network(snn, profile): the chip runs the spiking execution on the quantized weights;
+    bit flips and core failures (which need a mapping) act on it; both backends agree; the
+    mapping file keeps the spiking execution."""
+    X, y = ns.load_digits_test()
+    snn = sp.convert(ns.load_digits_model(), X[:198], T=16)
+    mapping = ns.map_network(snn, "loihi2")
+    chip = mapping.chip_spiking()
+    assert chip.neurons == snn.neurons and chip.network is mapping.quantized_network()
+    Xt, yt = X[198:280], y[198:280]
+    faults = ns.WeightBitFlip(2e-3) + ns.CoreFailure(0.2) + ns.NeuronCrash(1e-3, steps=1)
+    kw = dict(n_samples=6, seed=4, progress=False)
+    a = ns.simulate(mapping, faults, Xt, yt, backend="numpy", **kw)
+    b = ns.simulate(mapping, faults, Xt, yt, backend="numba", **kw)
+    assert a.simulated_network == "quantized for loihi2"
+    assert a.clean_accuracy == pytest.approx(np.mean(chip.predict(Xt) == yt))
+    assert a.n_failures > 0 and (a.n_failures, a.n_faulty_pairs) == (b.n_failures,
+                                                                      b.n_faulty_pairs)
+    path = tmp_path / "snn_map.h5"
+    mapping.save(path)
+    back = ns.load_mapping(path)
+    assert back.spiking.neurons == snn.neurons and back.spiking.T == 16
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 4  # (a reader of version 3 refuses it)
+    c = ns.simulate(back, faults, Xt, yt, backend="numba", **kw)
+    assert (c.n_failures, c.n_faulty_pairs) == (b.n_failures, b.n_faulty_pairs)
+
+
+def test_mapped_faulty_rows_equal_the_reference_with_the_chip_faults_written_out():
+    from neurosim.backends import get_backend
+    from neurosim.plan import build_plan
+    from neurosim.sampler import sample_block
+
+    for seed, profile in [(s, p) for s in (3, 4, 5) for p in ("loihi2", "rram_crossbar")]:
+        net, X = _dyadic_network(seed)
+        snn = sp.SpikingNetwork(net, [sp.IF(threshold=0.5), sp.LIF(tau=2.0, threshold=0.25),
+                                      None], T=12)
+        mapping = ns.map_network(snn, profile)
+        plan = build_plan(mapping, ns.CoreFailure(0.3) + ns.SynapseStuck(0.02, 0.02)
+                          + ns.NeuronCrash(0.05), fields=False)
+        chip = plan.spiking
+        batch, _, _, row_draw, row_input = sample_block(plan, seed, 0, 4, X.shape[0],
+                                                        "transient")
+        want = _reference_rows(plan, chip, X, batch, row_draw, row_input)
+        for name in ("numpy", "numba"):
+            backend = get_backend(name)
+            cache = backend.clean_cache(plan, X)
+            # Quantized weights are off the dyadic grid, so sums round differently in a full
+            # product and in the reference's per-row one: equal to float32 rounding, which
+            # also says every spike is the same (one spike more or less moves a readout by at
+            # least one weight step / T, about 4e-4 here, far above the tolerance).
+            np.testing.assert_allclose(cache.output, sp.run(chip, X), rtol=1e-5, atol=1e-6)
+            got = backend.propagate(plan, cache, batch, row_draw, row_input)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert np.any(np.abs(got - cache.output[row_input]) > 1e-3)

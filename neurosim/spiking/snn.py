@@ -145,6 +145,14 @@ class SpikingNetwork:
         return SpikingNetwork(self.network, self.neurons, T, self.dt, self.encoding,
                               self.readout, self.seed, self.li)
 
+    def with_network(self, network: Network) -> "SpikingNetwork":
+        """The same execution on another network of the same shapes (a chip's quantized one)."""
+        if network.widths != self.network.widths:
+            raise ValidationError(f"SpikingNetwork.with_network needs widths {self.network.widths}; "
+                                  f"got {network.widths}.")
+        return SpikingNetwork(network, self.neurons, self.T, self.dt, self.encoding,
+                              self.readout, self.seed, self.li)
+
     def readout_factors(self, dtype) -> tuple:
         """How the output integrates its current ``I_t``: ``r <- keep r + leak + gain I_t``
         from ``r = 0``, then ``r / divide`` (membrane: 1, 0, 1 and ``T``: the mean; li: the LI
