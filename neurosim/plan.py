@@ -196,6 +196,8 @@ def resolve_faults(target, faults, owner: str = "simulate", use_float: bool = Fa
                 "(from its profile)."
             )
         model = profile_faults(target.profile)
+        # (a graded network has no thresholds, an IF network no leaks: such defaults go)
+        model = FaultModel([p for p in model.processes if p.applies_to(target.spiking)])
         flip = model.get("bitflip")
         if use_float and flip is not None:
             warnings.warn(

@@ -109,7 +109,8 @@ def test_profile_fault_rates_are_the_registered_fields():
     declared = [pf.name for cls in FAULT_TYPES.values() for pf in cls.profile_fields]
     assert [f.name for f in dataclasses.fields(FaultRates)] == declared
     assert declared == ["neuron_crash", "synapse_stuck_at_zero", "synapse_stuck_at_max",
-                        "weight_bit_flip", "core_failure"]
+                        "weight_bit_flip", "core_failure", "neuron_threshold_mismatch",
+                        "neuron_leak_mismatch"]
     docs = load_profile("loihi2").field_docs()
     for cls in FAULT_TYPES.values():
         for pf in cls.profile_fields:

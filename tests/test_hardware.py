@@ -106,7 +106,9 @@ def test_builtin_numbers_have_confidence_and_sources(name):
     for f in dataclasses.fields(HardwareProfile):
         if f.type in NUMBER_TYPES and (f.metadata["required"] or f.name in raw):
             keys.append(f.name)
-    keys += [f"fault_rates.{f.name}" for f in dataclasses.fields(FaultRates)]
+    # (optional rates, like optional numbers, need provenance where the file sets them)
+    keys += [f"fault_rates.{f.name}" for f in dataclasses.fields(FaultRates)
+             if f.metadata["required"] or f.name in raw.get("fault_rates", {})]
     keys += [f"fault_modes.{k}" for k in raw.get("fault_modes", {})]
     keys += [f"analog.{k}" for k in raw.get("analog", {})]
     # Sanity: the required numbers and all five rates are in the list.

@@ -650,3 +650,25 @@ def test_mapped_faulty_rows_equal_the_reference_with_the_chip_faults_written_out
             got = backend.propagate(plan, cache, batch, row_draw, row_input)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert np.any(np.abs(got - cache.output[row_input]) > 1e-3)
+
+
+def test_dynapse2s_mismatch_is_the_default_of_spiking_networks_only():
+    """DYNAP-SE2's ~10 % analog mismatch (docs/HARDWARE.md) is its profile's default threshold
+    and leak mismatch: every neuron's factor exp(0.1 Z), fixed per chip. A graded network has
+    no thresholds, an IF network no leaks: those defaults are left out."""
+    from neurosim.plan import resolve_faults
+
+    net = ns.Network.random([8, 16, 4], "relu", seed=0)
+    graded = ns.map_network(net, "dynapse2")
+    assert {p.kind for p in resolve_faults(graded, None).processes} == {"crash", "core"}
+    lif = ns.map_network(sp.SpikingNetwork(net, sp.LIF(tau=4.0)), "dynapse2")
+    model = resolve_faults(lif, None)
+    assert model.get("threshold") == ns.ThresholdPerturbation(1.0, lognormal=0.1,
+                                                              mode="permanent")
+    assert model.get("leak") == ns.LeakPerturbation(1.0, lognormal=0.1, mode="permanent")
+    assert resolve_faults(ns.map_network(sp.SpikingNetwork(net, "if"), "dynapse2"),
+                          None).get("leak") is None
+    X = np.random.default_rng(0).uniform(0, 1, (10, 8))
+    r = ns.simulate(lif, None, X, None, n_samples=30, seed=0, metric="linf", eps=0.01,
+                    progress=False)
+    assert r.n_faulty_pairs == 300 and r.n_failures > 0  # (every chip is perturbed)

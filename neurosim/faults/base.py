@@ -174,6 +174,12 @@ class FaultType:
         """True when the process can never produce a fault."""
         raise NotImplementedError  # pragma: no cover
 
+    def applies_to(self, spiking) -> bool:
+        """Whether a profile's default of this type means anything for a target that runs as
+        ``spiking`` (a SpikingNetwork, or None: graded); a default that does not is left out of
+        the target's default set."""
+        return True
+
     # --- lowering -------------------------------------------------------------------------
     def check(self, plan) -> None:
         """Raise ValidationError if the process cannot act on ``plan``'s target."""

@@ -35,7 +35,8 @@ from typing import ClassVar
 import numpy as np
 
 from neurosim.errors import ValidationError, param_error
-from neurosim.faults.base import FaultType, format_number, probability, register_fault
+from neurosim.faults.base import (FaultType, ProfileField, format_number, probability,
+                                  register_fault)
 from neurosim.kernels.codes import NEURON_LEAK, NEURON_THRESHOLD
 from neurosim.sampler import FaultGroup
 from neurosim.spiking.neurons import scaled_parameters
@@ -126,6 +127,10 @@ class NeuronParameterFault(FaultType):
     def is_null(self) -> bool:
         return self.p == 0.0
 
+    def applies_to(self, spiking) -> bool:
+        """Spiking targets only (a graded network has no thresholds or leaks)."""
+        return spiking is not None
+
     def draw_factors(self, rng, n: int) -> np.ndarray:
         """``n`` factors of the continuous distributions."""
         if self.lognormal is not None:
@@ -168,7 +173,12 @@ class NeuronParameterFault(FaultType):
 
     @classmethod
     def from_profile(cls, rates) -> "NeuronParameterFault":
-        return cls(0.0, factor=1.0)  # (no profile default yet: the null process)
+        """A profile's mismatch ``S`` (``[fault_rates]``): every neuron's factor
+        ``exp(S Z)``, fixed per chip instance (permanent); 0: the null process."""
+        sigma = float(getattr(rates, cls.profile_fields[0].name, 0.0))
+        if sigma <= 0:
+            return cls(0.0, factor=1.0)
+        return cls(1.0, lognormal=sigma, mode="permanent")
 
     # --- lowering -------------------------------------------------------------------------
     def target_layers(self, plan) -> list:
@@ -251,6 +261,11 @@ class ThresholdPerturbation(NeuronParameterFault):
     kind = "threshold"
     parameter = NEURON_THRESHOLD
     what = "threshold"
+    profile_fields = (ProfileField(
+        "neuron_threshold_mismatch",
+        "Mismatch of spiking neurons' thresholds: sigma S of the lognormal factor exp(S Z) on "
+        "every neuron's threshold, fixed per chip (analog chips; 0: none).",
+        "sigma (log scale)", "vth mism.", required=False, default=0.0),)
 
 
 @register_fault
@@ -262,6 +277,17 @@ class LeakPerturbation(NeuronParameterFault):
     kind = "leak"
     parameter = NEURON_LEAK
     what = "leak"
+    profile_fields = (ProfileField(
+        "neuron_leak_mismatch",
+        "Mismatch of spiking neurons' leaks: sigma S of the lognormal factor exp(S Z) on every "
+        "neuron's decay rate, fixed per chip (analog chips; 0: none).",
+        "sigma (log scale)", "leak mism.", required=False, default=0.0),)
+
+    def applies_to(self, spiking) -> bool:
+        """Spiking targets with a layer that leaks."""
+        return spiking is not None and any(
+            np.any(m.params(spiking.network.widths[l], spiking.dt)["keep"] < 1)
+            for l, m in enumerate(spiking.neurons, start=1) if m is not None)
 
     def target_layers(self, plan) -> list:
         """The spiking layers with a leak (default), or those named (each must have one)."""
