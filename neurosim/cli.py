@@ -28,8 +28,16 @@ BUNDLED_MODELS = ("digits", "digits-conv")
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", nargs="?", default=BUNDLED_MODEL,
-        help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts, .onnx), 'digits', the "
-             "bundled digits classifier (default), or 'digits-conv', the bundled digits CNN")
+        help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts, .onnx; .nir: a spiking "
+             "network, with --dt), 'digits', the bundled digits classifier (default), or "
+             "'digits-conv', the bundled digits CNN")
+    parser.add_argument(
+        "--dt", type=float, default=None,
+        help="NIR models: the time step in the graph's time unit (NIR neurons are continuous "
+             "in time; a graph neurosim wrote records its own)")
+    parser.add_argument(
+        "--steps", type=_positive_int, default=32, metavar="T",
+        help="NIR models: time steps per input (default 32)")
     parser.add_argument(
         "--trust-pickle", action="store_true",
         help="allow loading a pickled PyTorch module; this runs code from the file, so only use "
@@ -101,6 +109,10 @@ def load_model_arg(args):
 
     if args.model in BUNDLED_MODELS and not Path(args.model).exists():
         return load_digits_conv_model() if args.model == "digits-conv" else load_digits_model()
+    if str(args.model).lower().endswith(".nir") and getattr(args, "steps", None) is not None:
+        from neurosim.io.nir import load_nir
+
+        return load_nir(args.model, dt=args.dt, T=args.steps)  # a SpikingNetwork
     activations = args.activations.split(",") if args.activations else None
     shape = parse_input_shape(args.input_shape) if getattr(args, "input_shape", None) else None
     return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations,
@@ -136,8 +148,9 @@ def cmd_map(args) -> int:
     from neurosim.validation import check_inputs
 
     _check_outputs(args, "neurosim map")
-    network = load_model_arg(args)
-    mapping = map_network(network, args.profile)
+    model = load_model_arg(args)
+    mapping = map_network(model, args.profile)
+    network = mapping.network
     report = None
     if args.data:
         X, y = load_data(args.data, network=network)
@@ -225,13 +238,13 @@ def _run_data(args, owner: str, function):
 
     _check_run_flags(args, function, owner)
     _check_outputs(args, owner)
-    network = load_model_arg(args)
-    mapping = map_network(network, args.profile)
-    X, y = load_data(args.data, network=network)
+    model = load_model_arg(args)  # (a Network, or a SpikingNetwork from a NIR file)
+    mapping = map_network(model, args.profile)
+    X, y = load_data(args.data, network=mapping.network)
     faults = _fault_model_arg(args, mapping, owner)
     if getattr(args, "time", None) is not None:
         faults = _with_time(faults, args.time, mapping)
-    return network, mapping, X, y, faults
+    return model, mapping, X, y, faults
 
 
 def _with_time(faults, text, mapping):

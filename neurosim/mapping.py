@@ -258,10 +258,15 @@ class Mapping:
         Returns a dict with ``max_abs_error``, ``mean_abs_error``, ``relative_error`` (mean
         L2 norm of the output difference over mean L2 norm of the float output) and, given
         ``y``, ``float_accuracy``, ``quantized_accuracy`` and ``accuracy_change``; also
-        ``argmax_agreement``, the fraction of inputs whose predicted class is unchanged.
+        ``argmax_agreement``, the fraction of inputs whose predicted class is unchanged. A
+        spiking mapping compares the spiking readouts (float and chip weights).
         """
-        out_float = self.network.forward(X).astype(np.float64)
-        out_quant = self.quantized_network().forward(X).astype(np.float64)
+        if self.spiking is not None:
+            out_float = self.spiking.run(X).astype(np.float64)
+            out_quant = self.chip_spiking().run(X).astype(np.float64)
+        else:
+            out_float = self.network.forward(X).astype(np.float64)
+            out_quant = self.quantized_network().forward(X).astype(np.float64)
         diff = out_quant - out_float
         norm = float(np.linalg.norm(out_float, axis=1).mean())
         report = {

@@ -253,6 +253,29 @@ def test_an_output_leaky_integrator_is_the_li_readout_and_round_trips(tmp_path):
     np.testing.assert_array_equal(back.run(X), snn.run(X))
 
 
+def test_the_command_line_simulates_and_maps_a_nir_model(tmp_path, capsys):
+    import json
+
+    from neurosim.cli import main
+
+    X, _ = ns.load_digits_test()
+    path = tmp_path / "mlp.nir"
+    with pytest.warns(ns.NeurosimWarning):
+        ns.save_nir(sp.convert(ns.load_digits_model(), X[:198], T=8), path)
+    code = main(["simulate", str(path), "--steps", "8", "--fault", "crash:p=1e-3,steps=1",
+                 "--fault", "threshold:p=0.01,factor=0.5", "--samples", "4", "--json",
+                 "--no-progress"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["simulated_network"] == "quantized for loihi2" and out["n_faulty_pairs"] > 0
+    assert "threshold:p=0.01,factor=0.5" in out["fault_model"]
+    assert main(["map", str(path), "--data", "digits", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fits"] and 0.9 < report["quantization"]["argmax_agreement"] <= 1.0
+    assert main(["simulate", str(DATA / "lif_norse.nir"), "--samples", "2"]) != 0
+    assert "--dt" in capsys.readouterr().err
+
+
 # --- what it refuses --------------------------------------------------------------------------
 
 def _chain_graph(extra_edges=(), extra_nodes=None):

@@ -121,9 +121,10 @@ def from_nir(graph, *, dt=None, T: int = 32, encoding: str = "current", seed: in
         dt = graph.metadata.get("dt")  # (what to_nir records)
     if dt is None:
         raise ValidationError(
-            f"{source}: reading a NIR graph needs dt, the time step in the graph's time unit "
-            "(NIR states neurons in continuous time: e.g. dt=1e-4 for a graph whose tau are in "
-            "seconds, dt=1 for one exported with one step per time unit).")
+            f"{source}: reading a NIR graph needs dt (--dt on the command line), the time step "
+            "in the graph's time unit (NIR states neurons in continuous time: e.g. dt=1e-4 for "
+            "a graph whose tau are in seconds, dt=1 for one exported with one step per time "
+            "unit).")
     try:
         dt = float(dt)
     except (TypeError, ValueError):
