@@ -672,3 +672,34 @@ def test_dynapse2s_mismatch_is_the_default_of_spiking_networks_only():
     r = ns.simulate(lif, None, X, None, n_samples=30, seed=0, metric="linf", eps=0.01,
                     progress=False)
     assert r.n_faulty_pairs == 300 and r.n_failures > 0  # (every chip is perturbed)
+
+
+def test_the_integer_model_tracks_the_float_chip_and_refuses_what_lavas_lif_cannot_run():
+    """neurosim.spiking.integer (what Lava's bit-accurate LIF computes; tests/lava checks the
+    equality): on the digits MLP it agrees with the float model of the same chip on almost
+    every prediction (they differ by Loihi's fixed point, its one-step delay per layer and
+    ``>`` against ``>=``), and it refuses what Lava's LIF cannot represent."""
+    from neurosim.quantization import IntegerModelError
+    from neurosim.spiking.integer import bias_parts, integer_spiking_run
+
+    X, y = ns.load_digits_test()
+    net = sp.convert(ns.load_digits_model(), X[:198], T=32).network
+    snn = sp.SpikingNetwork(net, [sp.IF(threshold=1.0, reset="value"),
+                                  sp.LIF(tau=8.0, threshold=0.5, reset="value"), None], T=32)
+    mapping = ns.map_network(snn, "loihi2")
+    chip = mapping.chip_spiking().run(X[198:])
+    integer = integer_spiking_run(mapping, X[198:])
+    assert np.mean(chip.argmax(1) == integer.argmax(1)) >= 0.95
+    acc = [np.mean(out.argmax(1) == y[198:]) for out in (chip, integer)]
+    assert abs(acc[0] - acc[1]) <= 0.02 and acc[1] > 0.85, acc
+    mant, exp = bias_parts(np.array([5, -4095, 4096, 70000, -1]))
+    np.testing.assert_array_equal(np.left_shift(mant, exp)[[0, 1, 4]], [5, -4095, -1])
+    assert np.all(np.abs(mant) <= 4095) and abs((int(mant[3]) << int(exp[3])) - 70000) <= 2 ** 4
+    for bad, match in [
+            (sp.SpikingNetwork(net, "if", T=8), "resets its membrane to 0"),
+            (sp.SpikingNetwork(net, sp.IF(threshold=np.linspace(0.5, 1, 256), reset="value"),
+                               T=8), "threshold per neuron"),
+            (sp.SpikingNetwork(net, sp.CubaLIF(reset="value"), T=8), "cuba_lif"),
+            (sp.SpikingNetwork(net, sp.IF(reset="value"), T=8, encoding="poisson"), "Poisson")]:
+        with pytest.raises(IntegerModelError, match=match):
+            integer_spiking_run(ns.map_network(bad, "loihi2"), X[:2])

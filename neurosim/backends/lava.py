@@ -94,6 +94,13 @@ LAVA_UNSUPPORTED: dict[str, str] = {
     "pooling": "pooling layers and channels-last flattening (max, average and global average "
                "pooling): lava-nc has no pooling process (a conv layer itself runs as a Dense "
                "process on the unfolded kernel)",
+    "spiking_mode": "spiking networks other than a loihi2 mapping in fixed_pt: they run as "
+                    "Lava's bit-accurate LIF processes, which neurosim's integer model "
+                    "(neurosim.spiking.integer) follows exactly; map the network "
+                    "(map_network(snn, 'loihi2')) and use LavaBackend(mode='fixed_pt')",
+    "spiking_model": "spiking layers Lava's LIF cannot represent (see "
+                     "neurosim.spiking.integer: IF or LIF resetting to 0, one threshold and tau "
+                     "per layer, constant-current input, membrane or count readout)",
 }
 
 
@@ -141,6 +148,7 @@ def require_lava():
         from lava.proc.graded.process import GradedReluVec, GradedVec
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF
         from lava.proc.sdn.process import ActivationMode, SigmaDelta
         from lava.utils.weightutils import SignMode
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -151,7 +159,7 @@ def require_lava():
         ) from exc
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense,
                 GradedReluVec=GradedReluVec, GradedVec=GradedVec, Sink=Sink, Source=Source,
-                ActivationMode=ActivationMode, SigmaDelta=SigmaDelta, SignMode=SignMode)
+                ActivationMode=ActivationMode, SigmaDelta=SigmaDelta, SignMode=SignMode, LIF=LIF)
 
 
 # --- targets and checks --------------------------------------------------------------------
@@ -399,6 +407,128 @@ def _run(network, mapping, X, mode, faults, progress, frac_bits, return_integers
     return out
 
 
+# --- spiking networks: LIF processes ----------------------------------------------------------
+
+class _LavaSpikingGraph:
+    """Source -> bit-accurate Dense -> LIF -> ... -> Dense (-> LIF) -> sink, in fixed_pt, for
+    the parameters of :func:`neurosim.spiking.integer.integer_spiking`. One input per episode
+    of ``T + L`` steps; between episodes the LIF states and the Dense buffers are zeroed."""
+
+    def __init__(self, p, Q, bias):
+        from neurosim.spiking.integer import DU_MEMORYLESS, bias_parts
+
+        lv = require_lava()
+        self.lv, self.p = lv, p
+        self.L = len(Q)
+        self.n_steps = p.T + self.L
+        self.cfg = lv["Loihi2SimCfg"](select_tag="fixed_pt")
+        self.started = False
+        sign = {"mixed": lv["SignMode"].MIXED, "excitatory": lv["SignMode"].EXCITATORY,
+                "inhibitory": lv["SignMode"].INHIBITORY}
+        self.source = lv["Source"](data=np.zeros((Q[0].shape[1], self.n_steps), np.int32))
+        prev = self.source.s_out
+        self.dense, self.lifs = [], []
+        for l in range(self.L):
+            dense = lv["Dense"](weights=np.asarray(Q[l], np.int32),
+                                num_message_bits=24 if l == 0 else 0, num_weight_bits=8,
+                                weight_exp=int(p.weight_exp[l]), sign_mode=sign[p.sign_modes[l]])
+            prev.connect(dense.s_in)
+            self.dense.append(dense)
+            if p.dv[l] is None:  # the membrane readout: the output Dense's a_out
+                prev = dense.a_out
+                break
+            mant, exp = bias_parts(bias[l])
+            lif = lv["LIF"](shape=(Q[l].shape[0],), du=DU_MEMORYLESS, dv=int(p.dv[l]),
+                            vth=int(p.vth[l]), bias_mant=mant.astype(np.int32),
+                            bias_exp=exp.astype(np.int32))
+            dense.a_out.connect(lif.a_in)
+            self.lifs.append(lif)
+            prev = lif.s_out
+        self.sink = lv["Sink"](shape=(Q[-1].shape[0],), buffer=self.n_steps)
+        prev.connect(self.sink.a_in)
+        self.current = ([np.array(q, copy=True) for q in Q], [np.array(b, copy=True) for b in bias])
+
+    def _set(self, var, value) -> None:
+        if self.started:
+            var.set(value)
+        else:
+            var.init = value
+
+    def load(self, Q, bias) -> None:
+        """Change weights and biases (the layers that differ)."""
+        from neurosim.spiking.integer import bias_parts
+
+        for l in range(self.L):
+            if not np.array_equal(Q[l], self.current[0][l]):
+                self._set(self.dense[l].weights, np.asarray(Q[l], np.int32))
+            if l < len(self.lifs) and not np.array_equal(bias[l], self.current[1][l]):
+                mant, exp = bias_parts(bias[l])
+                self._set(self.lifs[l].bias_mant, mant.astype(np.int32))
+                self._set(self.lifs[l].bias_exp, exp.astype(np.int32))
+        self.current = ([np.array(q, copy=True) for q in Q], [np.array(b, copy=True) for b in bias])
+
+    def run(self, x_int: np.ndarray) -> np.ndarray:
+        """The sink's record ``(n_out, T + L)`` for one input, from a zero state."""
+        if self.started:
+            for lif in self.lifs:
+                lif.u.set(np.zeros(lif.u.shape, np.int32))
+                lif.v.set(np.zeros(lif.v.shape, np.int32))
+            for dense in self.dense:
+                dense.a_buff.set(np.zeros(dense.a_buff.shape, np.int32))
+        data = np.repeat(np.asarray(x_int, np.int32).reshape(-1, 1), self.n_steps, axis=1)
+        self._set(self.source.data, data)
+        self.sink.run(condition=self.lv["RunSteps"](num_steps=self.n_steps), run_cfg=self.cfg)
+        self.started = True
+        return np.array(self.sink.data.get())
+
+    def stop(self) -> None:
+        if self.started:
+            self.sink.stop()
+
+
+def run_lava_spiking(mapping, X, faults=None, frac_bits: int = DEFAULT_FRAC_BITS,
+                     return_integers: bool = False, progress: bool = False) -> np.ndarray:
+    """The readout of a spiking loihi2 mapping on inputs ``X``, as Lava's bit-accurate LIF and
+    Dense processes compute it (one episode of ``T + L`` steps per input): what
+    :func:`neurosim.spiking.integer.integer_spiking_run` computes, and exactly equal to it.
+    ``faults``: a FaultBatch of one draw, or one per input (crashes silent or paper)."""
+    from neurosim.spiking.integer import integer_spiking, integer_spiking_run
+
+    _check_crashes(faults)
+    try:
+        p = integer_spiking(mapping, frac_bits)
+        batch = integer_fault_values(mapping, faults)
+        integer_spiking_run(mapping, X, faults, frac_bits)  # (its checks: int32 sums)
+    except IntegerModelError as exc:
+        raise _from_integer_model(exc) from None
+    network = mapping.quantized_network()
+    X = network.check_input(X, owner="input data X")
+    x_int = quantize_input(X, frac_bits)
+    draws = draw_of_input(batch, X.shape[0], "run_lava")
+    graph = _LavaSpikingGraph(p, p.Q, p.bias)
+    out = np.empty((X.shape[0], network.n_outputs), dtype=np.int64)
+    rows = range(X.shape[0])
+    if progress:
+        from tqdm.auto import tqdm
+
+        rows = tqdm(rows, desc="lava", unit="input", leave=False)
+    try:
+        for k in rows:
+            if batch is not None:
+                graph.load(*faults_as_parameters(p.Q, p.bias, batch, int(draws[k])))
+            record = graph.run(x_int[k]).astype(np.int64)[:, graph.L:graph.L + p.T]
+            if p.readout == "membrane":
+                bias = graph.current[1][-1]
+                out[k] = record.sum(axis=1) + p.T * np.asarray(bias, np.int64)
+            else:
+                out[k] = record.sum(axis=1)
+    finally:
+        graph.stop()
+    if return_integers:
+        return out
+    return out * (2.0 ** -frac_bits if p.readout == "membrane" else 1.0) / p.T
+
+
 # --- the backend -----------------------------------------------------------------------------
 
 @register_backend
@@ -412,6 +542,7 @@ class LavaBackend(Backend):
 
     name = "lava"
     unsupported = LAVA_UNSUPPORTED
+    spiking = True  # (fixed_pt on a loihi2 mapping: Lava's LIF processes)
 
     def __init__(self, mode: str = "floating_pt"):
         if mode not in MODES:
@@ -423,6 +554,9 @@ class LavaBackend(Backend):
 
     def check(self, plan) -> None:
         self.check_spiking(plan)
+        if plan.spiking is not None:
+            self._check_spiking_plan(plan)
+            return
         _check_network(plan.network)
         if plan.fields:
             raise _unsupported("fields")
@@ -438,8 +572,31 @@ class LavaBackend(Backend):
             _check_fixed_profile(plan.mapping)
         require_lava()  # what it cannot do is said first, a missing lava-nc then
 
+    def _check_spiking_plan(self, plan) -> None:
+        from neurosim.spiking.integer import integer_spiking
+
+        if self.mode != "fixed_pt" or plan.mapping is None or plan.use_float:
+            raise _unsupported("spiking_mode")
+        _check_fixed_profile(plan.mapping)
+        if plan.fields:
+            raise _unsupported("fields")
+        for proc in plan.faults.active():
+            if proc.kind not in ("crash", "stuck", "bitflip", "core"):
+                raise _unsupported("spiking_model", f"the {proc.kind} fault")
+            if proc.kind == "crash" and proc.semantics == "stuck":
+                raise _unsupported("crash_stuck")
+            if proc.kind == "crash" and proc.steps is not None:
+                raise _unsupported("spiking_model", "a crash of a few steps")
+        try:
+            integer_spiking(plan.mapping)
+        except IntegerModelError as exc:
+            raise _from_integer_model(exc) from None
+        require_lava()
+
     def _lava(self, plan, X, faults=None):
         """Lava's outputs on checked inputs ``X`` (flat rows, channels first)."""
+        if plan.spiking is not None:
+            return run_lava_spiking(plan.mapping, np.asarray(X, np.float64), faults)
         network, mapping = _split_target(self._target(plan), self.mode)
         return _run(network, mapping, np.asarray(X, np.float64), self.mode, faults, False,
                     DEFAULT_FRAC_BITS, False)
@@ -454,6 +611,8 @@ class LavaBackend(Backend):
         out = np.empty((row_draw.size, plan.widths[-1]))
         if row_draw.size == 0:
             return out
+        if plan.spiking is not None:  # one episode per row in any case
+            return self._lava(plan, cache.X[row_input], batch.select(row_draw))
         draws = np.unique(row_draw)
         if draws.size == row_draw.size:  # one row per sample: one episode each, one graph
             return self._lava(plan, cache.X[row_input], batch.select(row_draw))
