@@ -252,6 +252,21 @@ def _positive(owner, name, value) -> float:
     return v
 
 
+def _mismatch_field(name: str, what: str, label: str) -> ProfileField:
+    """The ``[fault_rates]`` key of a parameter's mismatch."""
+    return ProfileField(
+        f"neuron_{name}_mismatch",
+        f"Mismatch of spiking neurons' {name}s: sigma S of the lognormal factor exp(S Z) on "
+        f"every neuron's {what}, fixed per chip (analog chips; 0: none).",
+        "sigma (log scale)", label, required=False, default=0.0)
+
+
+def _leaky_layers(snn, layers) -> list:
+    """Those of ``layers`` (spiking, 1-based) whose neurons leak (``keep < 1``)."""
+    return [l for l in layers
+            if np.any(snn.neurons[l - 1].params(snn.network.widths[l], snn.dt)["keep"] < 1)]
+
+
 @register_fault
 @dataclass(frozen=True)
 class ThresholdPerturbation(NeuronParameterFault):
@@ -261,11 +276,7 @@ class ThresholdPerturbation(NeuronParameterFault):
     kind = "threshold"
     parameter = NEURON_THRESHOLD
     what = "threshold"
-    profile_fields = (ProfileField(
-        "neuron_threshold_mismatch",
-        "Mismatch of spiking neurons' thresholds: sigma S of the lognormal factor exp(S Z) on "
-        "every neuron's threshold, fixed per chip (analog chips; 0: none).",
-        "sigma (log scale)", "vth mism.", required=False, default=0.0),)
+    profile_fields = (_mismatch_field("threshold", "threshold", "vth mism."),)
 
 
 @register_fault
@@ -277,24 +288,16 @@ class LeakPerturbation(NeuronParameterFault):
     kind = "leak"
     parameter = NEURON_LEAK
     what = "leak"
-    profile_fields = (ProfileField(
-        "neuron_leak_mismatch",
-        "Mismatch of spiking neurons' leaks: sigma S of the lognormal factor exp(S Z) on every "
-        "neuron's decay rate, fixed per chip (analog chips; 0: none).",
-        "sigma (log scale)", "leak mism.", required=False, default=0.0),)
+    profile_fields = (_mismatch_field("leak", "decay rate", "leak mism."),)
 
     def applies_to(self, spiking) -> bool:
         """Spiking targets with a layer that leaks."""
-        return spiking is not None and any(
-            np.any(m.params(spiking.network.widths[l], spiking.dt)["keep"] < 1)
-            for l, m in enumerate(spiking.neurons, start=1) if m is not None)
+        return spiking is not None and bool(_leaky_layers(spiking, spiking.spiking_layers))
 
     def target_layers(self, plan) -> list:
         """The spiking layers with a leak (default), or those named (each must have one)."""
         layers = super().target_layers(plan)
-        snn = plan.spiking
-        leaky = [l for l in layers
-                 if np.any(snn.neurons[l - 1].params(plan.widths[l], snn.dt)["keep"] < 1)]
+        leaky = _leaky_layers(plan.spiking, layers)
         if self.layers is not None and leaky != layers:
             bad = sorted(set(layers) - set(leaky))
             raise ValidationError(
