@@ -34,7 +34,10 @@ def test_profiles_json(capsys):
             assert key in p
         assert set(p["fault_rates"]) == {
             "neuron_crash", "synapse_stuck_at_zero", "synapse_stuck_at_max",
-            "weight_bit_flip", "core_failure"}
+            "weight_bit_flip", "core_failure", "neuron_threshold_mismatch",
+            "neuron_leak_mismatch"}
+    dynapse = next(p for p in profiles if p["name"] == "dynapse2")
+    assert dynapse["fault_rates"]["neuron_threshold_mismatch"] == pytest.approx(0.1)
     rram = next(p for p in profiles if p["name"] == "rram_crossbar")
     assert rram["fault_rates"]["synapse_stuck_at_zero"] == pytest.approx(0.0175)
     assert rram["fault_rates"]["synapse_stuck_at_max"] == pytest.approx(0.0904)

@@ -154,7 +154,7 @@ def test_integer_model_bound(digits, h):
 def test_unsupported_list_is_explicit(h):
     assert set(LAVA_UNSUPPORTED) == {"activation", "crash_stuck", "fixed_profile", "fixed_tile",
                                       "fixed_weight_value", "int32_overflow", "pooling",
-                                      "fields", "analog"}
+                                      "fields", "analog", "spiking_mode", "spiking_model"}
 
 
 def test_non_relu_activation_raises(small_net, h):
