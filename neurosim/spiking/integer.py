@@ -158,7 +158,7 @@ def _run_rows(p: IntegerSpiking, Q, bias, x_int):
     u = [np.zeros((n, q.shape[0]), dtype=np.int64) for q in Q]
     v = [np.zeros((n, q.shape[0]), dtype=np.int64) for q in Q]
     vth = [None if t is None else np.left_shift(np.int64(t), 6) for t in p.vth]
-    eff = [b if p.dv[l] is None else np.asarray(b, np.int64) for l, b in enumerate(bias)]
+    eff = [np.asarray(b, np.int64) for b in bias]
     out = np.zeros((n, Q[-1].shape[0]), dtype=np.int64)
     for t in range(steps):
         s = x_int
