@@ -29,6 +29,7 @@ from neurosim.layers import LAYERS, Dense, Layer, register_layer
 from neurosim.network import Network
 from neurosim.io import load_network, save_network
 from neurosim.io.nir import load_nir, save_nir  # (imports nir only when called)
+from neurosim.io.netx import load_netx, read_netx
 from neurosim.io.guard import read_limit, set_read_limit
 from neurosim.faults import (AnalogCrossbar, CoreFailure, FaultModel, FaultType, LeakPerturbation,
                              NeuronCrash, SynapseStuck, ThresholdPerturbation,
@@ -50,7 +51,7 @@ __all__ = [
     "UntrustedPickleError", "BackendUnsupportedError", "NeurosimWarning", "ReadLimitError", "ResultNotSavedError",
     "read_limit", "set_read_limit",
     "Activation", "ACTIVATIONS", "Layer", "Dense", "LAYERS", "register_layer", "Network",
-    "load_network", "save_network", "load_nir", "save_nir", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
+    "load_network", "save_network", "load_nir", "save_nir", "load_netx", "read_netx", "FaultType", "FaultModel", "NeuronCrash", "SynapseStuck",
     "WeightBitFlip", "CoreFailure", "AnalogCrossbar", "ThresholdPerturbation", "LeakPerturbation",
     "register_fault", "parse_fault_spec", "parse_fault_model",
     "FaultRates", "HardwareProfile", "list_profiles", "load_profile", "Mapping", "map_network",

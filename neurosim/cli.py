@@ -29,7 +29,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", nargs="?", default=BUNDLED_MODEL,
         help="model file (.h5, .keras, .weights.h5, .npz, .pt/.pth/.ts, .onnx; .nir: a spiking "
-             "network, with --dt), 'digits', the bundled digits classifier (default), or "
+             "network, with --dt; .net: a lava-dl netx spiking network), 'digits', the bundled digits classifier (default), or "
              "'digits-conv', the bundled digits CNN")
     parser.add_argument(
         "--dt", type=float, default=None,
@@ -37,7 +37,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
              "in time; a graph neurosim wrote records its own)")
     parser.add_argument(
         "--steps", type=_positive_int, default=32, metavar="T",
-        help="NIR models: time steps per input (default 32)")
+        help="NIR and netx models: time steps per input (default 32)")
     parser.add_argument(
         "--trust-pickle", action="store_true",
         help="allow loading a pickled PyTorch module; this runs code from the file, so only use "
@@ -113,6 +113,10 @@ def load_model_arg(args):
         from neurosim.io.nir import load_nir
 
         return load_nir(args.model, dt=args.dt, T=args.steps)  # a SpikingNetwork
+    if str(args.model).lower().endswith(".net") and getattr(args, "steps", None) is not None:
+        from neurosim.io.netx import load_netx
+
+        return load_netx(args.model, T=args.steps)  # a SpikingNetwork
     activations = args.activations.split(",") if args.activations else None
     shape = parse_input_shape(args.input_shape) if getattr(args, "input_shape", None) else None
     return load_network(args.model, trust_pickle=args.trust_pickle, activations=activations,

@@ -541,7 +541,8 @@ def _read_mapping(f, source: str) -> Mapping:
         try:
             spiking = SpikingNetwork(network, spec["neurons"], T=spec["T"], dt=spec["dt"],
                                      encoding=spec["encoding"], readout=spec["readout"],
-                                     seed=spec["seed"], li=spec.get("li"))
+                                     seed=spec["seed"], li=spec.get("li"),
+                                     input_neuron=spec.get("input_neuron"))
         except (KeyError, TypeError) as exc:
             raise FileFormatError(f"{source}: the attribute 'spiking' is not a spiking "
                                   f"execution ({exc!r}).") from None

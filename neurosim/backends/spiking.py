@@ -99,7 +99,7 @@ def _row_params(base: dict, dtype, params, n: int):
 
 def _is_spiking(snn, l: int) -> bool:
     """Whether layer ``l``'s output (0: the input) is spikes."""
-    return snn.encoding == "poisson" if l == 0 else snn.neurons[l - 1] is not None
+    return snn.encoding != "current" if l == 0 else snn.neurons[l - 1] is not None
 
 
 def _layers(plan, s, first, draws=None, batch=None, fields=(), engine="numba", keep=False,

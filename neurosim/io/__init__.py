@@ -149,6 +149,12 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
             f"{str(path)!r} is a NIR graph: a spiking network, which load_network (graded "
             "networks) does not return. Read it with neurosim.load_nir(path, dt=...), which "
             "gives a SpikingNetwork.")
+    if name.endswith(".net"):
+        raise FileFormatError(
+            f"{str(path)!r} is a lava-dl netx file: a spiking network, which load_network "
+            "(graded networks) does not return. Read it with neurosim.load_netx(path, T=...), "
+            "which gives a SpikingNetwork, or neurosim.read_netx(path) to run it in Loihi's "
+            "fixed point.")
     if name.endswith(_TORCH_SUFFIXES):
         from neurosim.io.torch import load_torch
 
@@ -157,7 +163,7 @@ def _read(path: Path, name: str, trust_pickle, activations, architecture, input_
     raise FileFormatError(
         f"Cannot tell the format of {str(path)!r} from its name. Supported: .h5 (neurosim or "
         "Keras 2), .keras, .weights.h5, .npz, .pt/.pth/.ts (PyTorch), .onnx; NIR graphs (.nir) "
-        "with neurosim.load_nir."
+        "with neurosim.load_nir; lava-dl netx files (.net) with neurosim.load_netx."
     )
 
 

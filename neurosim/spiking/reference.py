@@ -62,14 +62,14 @@ def run(snn, X, inputs=None, weights=None, record: bool = False, forced=None,
     pool_counts: dict = {}
     readout = np.zeros((n, widths[-1]), dtype=dtype)
     r_keep, r_leak, r_gain, divide = snn.readout_factors(np.dtype(dtype))
-    spikes_in = snn.input_spikes(X, inputs) if snn.encoding == "poisson" else None
+    spikes_in = snn.input_spikes(X, inputs) if snn.encoding != "current" else None
     for t in range(snn.T):
         s = X if spikes_in is None else spikes_in[t]
         s = _force(s, forced, 0, t)
         counts[0] += s
         for l, layer in enumerate(net.layers, start=1):
             u = _transforms(net, l, s, snn.neurons[l - 2] is not None if l > 1 else
-                            snn.encoding == "poisson", pool_counts, t)
+                            snn.encoding != "current", pool_counts, t)
             if weights is None or weights[l - 1] is None:
                 I = np.asarray(layer.linear(u), dtype=dtype)
             else:

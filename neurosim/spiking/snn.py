@@ -8,7 +8,10 @@ per weighted layer (:mod:`neurosim.spiking.neurons`; None: the layer stays grade
 At step ``t = 1..T`` the input layer emits ``s_0(t)``: the input itself (``encoding="current"``,
 a constant current) or Bernoulli spikes with probability ``x`` (``encoding="poisson"``; inputs
 must lie in [0, 1]; input ``k``'s spike train is drawn from ``SeedSequence([seed, k])``, so it
-is the same for every fault draw and every runner). Layer ``l`` receives
+is the same for every fault draw and every runner), or the spikes of input neurons driven by
+it (``encoding="neuron"``, with ``input_neuron``, a neuron model: ``x`` is their input current
+at every step, e.g. the bias of lava-dl's input layer; they are not fault sites). Layer ``l``
+receives
 ``I_l(t) = A_l T_l(s_{l-1}(t)) + b_l`` in the same step and emits ``s_l(t)`` (see the neuron
 equations). A max pool after a spiking layer passes, in each window, the spike of the input
 with the most spikes so far (this step included; among equals, a spiking one): Rueckauer et al.
@@ -34,7 +37,7 @@ from neurosim.spiking.neurons import LI, NeuronModel, make_neuron
 
 __all__ = ["SpikingNetwork", "ENCODINGS", "READOUTS"]
 
-ENCODINGS = ("current", "poisson")
+ENCODINGS = ("current", "poisson", "neuron")
 READOUTS = ("membrane", "count", "li")
 
 
@@ -53,12 +56,14 @@ class SpikingNetwork:
         Time steps (>= 1).
     dt : float
         Euler step of the neuron equations (> 0).
-    encoding : {"current", "poisson"}
+    encoding : {"current", "poisson", "neuron"}
     readout : {"membrane", "count", "li"}
     seed : int
         Seed of the Poisson input spike trains.
     li : LI or dict, optional
         The output's leaky integrator (``readout="li"`` only).
+    input_neuron : NeuronModel or dict, optional
+        The input neurons of ``encoding="neuron"`` (only it takes one).
     """
 
     network: Network
@@ -69,6 +74,7 @@ class SpikingNetwork:
     readout: str = "membrane"
     seed: int = 0
     li: object = None
+    input_neuron: object = None
 
     def __post_init__(self):
         if not isinstance(self.network, Network):
@@ -124,6 +130,14 @@ class SpikingNetwork:
             if model is not None:
                 model.params(self.network.widths[l], dt)  # (checks sizes and dt / tau)
         object.__setattr__(self, "seed", int(self.seed))
+        inp = make_neuron(self.input_neuron) if self.input_neuron is not None else None
+        if (inp is None) != (self.encoding != "neuron"):
+            raise ValidationError("encoding='neuron' needs input_neuron (a neuron model), and "
+                                  f"only it takes one (encoding={self.encoding!r}, "
+                                  f"input_neuron={self.input_neuron!r}).")
+        if inp is not None:
+            inp.params(self.network.n_inputs, dt)  # (sizes, dt / tau <= 1)
+        object.__setattr__(self, "input_neuron", inp)
 
     # --- convenience ------------------------------------------------------------------------
     @property
@@ -139,11 +153,13 @@ class SpikingNetwork:
         """What a run file's config records of the spiking execution (JSON-able)."""
         return {"neurons": [None if m is None else m.to_dict() for m in self.neurons],
                 "T": self.T, "dt": self.dt, "encoding": self.encoding, "readout": self.readout,
-                "seed": self.seed, **({"li": self.li.to_dict()} if self.li is not None else {})}
+                "seed": self.seed, **({"li": self.li.to_dict()} if self.li is not None else {}),
+                **({"input_neuron": self.input_neuron.to_dict()}
+                   if self.input_neuron is not None else {})}
 
     def with_T(self, T: int) -> "SpikingNetwork":
         return SpikingNetwork(self.network, self.neurons, T, self.dt, self.encoding,
-                              self.readout, self.seed, self.li)
+                              self.readout, self.seed, self.li, self.input_neuron)
 
     def with_network(self, network: Network) -> "SpikingNetwork":
         """The same execution on another network of the same shapes (a chip's quantized one)."""
@@ -151,7 +167,7 @@ class SpikingNetwork:
             raise ValidationError(f"SpikingNetwork.with_network needs widths {self.network.widths}; "
                                   f"got {network.widths}.")
         return SpikingNetwork(network, self.neurons, self.T, self.dt, self.encoding,
-                              self.readout, self.seed, self.li)
+                              self.readout, self.seed, self.li, self.input_neuron)
 
     def readout_factors(self, dtype) -> tuple:
         """How the output integrates its current ``I_t``: ``r <- keep r + leak + gain I_t``
@@ -165,9 +181,17 @@ class SpikingNetwork:
         return (keep.astype(dtype), leak.astype(dtype), gain.astype(dtype), dtype.type(divide))
 
     def input_spikes(self, X: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        """Poisson encoding: the spike trains ``(T, n_rows, n_0)`` of rows ``X`` (inputs
-        ``inputs``: their indices, which key their streams), in the network's dtype."""
+        """The input spike trains ``(T, n_rows, n_0)`` of rows ``X``, in the network's dtype:
+        Poisson (``inputs``: the rows' input indices, which key their streams) or the input
+        neurons' (``encoding="neuron"``: ``X`` their current at every step)."""
         X = np.asarray(X)
+        if self.encoding == "neuron":
+            from neurosim.spiking.reference import neuron_loop
+
+            m = self.input_neuron
+            p = {k: v.astype(np.float64) for k, v in m.params(X.shape[1], self.dt).items()}
+            I = np.broadcast_to(X.astype(np.float64), (self.T,) + X.shape)
+            return neuron_loop(I, p, m.reset == "subtract").astype(self.network.dtype)
         if np.any(X < 0) or np.any(X > 1):
             raise ValidationError(
                 "encoding='poisson' reads inputs as spike probabilities per step: they must "
@@ -190,5 +214,7 @@ class SpikingNetwork:
 
     def __repr__(self) -> str:
         kinds = ",".join("graded" if m is None else m.kind for m in self.neurons)
+        if self.input_neuron is not None:
+            kinds = f"{self.input_neuron.kind} input | " + kinds
         return (f"<SpikingNetwork {self.network.widths} [{kinds}] T={self.T} dt={self.dt:g} "
                 f"{self.encoding} input, {self.readout} readout>")
