@@ -151,6 +151,10 @@ def test_load_netx_and_the_command_line(tmp_path):
     with pytest.raises(FileFormatError, match="load_netx"):
         ns.load_network(TINY)
     assert main(["map", str(TINY), "--profile", "loihi2", "--steps", "8"]) == 0
+    mapping = ns.map_network(snn, "loihi2")
+    mapping.save(tmp_path / "m.h5")
+    back = ns.load_mapping(tmp_path / "m.h5").spiking
+    assert back.encoding == "neuron" and back.input_neuron == snn.input_neuron
 
 
 def test_neuron_encoding_needs_its_neuron():

@@ -245,7 +245,7 @@ class NetxNetwork:
         T = T if T is not None else (self.t_sample or 32)
         dtype = np.dtype(dtype)
 
-        def model(lay, with_bias):
+        def model(lay):
             """(neuron model, float bias for the layer's current)."""
             b = lay.bias.astype(np.float64)
             keep_u = 4096 - (lay.du + 1)
@@ -281,7 +281,7 @@ class NetxNetwork:
                 neurons.append(None)
                 bias = lay.bias.astype(np.float64)
             else:
-                m, bias = model(lay, True)
+                m, bias = model(lay)
                 neurons.append(m)
             scale = 2.0 ** lay.weight_exp
             items.append(syn.with_parameters(
@@ -290,7 +290,7 @@ class NetxNetwork:
             shape = lay.shape
         if not items:
             raise UnsupportedLayerError(f"{self.source} holds no conv or dense layer.")
-        input_neuron, _ = model(self.layers[0], True)
+        input_neuron, _ = model(self.layers[0])
         if isinstance(input_neuron, CubaLIF):
             raise UnsupportedLayerError(
                 f"{self.source} {self.layers[0].name}: input neurons with a current decay "
@@ -499,8 +499,7 @@ class _Reader:
                         "shape only); neurosim reads a first layer of input neurons.")
                 nr = self._neuron(g, where)
                 if "weight" in g:
-                    transform["weight"] = self._int(g, "weight", where) if np.asarray(
-                        g["weight"]).size == 1 else int(self._array(g, "weight", where)[0])
+                    transform["weight"] = int(self._array(g, "weight", where).reshape(-1)[0])
                 if "bias" in g:
                     transform["bias"] = int(self._array(g, "bias", where).reshape(-1)[0])
                 layers.append(NetxLayer(f"layer/{k}", "input", shape, None, 0,
