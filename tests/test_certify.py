@@ -318,10 +318,67 @@ def test_bad_certify_arguments_name_the_parameter(kwargs, name):
         C.certify(net, ns.NeuronCrash(0.01), X, metric="linf", **kwargs)
 
 
-def test_replicas_needed():
-    assert replicas_needed(1e-5) == 21  # 2 ln(1e5) / ln 3 = 20.96
-    assert replicas_needed(1 / 3) == 2
-    assert replicas_needed(0.9) == 1
+def test_replicas_needed_is_the_smallest_odd_count_from_the_exact_binomial_tail():
+    """Against scipy's binomial by a plain linear search over odd R, on a grid of (delta, p)."""
+    from scipy.stats import binom
+
+    from neurosim.advice import paper_replicas, vote_failure
+
+    for p in (0.0, 1e-3, 0.05, 0.2, 1 / 3, 0.45):
+        for delta in (0.3, 0.1, 1e-2, 1e-3, 1e-5, 1e-9):
+            R = replicas_needed(delta, p)
+            if p <= delta:
+                assert R == 1
+                continue
+            assert R % 2 == 1
+            assert binom.sf((R + 1) // 2 - 1, R, p) <= delta
+            smaller = [r for r in range(1, R, 2) if binom.sf((r + 1) // 2 - 1, r, p) <= delta]
+            assert smaller == [], (delta, p, R, smaller)
+            assert vote_failure(R, p) == pytest.approx(binom.sf((R + 1) // 2 - 1, R, p))
+    # The issue's numbers: the paper's formula gives 21 for 1e-5, whose vote fails 5.6 % of
+    # the time at p = 1/3; the exact tail needs 155.
+    assert paper_replicas(1e-5) == 21
+    assert vote_failure(21, 1 / 3) == pytest.approx(0.0557, abs=5e-4)
+    assert replicas_needed(1e-5) == 155
+    assert [replicas_needed(d) for d in (1e-3, 1e-2, 0.1)] == [81, 47, 15]
+
+
+@pytest.mark.parametrize("kwargs,name", [({"delta": 0.0}, "delta"), ({"delta": 1.0}, "delta"),
+                                         ({"delta": 0.1, "p": 0.5}, "p"),
+                                         ({"delta": 0.1, "p": -0.1}, "p")])
+def test_replicas_needed_refuses_bad_arguments(kwargs, name):
+    with pytest.raises(ValidationError, match=f"'{name}'"):
+        replicas_needed(**kwargs)
+
+
+def test_inputs_needed_reaches_delta_with_the_population_bound():
+    from neurosim.advice import inputs_needed
+
+    alpha = 0.0125
+    for estimate, delta in ((0.0, 0.05), (0.01, 0.05), (0.03, 0.04), (0.0, 1e-3)):
+        m = inputs_needed(estimate, delta, alpha)
+        assert C.kl_upper(estimate, m, alpha) <= delta + 1e-12
+        assert C.kl_upper(estimate, m - 1, alpha) > delta if m > 1 else True
+    assert inputs_needed(0.05, 0.05, alpha) is None and inputs_needed(0.2, 0.05, alpha) is None
+
+
+def test_advice_says_when_too_few_inputs_were_given():
+    """A network that never fails on 20 inputs cannot certify delta = 0.05 with them: the
+    advice asks for inputs, and proposes no new widths or replicas."""
+    net = ns.Network.random([4, 6, 5, 2], "relu", seed=1)
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    cert = C.certify(net, ns.NeuronCrash(1e-4), X, delta=0.05, metric="linf", eps=10.0,
+                     confidence=0.95, seed=0, theory=False)
+    assert not cert.certified and cert.delta_estimate == 0.0
+    assert set(cert.advice) == {"inputs"}
+    text = cert.advice["inputs"]
+    assert "limited by the number of inputs" in text and "20 inputs" in text
+    need = int(text.split("about ")[1].split(" inputs")[0])
+    assert need == math.ceil(math.log(1 / 0.0125) / -math.log(1 - 0.05))
+    # With that many inputs (still never failing) it certifies.
+    X_more = np.random.default_rng(1).normal(size=(need, 4))
+    assert C.certify(net, ns.NeuronCrash(1e-4), X_more, delta=0.05, metric="linf", eps=10.0,
+                     confidence=0.95, seed=0, theory=False).certified
 
 
 def test_sample_counts_given_k_matches_the_conditional_law():
