@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -414,6 +415,35 @@ def _parse_hidden(text: str) -> tuple:
     return widths
 
 
+def _parse_continuity(text: "str | None") -> tuple:
+    """``--continuity PSI_D,PSI_S``: two finite numbers >= 0."""
+    if text is None:
+        return 0.0, 0.0
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValidationError_(
+            f"--continuity must be two comma-separated numbers >= 0, PSI_D,PSI_S (the weights "
+            f"of the derivative and smoothness terms), such as 1e-3,1e-2. Got {text!r} instead.")
+    return values
+
+
+def _parse_crash_layers(text: "str | None"):
+    if text is None:
+        return None
+    try:
+        layers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        layers = ()
+    if not layers or any(v < 1 for v in layers):
+        raise ValidationError_(
+            f"--crash-layers must be comma-separated hidden layer numbers >= 1 (1: the first "
+            f"hidden layer), such as 1 or 1,2. Got {text!r} instead.")
+    return layers
+
+
 def _check_flag(flag: str, value: float, ok: bool, expected: str) -> None:
     if not ok:
         raise ValidationError_(f"{flag} must be {expected}. Got {value!r} instead.")
@@ -446,6 +476,8 @@ def cmd_train(args) -> int:
     for flag, value in (("--lambda", args.lam), ("--mu", args.mu), ("--nu", args.nu)):
         _check_flag(flag, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
     _check_flag("--crash-p", args.crash_p, 0.0 <= args.crash_p < 1.0, "a probability in [0, 1)")
+    psi_d, psi_s = _parse_continuity(args.continuity)
+    crash_layers = _parse_crash_layers(args.crash_layers)
     _check_flag("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "a positive number")
     if not str(args.output).lower().endswith((".h5", ".hdf5", ".npz")):
         raise ValidationError_(
@@ -478,8 +510,9 @@ def cmd_train(args) -> int:
     network = train(
         data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test,
         progress=sys.stderr.isatty(), metadata=metadata, init=init, lam=args.lam, mu=args.mu,
-        nu=args.nu, crash_p=args.crash_p, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, seed=args.seed, task=data.task, **settings)
+        nu=args.nu, crash_p=args.crash_p, crash_layers=crash_layers, psi_d=psi_d, psi_s=psi_s,
+        loss=args.loss, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, task=data.task, **settings)
     save_network(network, args.output)
     info = network.metadata["training"]
     if args.json:
@@ -669,9 +702,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mu", type=float, default=0.0,
                    help="weight of the balance term sum_l (W_max/W_min)^2 (default 0)")
     p.add_argument("--nu", type=float, default=0.0, help="weight decay sum ||W||^2 (default 0)")
+    p.add_argument("--continuity", default=None, metavar="PSI_D,PSI_S",
+                   help="the paper's continuity regularizer: weights of its derivative term "
+                        "(finite-difference roughness of each hidden layer's weights along the "
+                        "neuron index) and smoothness term (distance from their Gaussian blur); "
+                        "default 0,0")
     p.add_argument("--crash-p", type=float, default=0.0,
                    help="probability of silently crashing each hidden neuron per training step "
                         "(no rescaling; default 0)")
+    p.add_argument("--crash-layers", default=None, metavar="L[,L...]",
+                   help="the hidden layers --crash-p crashes (1: the first hidden layer; "
+                        "default all)")
+    p.add_argument("--loss", default="auto", choices=("auto", "cross_entropy", "mse"),
+                   help="data loss: auto (cross-entropy for classes, MSE for regression), or "
+                        "mse on one-hot labels with linear outputs (the paper's set-up)")
     p.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default 60)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")

@@ -17,7 +17,20 @@ weights); the second pushes the masses towards q-balance (Prop. 3 needs q > 0). 
 ``crash_p > 0`` every hidden neuron's output (for a conv layer: every channel x row x column
 value, after its BatchNorm and activation and before any pooling) is zeroed with that
 probability at each training step, without rescaling: the silent-crash semantics of the
-simulator, used as dropout. ``lambda = mu = nu = 0`` and ``crash_p = 0`` is plain training.
+simulator, used as dropout; ``crash_layers`` (CLI ``--crash-layers 1``) limits it to some
+hidden layers (1 = the first), as in the paper's crash-aware training.
+
+The paper's continuity regularizer (CLI ``--continuity PSI_D,PSI_S``) adds
+
+    psi_d * sum_l derivative(W_l) + psi_s * sum_l smoothness(W_l)
+
+over the hidden layers (every weighted layer but the output): the roughness of each column
+of ``W_l`` (``n_out x n_in``) along the neuron index, by finite-difference first-derivative
+stencils, and its distance from its own Gaussian blur (:func:`continuity_terms` states both
+exactly). Its theory needs weights that vary smoothly with the neuron index (the continuous
+limit). ``loss="mse"`` (CLI ``--loss mse``) trains a classifier by the paper's MSE between
+its linear outputs and the one-hot labels instead of cross-entropy. ``lambda = mu = nu =
+psi_d = psi_s = 0`` and ``crash_p = 0`` is plain training.
 
 Architectures
 -------------
@@ -72,7 +85,8 @@ from neurosim.errors import (MissingExtraError, NeurosimFileNotFoundError, Shape
                              UnsupportedLayerError, ValidationError, param_error)
 from neurosim.network import Network
 
-__all__ = ["TrainConfig", "train", "regularizer_terms", "load_training_data", "TRAIN_DATASETS",
+__all__ = ["TrainConfig", "train", "regularizer_terms", "continuity_terms", "derivative_stencil",
+           "gaussian_kernel", "load_training_data", "TRAIN_DATASETS",
            "parse_arch", "build_arch_model", "network_to_torch", "ARCH_GRAMMAR"]
 
 TRAIN_DATASETS = ("digits", "diabetes", "mnist5k")
@@ -134,6 +148,15 @@ class TrainConfig:
     mu: float = 0.0
     nu: float = 0.0
     crash_p: float = 0.0
+    #: Which hidden layers crash during training (1 = the first hidden layer); None: all.
+    crash_layers: "tuple | None" = None
+    #: Weights of the continuity regularizer's derivative and smoothness terms (PSI_D, PSI_S).
+    psi_d: float = 0.0
+    psi_s: float = 0.0
+    #: "auto" (cross-entropy for classification, MSE for regression), "cross_entropy", or
+    #: "mse" (for classification: MSE between the linear outputs and the one-hot labels, the
+    #: paper's set-up).
+    loss: str = "auto"
     task: str = "auto"  # "classification" | "regression" | "auto" (integer labels: classification)
     arch: "str | None" = None
     input_shape: "tuple | None" = None
@@ -145,12 +168,25 @@ class TrainConfig:
         else:
             parse_arch(self.arch)
         self.input_shape = _shape_setting(self.input_shape, "train")
-        for name in ("lam", "mu", "nu"):
+        for name in ("lam", "mu", "nu", "psi_d", "psi_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise param_error("train", name, "a finite number >= 0", value)
         if not 0.0 <= self.crash_p < 1.0:
             raise param_error("train", "crash_p", "a float in [0, 1)", self.crash_p)
+        if self.crash_layers is not None:
+            try:
+                layers = tuple(int(v) for v in self.crash_layers)
+            except (TypeError, ValueError):
+                layers = ()
+            if (not layers or any(v < 1 for v in layers)
+                    or any(isinstance(v, bool) for v in self.crash_layers)):
+                raise param_error("train", "crash_layers",
+                                  "hidden layer numbers >= 1 (1: the first hidden layer) or None",
+                                  self.crash_layers)
+            self.crash_layers = layers
+        if self.loss not in ("auto", "cross_entropy", "mse"):
+            raise param_error("train", "loss", "auto, cross_entropy or mse", self.loss)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -634,13 +670,23 @@ def _crash_points(modules) -> set:
     return points
 
 
-def _forward(model, X, crash_p: float, generator=None):
+def _forward(model, X, crash_p: float, generator=None, crash_layers=None):
     """Forward pass; hidden neurons' outputs (every element: channel x row x column for a
-    conv layer) silently crashed with probability crash_p (training only)."""
+    conv layer) silently crashed with probability crash_p (training only), in the hidden
+    layers numbered ``crash_layers`` (1 = the first; None: all)."""
     torch = _torch()
     out = X
     modules = list(model)
-    points = _crash_points(modules) if crash_p > 0 else ()
+    points = sorted(_crash_points(modules)) if crash_p > 0 else []
+    if crash_layers is not None and points:
+        beyond = [v for v in crash_layers if v > len(points)]
+        if beyond:
+            raise param_error("train", "crash_layers",
+                              f"hidden layer numbers 1..{len(points)} (the model has "
+                              f"{len(points)} hidden layer{'s' if len(points) > 1 else ''})",
+                              tuple(crash_layers))
+        points = [points[v - 1] for v in sorted(set(crash_layers))]
+    points = set(points)
     for index, module in enumerate(modules):
         out = module(out)
         if index in points:
@@ -649,16 +695,114 @@ def _forward(model, X, crash_p: float, generator=None):
     return out
 
 
-def _data_loss(output, target, task):
+def _data_loss(output, target, task, loss="auto"):
     torch = _torch()
     if task == "classification":
+        if loss == "mse":
+            onehot = torch.nn.functional.one_hot(target, output.shape[1]).to(output.dtype)
+            return torch.nn.functional.mse_loss(output, onehot)
         return torch.nn.functional.cross_entropy(output, target)
     return torch.nn.functional.mse_loss(output, target.reshape(output.shape))
 
 
+# --- the continuity regularizer -----------------------------------------------------------------
+
+#: Accuracy orders of the first-derivative stencils of the derivative term: a 2-point forward
+#: difference, then central stencils of 5, 11 and 15 points (the paper's code: sizes 0, 2, 5, 7).
+CONTINUITY_ORDERS = (1, 4, 10, 14)
+#: Gaussian blur widths of the smoothness term, as fractions of the layer width (n // 20, n // 10).
+CONTINUITY_BLUR = (20, 10)
+
+
+def derivative_stencil(order: int) -> np.ndarray:
+    """First-derivative finite-difference coefficients: ``[-1, 1]`` for ``order = 1``, else the
+    central stencil of ``order + 1`` points exact for polynomials of degree ``order``
+    (``order`` even), solved from the Taylor (Vandermonde) conditions
+    ``sum_k c_k k^j = [j == 1]``."""
+    order = int(order)
+    if order == 1:
+        return np.array([-1.0, 1.0])
+    if order < 2 or order % 2:
+        raise param_error("derivative_stencil", "order", "1 or an even number >= 2", order)
+    half = order // 2
+    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    A = np.vander(offsets, increasing=True).T  # A[j, k] = offsets[k] ** j
+    rhs = np.zeros(offsets.size)
+    rhs[1] = 1.0
+    return np.linalg.solve(A, rhs)
+
+
+def gaussian_kernel(size: int, nsig: float = 3.0) -> np.ndarray:
+    """A ``size``-tap Gaussian blur summing to 1: the normal probability of each of ``size``
+    equal bins covering ``[-nsig, nsig]`` standard deviations, normalized."""
+    from scipy.stats import norm
+
+    size = int(size)
+    if size < 1:
+        raise param_error("gaussian_kernel", "size", "a positive integer", size)
+    k = np.diff(norm.cdf(np.linspace(-nsig, nsig, size + 1)))
+    return k / k.sum()
+
+
+def _filtered(W, kernel):
+    """``W`` (n_out x rest) cross-correlated along its first axis with ``kernel``, zero padded
+    to the same length (``(k - 1) // 2`` zeros before, the rest after)."""
+    torch = _torch()
+    k = len(kernel)
+    before = (k - 1) // 2
+    columns = W.T.unsqueeze(1)  # (rest, 1, n_out)
+    padded = torch.nn.functional.pad(columns, (before, k - 1 - before))
+    weight = torch.as_tensor(np.asarray(kernel), dtype=W.dtype).reshape(1, 1, k)
+    return torch.nn.functional.conv1d(padded, weight).squeeze(1).T
+
+
+def continuity_terms(W) -> dict:
+    """The paper's continuity (smoothness) penalty of one weight matrix along its neuron index.
+
+    ``W`` is ``(n_out, n_in)`` (a Conv2d kernel is flattened to ``(C_out, C_in kh kw)``); the
+    penalty measures how rough each column ``W[:, j]`` is as a function of the neuron index
+    ``i``, the continuous limit the paper's theory takes:
+
+    * ``derivative = mean_s sum_{i,j} |(D_s * W)_{ij}|`` over the first-derivative stencils
+      ``D_s`` of :data:`CONTINUITY_ORDERS` (a stencil longer than ``n_out`` contributes 0);
+    * ``smoothness = mean_b sum_j mean_i |(G_b * W)_{ij} - W_{ij}|``, the distance of the
+      columns from their own Gaussian blur, for the blurs ``G_b`` of ``n_out // 20`` and
+      ``n_out // 10`` taps (:func:`gaussian_kernel`; a blur of fewer than 2 taps contributes 0).
+
+    ``*`` is a cross-correlation along ``i`` with zero padding to the same length. This is the
+    definition of the paper's code (``smoothness_scale_free``), written anew; one difference:
+    for a blur of 2 taps its Gaussian is ``[-1, 1]`` (a special case of its kernel function),
+    here it is the Gaussian ``[0.5, 0.5]``.
+    """
+    torch = _torch()
+    W = W.flatten(1)
+    n_out = W.shape[0]
+    derivative = []
+    for order in CONTINUITY_ORDERS:
+        stencil = derivative_stencil(order)
+        if len(stencil) > n_out:
+            derivative.append(torch.zeros((), dtype=W.dtype))
+        else:
+            derivative.append(_filtered(W, stencil).abs().sum())
+    smooth = []
+    for fraction in CONTINUITY_BLUR:
+        size = n_out // fraction
+        if size < 2:
+            smooth.append(torch.zeros((), dtype=W.dtype))
+        else:
+            smooth.append((_filtered(W, gaussian_kernel(size)) - W).abs().mean(dim=0).sum())
+    return {"derivative": sum(derivative) / len(derivative), "smoothness": sum(smooth) / len(smooth)}
+
+
 def regularizer_terms(model, X, y, task: str = "classification", lam: float = 1.0,
-                      mu: float = 1.0, nu: float = 1.0, data_loss=None) -> dict:
-    """The terms of eq. (1) as differentiable tensors: ``loss, sensitivity, balance, decay``.
+                      mu: float = 1.0, nu: float = 1.0, data_loss=None, psi_d: float = 0.0,
+                      psi_s: float = 0.0, loss: str = "auto") -> dict:
+    """The terms of eq. (1) and the continuity regularizer as differentiable tensors:
+    ``loss, sensitivity, balance, decay, continuity``.
+
+    ``continuity = sum_l (psi_d * derivative(W_l) + psi_s * smoothness(W_l))`` over the hidden
+    weighted layers (every Linear and Conv2d but the output layer, whose neuron index is the
+    class, not a continuum), with the terms of :func:`continuity_terms`.
 
     ``sensitivity = lam * sum_i (dL/dw_i)^2 w_i^2`` over the weights of every Linear and
     Conv2d layer (double backpropagation: the gradient is built with ``create_graph=True`` so
@@ -670,9 +814,13 @@ def regularizer_terms(model, X, y, task: str = "classification", lam: float = 1.
     """
     torch = _torch()
     weights = [layer.weight for layer in _weighted_layers(model)]
-    loss = data_loss if data_loss is not None else _data_loss(model(X), y, task)
+    loss = data_loss if data_loss is not None else _data_loss(model(X), y, task, loss)
     zero = torch.zeros((), dtype=weights[0].dtype)
-    sensitivity = balance = decay = zero
+    sensitivity = balance = decay = continuity = zero
+    if psi_d or psi_s:
+        for w in weights[:-1]:
+            t = continuity_terms(w)
+            continuity = continuity + psi_d * t["derivative"] + psi_s * t["smoothness"]
     if lam:
         grads = torch.autograd.grad(loss, weights, create_graph=True)
         sensitivity = lam * sum(((g * w) ** 2).sum() for g, w in zip(grads, weights))
@@ -684,7 +832,8 @@ def regularizer_terms(model, X, y, task: str = "classification", lam: float = 1.
         balance = mu * sum(terms)
     if nu:
         decay = nu * sum((w ** 2).sum() for w in weights)
-    return {"loss": loss, "sensitivity": sensitivity, "balance": balance, "decay": decay}
+    return {"loss": loss, "sensitivity": sensitivity, "balance": balance, "decay": decay,
+            "continuity": continuity}
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -879,18 +1028,21 @@ def train(X, y, config: "TrainConfig | None" = None, *, X_val=None, y_val=None,
             warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
             for epoch in range(config.epochs):
                 order = torch.randperm(n, generator=generator)
-                totals = {"loss": 0.0, "sensitivity": 0.0, "balance": 0.0, "decay": 0.0}
+                totals = {"loss": 0.0, "sensitivity": 0.0, "balance": 0.0, "decay": 0.0,
+                          "continuity": 0.0}
                 seen = 0
                 for start in range(0, n, config.batch_size):
                     idx = order[start:start + config.batch_size]
                     if has_bn and len(idx) < 2 and seen:
                         continue  # a BatchNorm cannot normalize a batch of one sample
                     xb, yb = Xt[idx], target[idx]
-                    out = _forward(model, xb, config.crash_p, generator)
-                    loss = _data_loss(out, yb, task)
+                    out = _forward(model, xb, config.crash_p, generator, config.crash_layers)
+                    loss = _data_loss(out, yb, task, config.loss)
                     terms = regularizer_terms(model, xb, yb, task, config.lam, config.mu,
-                                              config.nu, data_loss=loss)
-                    total = terms["loss"] + terms["sensitivity"] + terms["balance"] + terms["decay"]
+                                              config.nu, data_loss=loss, psi_d=config.psi_d,
+                                              psi_s=config.psi_s)
+                    total = (terms["loss"] + terms["sensitivity"] + terms["balance"]
+                             + terms["decay"] + terms["continuity"])
                     optimizer.zero_grad()
                     total.backward()
                     optimizer.step()
@@ -931,7 +1083,10 @@ def train(X, y, config: "TrainConfig | None" = None, *, X_val=None, y_val=None,
         "config": _recorded_config(config, shape, init),
         "regularizer": "eq. (1): lambda * sum (dL/dw)^2 w^2 + mu * sum_l (W_max/W_min)^2 + "
                        "nu * ||W||^2 (weights of Linear and Conv2d layers; a conv channel's "
-                       "mass is sum |K[co]|)",
+                       "mass is sum |K[co]|); continuity: sum over hidden layers of psi_d * "
+                       "derivative + psi_s * smoothness along the neuron index",
+        "data_loss": ("mse on one-hot labels" if task == "classification" and config.loss == "mse"
+                      else "cross_entropy" if task == "classification" else "mse"),
         "final": history[-1],
         "seconds": time.perf_counter() - started,
         "torch_version": torch.__version__,

@@ -346,14 +346,15 @@ def test_training_uses_the_crash_forward(monkeypatch, digits):
     real_forward = train_module._forward
     records, calls = [], []
 
-    def recording_forward(model, X, crash_p, generator=None):
+    def recording_forward(model, X, crash_p, generator=None, crash_layers=None):
         calls.append((crash_p, generator is not None))
+        assert crash_layers is None  # the default: every hidden layer
         if not records:
             handles = _crash_recorder(model, records)
         else:
             handles = []
         try:
-            return real_forward(model, X, crash_p, generator)
+            return real_forward(model, X, crash_p, generator, crash_layers)
         finally:
             for handle in handles:
                 handle.remove()
@@ -375,17 +376,19 @@ def test_training_uses_the_crash_forward(monkeypatch, digits):
 
 def test_training_metadata_round_trip(tmp_path, digits):
     config = TrainConfig(hidden=(16, 8), epochs=2, lam=1e-3, mu=1e-4, nu=1e-5, crash_p=0.1,
-                         seed=3, lr=2e-3, batch_size=32)
+                         seed=3, lr=2e-3, batch_size=32, psi_d=1e-4, psi_s=1e-3,
+                         crash_layers=(1, 2))
     network = train(digits.X_train, digits.y_train, config, X_val=digits.X_test,
                     y_val=digits.y_test, metadata={"name": "tiny"}, epochs=3)
     assert config.epochs == 2  # the caller's config is not changed by the override
     info = network.metadata["training"]
     expected = {"hidden": [16, 8], "activation": "relu", "epochs": 3, "lr": 2e-3,
                 "batch_size": 32, "seed": 3, "lam": 1e-3, "mu": 1e-4, "nu": 1e-5,
-                "crash_p": 0.1, "task": "auto"}
+                "crash_p": 0.1, "crash_layers": [1, 2], "psi_d": 1e-4, "psi_s": 1e-3,
+                "loss": "auto", "task": "auto"}
     assert info["config"] == expected
     assert info["task"] == "classification"
-    assert set(info["final"]) == {"loss", "sensitivity", "balance", "decay"}
+    assert set(info["final"]) == {"loss", "sensitivity", "balance", "decay", "continuity"}
     assert all(v > 0 for v in info["final"].values())
     assert info["n_train"] == digits.X_train.shape[0]
     assert network.metadata["name"] == "tiny"
