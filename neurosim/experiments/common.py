@@ -23,7 +23,8 @@ from neurosim.theory import crash_derivatives, single_fault_terms, taylor_moment
 from neurosim.train import train
 
 __all__ = ["train_network", "clean_score", "hidden_rates", "theory_variances",
-           "mc_output_variance", "fit_loglog_slope", "t_interval", "run_grid"]
+           "mc_output_variance", "mc_crashed_accuracy", "fit_loglog_slope", "t_interval",
+           "run_grid"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,36 @@ def mc_output_variance(target, X, rates, n_samples: int = 1000, n_batches: int =
             var = (s2 - s1 ** 2 / per_batch) / (per_batch - 1)
             estimates[b] = float(np.maximum(var, 0.0).sum(axis=1).mean())
     return estimates
+
+
+def mc_crashed_accuracy(target, X, y, rates, n_samples: int = 100, seed: int = 0,
+                        max_rows: int = 8192, backend="auto") -> tuple[int, int]:
+    """Accuracy under silent crashes: ``(correct, total)`` over ``n_samples`` transient crash
+    draws per input (layer ``l`` at rate ``rates[l]``), counting a (draw, input) pair correct
+    when the faulty network's argmax is the label ``y``. Draws come from
+    ``SeedSequence([seed, chunk])``."""
+    plan = build_plan(target, FaultModel([NeuronCrash(tuple(float(r) for r in rates))]),
+                      owner="mc_crashed_accuracy")
+    backend = get_backend(backend, "mc_crashed_accuracy")
+    backend.check(plan)
+    X = plan.network.check_input(X)
+    y = np.asarray(y)
+    cache = backend.clean_cache(plan, X)
+    m = X.shape[0]
+    clean_right = cache.output.argmax(axis=1) == y
+    rounds_per_chunk = max(1, max_rows // m)
+    correct = total = 0
+    with backend.session():
+        for chunk, start in enumerate(range(0, int(n_samples), rounds_per_chunk)):
+            rounds = min(rounds_per_chunk, int(n_samples) - start)
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), chunk]))
+            batch = sample_faults(plan, rng, rounds * m)
+            right = np.tile(clean_right, rounds)  # draws without a fault keep the clean answer
+            rows = np.flatnonzero(batch.draw_has_fault)
+            if rows.size:
+                row_input = rows % m
+                out = backend.propagate(plan, cache, batch, rows, row_input)
+                right[rows] = out.argmax(axis=1) == y[row_input]
+            correct += int(right.sum())
+            total += rounds * m
+    return correct, total

@@ -40,6 +40,12 @@ class ErrorDecayResult(SavedResult):
     clean_score: np.ndarray
     fits: dict
     settings: dict = field(default_factory=dict)
+    #: Per (width, repeat) values when ``repeats > 1`` (the per-width fields are their means):
+    #: Prop. 4, exact single-fault, Monte Carlo and the mean squared clean output norm.
+    repeat_taylor: "np.ndarray | None" = None
+    repeat_exact: "np.ndarray | None" = None
+    repeat_mc: "np.ndarray | None" = None
+    repeat_norm: "np.ndarray | None" = None
 
     @property
     def slope_mc(self) -> float:
@@ -51,15 +57,26 @@ class ErrorDecayResult(SavedResult):
 
     def summary(self) -> str:
         s = self.settings
-        lines = [f"Var Delta vs width ({s.get('data')}, depth {s.get('depth')}, p = {s.get('p'):g} "
-                 f"in the hidden layers, silent crashes; {s.get('n_inputs')} test inputs)",
+        if s.get("setup") == "paper":
+            head = (f"Var Delta per output vs first hidden width (paper's set-up: {s.get('data')}, "
+                    f"hidden {s.get('architecture')}, {s.get('activation')}, {s.get('loss')}, "
+                    f"p = {s.get('p'):g} in the first hidden layer only, silent crashes; "
+                    f"{s.get('repeats')} seeds per width; {s.get('n_inputs')} test inputs)")
+        else:
+            head = (f"Var Delta vs width ({s.get('data')}, depth {s.get('depth')}, p = "
+                    f"{s.get('p'):g} in the hidden layers, silent crashes; {s.get('n_inputs')} "
+                    f"test inputs)")
+        lines = [head,
                  f"{'width':>6} {'MC':>11} {'MC 95 % CI':>25} {'Prop. 4':>11} {'exact 1-fault':>13} "
                  f"{s.get('score_name', 'score'):>9}"]
         for i, w in enumerate(self.widths):
             lines.append(f"{int(w):>6} {self.var_mc[i]:>11.4g} [{self.var_mc_low[i]:>10.4g}, "
                          f"{self.var_mc_high[i]:>10.4g}] {self.var_taylor[i]:>11.4g} "
                          f"{self.var_exact[i]:>13.4g} {self.clean_score[i]:>9.4f}")
-        for name, label in (("mc", "Monte Carlo"), ("taylor", "Prop. 4"), ("exact", "exact single-fault")):
+        labels = [("mc", "Monte Carlo"), ("taylor", "Prop. 4"), ("exact", "exact single-fault")]
+        if "exact_normalized" in self.fits:
+            labels.append(("exact_normalized", "exact single-fault / mean ||y||^2"))
+        for name, label in labels:
             f = self.fits[name]
             lines.append(f"log-log slope, {label}: {f['slope']:.3f} "
                          f"[{f['low']:.3f}, {f['high']:.3f}] ({100 * f['confidence']:g} % CI)")
@@ -71,8 +88,25 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
                 seed: int = 0, small: bool = False, lam: float = 0.0, mu: float = 0.0,
                 nu: float = 0.0, n_batches: int = 10, max_inputs: "int | None" = None,
                 confidence: float = 0.95, progress: bool = False,
-                conv: bool = False, runner="serial") -> ErrorDecayResult:
+                conv: bool = False, runner="serial", setup: str = "neurosim",
+                repeats: "int | None" = None, rest=(), activation: "str | None" = None,
+                loss: "str | None" = None, psi_d: float = 0.0,
+                psi_s: float = 0.0) -> ErrorDecayResult:
     """Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults.
+
+    Two set-ups (``setup``):
+
+    * ``"neurosim"`` (default): every one of the ``depth`` hidden layers has width ``n`` and
+      crashes; Var Delta is summed over the output components (raw logits), ReLU,
+      cross-entropy, one seed per width.
+    * ``"paper"``: the paper's MNIST experiment. Only the first hidden width ``n`` varies
+      (hidden layers ``(n, *rest)``, ``rest`` fixed, default none), only the first hidden layer
+      crashes, sigmoid hidden units, linear outputs trained by MSE on the one-hot labels (the
+      paper's loss; ``loss="cross_entropy"`` for the other), ``repeats`` seeds per width (default
+      3), and Var Delta is per output component (the mean over components, not the sum). The
+      slope is fitted to every (width, seed) point; ``fits["exact_normalized"]`` also divides
+      by the mean squared clean output norm ``E_x ||y(x)||^2`` of each network. ``psi_d,
+      psi_s`` are the continuity regularizer's weights (:func:`neurosim.train.continuity_terms`).
 
     With ``conv`` the width is the number of channels of a CNN (the paper's convnet
     experiment): ``depth`` blocks ``conv<c> (3x3 same) - relu - maxpool2`` on the digits as
@@ -124,6 +158,19 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
     version replaces ``d_i^l`` by ``D_i^l``, the output change when neuron i alone crashes. Both
     drop the ``O(p^2)`` terms of two or more crashes, which the Monte Carlo estimate includes.
     """
+    if setup not in ("neurosim", "paper"):
+        raise param_error("error_decay", "setup", "'neurosim' or 'paper'", setup)
+    paper = setup == "paper"
+    repeats = int(repeats if repeats is not None else (3 if paper else 1))
+    if repeats < 1:
+        raise param_error("error_decay", "repeats", "a positive integer", repeats)
+    rest = tuple(int(r) for r in rest)
+    if any(r < 1 for r in rest):
+        raise param_error("error_decay", "rest", "positive widths", rest)
+    if paper and conv:
+        raise param_error("error_decay", "conv", "False with setup='paper' (an MLP on MNIST)", conv)
+    activation = activation or ("sigmoid" if paper else "relu")
+    loss = loss or ("mse" if paper else "auto")
     widths = [int(w) for w in widths]
     if small:
         widths = [w for w in widths if w <= 128][:4] or [16, 32, 64]
@@ -146,33 +193,56 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         X, y = X[:int(max_inputs)], y[:int(max_inputs)]
     point = functools.partial(_width_point, td=td, X=X, y=y, depth=int(depth), epochs=epochs,
                               seed=int(seed), lam=lam, mu=mu, nu=nu, p=float(p),
-                              n_samples=n_samples, n_batches=int(n_batches), conv=bool(conv))
+                              n_samples=n_samples, n_batches=int(n_batches), conv=bool(conv),
+                              paper=paper, rest=rest, activation=activation, loss=loss,
+                              psi_d=float(psi_d), psi_s=float(psi_s))
+    items = [(i * repeats + r, w, r) for i, w in enumerate(widths) for r in range(repeats)]
 
-    def report(i, value):
+    def report(k, value):
         if progress:
-            print(f"width {widths[i]}: MC {value[0].mean():.4g}, Prop. 4 {value[1]:.4g}, "
-                  f"exact {value[2]:.4g} ({time.perf_counter() - started:.0f} s)", flush=True)
+            _, w, r = items[k]
+            print(f"width {w}{f' seed {r}' if repeats > 1 else ''}: MC {value[0].mean():.4g}, "
+                  f"Prop. 4 {value[1]:.4g}, exact {value[2]:.4g} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
 
-    points = run_grid(runner, point, list(enumerate(widths)), "error_decay", report)
-    var_mc_batches = np.array([v[0] for v in points]).reshape(len(widths), int(n_batches))
-    var_taylor = np.array([v[1] for v in points], dtype=np.float64)
-    var_exact = np.array([v[2] for v in points], dtype=np.float64)
-    score = np.array([v[3] for v in points], dtype=np.float64)
+    points = run_grid(runner, point, items, "error_decay", report)
+    shape = (len(widths), repeats)
+    mc_all = np.array([v[0] for v in points]).reshape(len(widths), repeats, int(n_batches))
+    taylor_all = np.array([v[1] for v in points], dtype=np.float64).reshape(shape)
+    exact_all = np.array([v[2] for v in points], dtype=np.float64).reshape(shape)
+    score = np.array([v[3] for v in points], dtype=np.float64).reshape(shape).mean(axis=1)
+    norm_all = np.array([v[4] for v in points], dtype=np.float64).reshape(shape)
+    # Per width: the mean over seeds; the MC batches of all seeds pooled (i.i.d. given the
+    # width only when repeats = 1; with seeds the interval is over batches and networks).
+    var_mc_batches = mc_all.reshape(len(widths), repeats * int(n_batches))
+    var_taylor, var_exact = taylor_all.mean(axis=1), exact_all.mean(axis=1)
     intervals = np.array([t_interval(row, confidence) for row in var_mc_batches])
-    w = np.asarray(widths, dtype=np.float64)
-    fits = {"mc": fit_loglog_slope(w, intervals[:, 0], confidence),
-            "taylor": fit_loglog_slope(w, var_taylor, confidence),
-            "exact": fit_loglog_slope(w, var_exact, confidence)}
+    w_all = np.repeat(np.asarray(widths, dtype=np.float64), repeats)
+    mc_points = mc_all.mean(axis=2).ravel()
+    fits = {"mc": fit_loglog_slope(w_all, mc_points, confidence),
+            "taylor": fit_loglog_slope(w_all, taylor_all.ravel(), confidence),
+            "exact": fit_loglog_slope(w_all, exact_all.ravel(), confidence)}
+    if paper:
+        fits["exact_normalized"] = fit_loglog_slope(w_all, (exact_all / norm_all).ravel(),
+                                                    confidence)
     settings = {
+        "setup": setup, "repeats": repeats, "activation": activation,
+        "loss": ("mse on one-hot labels, linear outputs" if loss == "mse" else
+                 "cross-entropy" if td.task == "classification" else "mse"),
+        "architecture": (["n", *rest] if paper else ["n"] * int(depth)),
+        "psi_d": float(psi_d), "psi_s": float(psi_s),
+        "var_delta": ("per output component (mean over components)" if paper else
+                      "summed over output components"),
         "depth": int(depth), "data": data, "p": float(p), "n_samples": n_samples,
         "conv": bool(conv), "width_means": "channels" if conv else "neurons per hidden layer",
         "n_batches": int(n_batches), "epochs": epochs, "seed": int(seed), "small": bool(small),
         "lam": float(lam), "mu": float(mu), "nu": float(nu), "n_inputs": int(X.shape[0]),
-        "crash": "silent, hidden layers only",
+        "crash": "silent, first hidden layer only" if paper else "silent, hidden layers only",
         "score_name": "accuracy" if td.task == "classification" else "mse",
         "interval_method": (f"t interval over {int(n_batches)} independent batches of "
                             f"{n_samples // int(n_batches)} draws per input (batch means)"),
-        "slope_method": "least squares on log-log, t-based CI from scipy.stats.linregress stderr",
+        "slope_method": ("least squares on log-log over every (width, seed) point, t-based CI "
+                         "from scipy.stats.linregress stderr"),
         "paper_slope": -1.0,
         "elapsed_s": time.perf_counter() - started,
     }
@@ -180,23 +250,42 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         widths=np.asarray(widths, dtype=np.int64), var_mc=intervals[:, 0],
         var_mc_low=intervals[:, 1], var_mc_high=intervals[:, 2], var_mc_batches=var_mc_batches,
         var_taylor=var_taylor, var_exact=var_exact, clean_score=score, fits=fits,
-        settings=settings)
+        settings=settings,
+        **({"repeat_taylor": taylor_all, "repeat_exact": exact_all,
+            "repeat_mc": mc_all.mean(axis=2), "repeat_norm": norm_all} if repeats > 1 else {}))
 
 
 def _width_point(item, *, td, X, y, depth, epochs, seed, lam, mu, nu, p, n_samples, n_batches,
-                 conv):
-    """One width of :func:`error_decay`: train, then (MC batches, Prop. 4, exact, score)."""
-    i, width = item
+                 conv, paper=False, rest=(), activation="relu", loss="auto", psi_d=0.0,
+                 psi_s=0.0):
+    """One (width, seed) of :func:`error_decay`: train, then (MC batches, Prop. 4, exact,
+    score, mean squared clean output norm)."""
+    i, width, repeat = item
+    net_seed = seed + 1000 * repeat
+    extra = {"psi_d": psi_d, "psi_s": psi_s} if (psi_d or psi_s) else {}
     if conv:
         blocks = ",".join([f"conv{width},relu,maxpool2"] * min(depth, 3))
-        net = train_network(td, (width,), epochs, seed, lam, mu, nu,
-                            arch=f"{blocks},gap", input_shape=(1, 8, 8))
+        net = train_network(td, (width,), epochs, net_seed, lam, mu, nu,
+                            arch=f"{blocks},gap", input_shape=(1, 8, 8), **extra)
+    elif paper:
+        net = train_network(td, (width, *rest), epochs, net_seed, lam, mu, nu,
+                            activation=activation, loss=loss, **extra)
     else:
-        net = train_network(td, (width,) * depth, epochs, seed, lam, mu, nu)
-    rates = hidden_rates(net, p)
+        net = train_network(td, (width,) * depth, epochs, net_seed, lam, mu, nu, **extra)
+    if paper:
+        rates = np.zeros(net.n_layers + 1)
+        rates[1] = p  # the first hidden layer only
+    else:
+        rates = hidden_rates(net, p)
     var_taylor, var_exact = theory_variances(net, X, rates)
-    var_mc = mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i)
-    return np.asarray(var_mc, dtype=np.float64), var_taylor, var_exact, clean_score(net, X, y)
+    var_mc = np.asarray(mc_output_variance(net, X, rates, n_samples, n_batches, seed=seed + i),
+                        dtype=np.float64)
+    out = net.forward(X).astype(np.float64)
+    norm = float((out ** 2).sum(axis=1).mean())
+    if paper:  # per output component
+        k = out.shape[1]
+        var_mc, var_taylor, var_exact, norm = var_mc / k, var_taylor / k, var_exact / k, norm / k
+    return var_mc, var_taylor, var_exact, clean_score(net, X, y), norm
 
 
 def load_error_decay(path) -> ErrorDecayResult:
