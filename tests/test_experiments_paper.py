@@ -18,13 +18,15 @@ from neurosim.errors import ValidationError  # noqa: E402
 @pytest.fixture(scope="module")
 def paper_decay():
     return E.error_decay(setup="paper", widths=(16, 32, 64), data="digits", epochs=8,
-                         n_samples=400, max_inputs=60, repeats=2, p=1e-2)
+                         n_samples=400, max_inputs=60, repeats=2, p=1e-2, lr=2e-3,
+                         batch_size=32)
 
 
 def test_paper_setup_varies_and_crashes_only_the_first_layer(paper_decay):
     r = paper_decay
     assert r.settings["setup"] == "paper" and r.settings["architecture"] == ["n"]
     assert r.settings["crash"] == "silent, first hidden layer only"
+    assert r.settings["lr"] == 2e-3 and r.settings["batch_size"] == 32
     assert r.repeat_exact.shape == (3, 2) and r.repeat_norm.shape == (3, 2)
     np.testing.assert_allclose(r.var_exact, r.repeat_exact.mean(axis=1))
     for key in ("mc", "taylor", "exact", "exact_normalized"):
@@ -47,7 +49,8 @@ def test_paper_setup_per_output_and_first_layer_match_a_direct_computation(paper
     from neurosim.train import load_training_data
 
     td = load_training_data("digits")
-    net = train_network(td, (16,), 8, 0, activation="sigmoid", loss="mse")
+    net = train_network(td, (16,), 8, 0, activation="sigmoid", loss="mse", lr=2e-3,
+                        batch_size=32)
     X = td.X_test[:60]
     out = net.forward(X).astype(np.float64)
     # Single crash of hidden neuron i: the output loses W2[:, i] * h_i.

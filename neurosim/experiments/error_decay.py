@@ -91,7 +91,7 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
                 conv: bool = False, runner="serial", setup: str = "neurosim",
                 repeats: "int | None" = None, rest=(), activation: "str | None" = None,
                 loss: "str | None" = None, psi_d: float = 0.0,
-                psi_s: float = 0.0) -> ErrorDecayResult:
+                psi_s: float = 0.0, lr: float = 1e-3, batch_size: int = 64) -> ErrorDecayResult:
     """Var Delta against the hidden width: Monte Carlo, Prop. 4 and exact single faults.
 
     Two set-ups (``setup``):
@@ -107,6 +107,8 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
       slope is fitted to every (width, seed) point; ``fits["exact_normalized"]`` also divides
       by the mean squared clean output norm ``E_x ||y(x)||^2`` of each network. ``psi_d,
       psi_s`` are the continuity regularizer's weights (:func:`neurosim.train.continuity_terms`).
+
+    ``lr`` and ``batch_size`` are Adam's learning rate and the batch size of the training.
 
     With ``conv`` the width is the number of channels of a CNN (the paper's convnet
     experiment): ``depth`` blocks ``conv<c> (3x3 same) - relu - maxpool2`` on the digits as
@@ -195,7 +197,8 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
                               seed=int(seed), lam=lam, mu=mu, nu=nu, p=float(p),
                               n_samples=n_samples, n_batches=int(n_batches), conv=bool(conv),
                               paper=paper, rest=rest, activation=activation, loss=loss,
-                              psi_d=float(psi_d), psi_s=float(psi_s))
+                              psi_d=float(psi_d), psi_s=float(psi_s),
+                              train_options={"lr": float(lr), "batch_size": int(batch_size)})
     items = [(i * repeats + r, w, r) for i, w in enumerate(widths) for r in range(repeats)]
 
     def report(k, value):
@@ -230,7 +233,8 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
         "loss": ("mse on one-hot labels, linear outputs" if loss == "mse" else
                  "cross-entropy" if td.task == "classification" else "mse"),
         "architecture": (["n", *rest] if paper else ["n"] * int(depth)),
-        "psi_d": float(psi_d), "psi_s": float(psi_s),
+        "psi_d": float(psi_d), "psi_s": float(psi_s), "lr": float(lr),
+        "batch_size": int(batch_size),
         "var_delta": ("per output component (mean over components)" if paper else
                       "summed over output components"),
         "depth": int(depth), "data": data, "p": float(p), "n_samples": n_samples,
@@ -257,12 +261,14 @@ def error_decay(widths=(16, 32, 64, 128, 256, 512, 1024), depth: int = 2, data: 
 
 def _width_point(item, *, td, X, y, depth, epochs, seed, lam, mu, nu, p, n_samples, n_batches,
                  conv, paper=False, rest=(), activation="relu", loss="auto", psi_d=0.0,
-                 psi_s=0.0):
+                 psi_s=0.0, train_options=None):
     """One (width, seed) of :func:`error_decay`: train, then (MC batches, Prop. 4, exact,
     score, mean squared clean output norm)."""
     i, width, repeat = item
     net_seed = seed + 1000 * repeat
     extra = {"psi_d": psi_d, "psi_s": psi_s} if (psi_d or psi_s) else {}
+    if train_options and train_options != {"lr": 1e-3, "batch_size": 64}:
+        extra.update(train_options)
     if conv:
         blocks = ",".join([f"conv{width},relu,maxpool2"] * min(depth, 3))
         net = train_network(td, (width,), epochs, net_seed, lam, mu, nu,
