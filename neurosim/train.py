@@ -22,7 +22,7 @@ hidden layers (1 = the first), as in the paper's crash-aware training.
 
 The paper's continuity regularizer (CLI ``--continuity PSI_D,PSI_S``) adds
 
-    psi_d * sum_l derivative(W_l) + psi_s * sum_l smoothness(W_l)
+    psi_d * sum_l derivative(W_l) + psi_s * sum_l smoothness(W_l)   (and the same of b_l)
 
 over the hidden layers (every weighted layer but the output): the roughness of each column
 of ``W_l`` (``n_out x n_in``) along the neuron index, by finite-difference first-derivative
@@ -803,9 +803,11 @@ def regularizer_terms(model, X, y, task: str = "classification", lam: float = 1.
     """The terms of eq. (1) and the continuity regularizer as differentiable tensors:
     ``loss, sensitivity, balance, decay, continuity``.
 
-    ``continuity = sum_l (psi_d * derivative(W_l) + psi_s * smoothness(W_l))`` over the hidden
-    weighted layers (every Linear and Conv2d but the output layer, whose neuron index is the
-    class, not a continuum), with the terms of :func:`continuity_terms`.
+    ``continuity = sum_l (psi_d * derivative(W_l) + psi_s * smoothness(W_l))`` plus the same
+    of each bias ``b_l`` (as an ``n_out x 1`` matrix, as the paper's code regularizes biases
+    for continuous activations), over the hidden weighted layers (every Linear and Conv2d but
+    the output layer, whose neuron index is the class, not a continuum), with the terms of
+    :func:`continuity_terms`.
 
     ``sensitivity = lam * sum_i (dL/dw_i)^2 w_i^2`` over the weights of every Linear and
     Conv2d layer (double backpropagation: the gradient is built with ``create_graph=True`` so
@@ -821,9 +823,13 @@ def regularizer_terms(model, X, y, task: str = "classification", lam: float = 1.
     zero = torch.zeros((), dtype=weights[0].dtype)
     sensitivity = balance = decay = continuity = zero
     if psi_d or psi_s:
-        for w in weights[:-1]:
-            t = continuity_terms(w)
-            continuity = continuity + psi_d * t["derivative"] + psi_s * t["smoothness"]
+        for layer in _weighted_layers(model)[:-1]:
+            # The weights and, as the paper's code does, the biases (continuous activations).
+            for w in (layer.weight, layer.bias):
+                if w is None:
+                    continue
+                t = continuity_terms(w.reshape(w.shape[0], -1))
+                continuity = continuity + psi_d * t["derivative"] + psi_s * t["smoothness"]
     if lam:
         grads = torch.autograd.grad(loss, weights, create_graph=True)
         sensitivity = lam * sum(((g * w) ** 2).sum() for g, w in zip(grads, weights))

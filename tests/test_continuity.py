@@ -106,12 +106,19 @@ def test_gradient_matches_finite_differences():
                                  psi_s=3.0)["continuity"]
 
     total = value()
-    params = [model[0].weight, model[2].weight, model[4].weight]
+    params = [model[0].weight, model[2].weight, model[0].bias, model[2].bias, model[4].weight,
+              model[4].bias]
     grads = torch.autograd.grad(total, params, allow_unused=True)
-    assert grads[2] is None  # the output layer is not penalized
+    assert grads[4] is None and grads[5] is None  # the output layer is not penalized
+    # The value is the reference's terms of every hidden weight matrix and bias.
+    expect = 0.0
+    for p in params[:4]:
+        d, s = _reference(p.detach().numpy().reshape(p.shape[0], -1))
+        expect += 0.7 * d + 3.0 * s
+    assert total.item() == pytest.approx(expect, rel=1e-10)
     rng = np.random.default_rng(3)
     h = 1e-6
-    for w, g in zip(params[:2], grads[:2]):
+    for w, g in zip(params[:4], grads[:4]):
         for _ in range(25):
             idx = tuple(int(rng.integers(0, n)) for n in w.shape)
             with torch.no_grad():
