@@ -113,7 +113,7 @@ def test_run_notebooks_writes_executed_copy_and_timings(tmp_path, capsys):
     nb.cells = [nbformat.v4.new_code_cell(
         "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
         "fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)\nax.plot([0, 1], [1, 0])\n"
-        "plt.show()\nprint('done')")]
+        "plt.show()\nimport os\nprint('kernel pid', os.getpid())")]
     committed = tmp_path / "tiny.ipynb"
     nbformat.write(nb, os.fspath(committed))
     before = committed.read_bytes()
@@ -123,6 +123,11 @@ def test_run_notebooks_writes_executed_copy_and_timings(tmp_path, capsys):
     pngs = _inline_pngs(copy)
     assert len(pngs) == 1 and _png_size(pngs[0])[0] >= MIN_INLINE_WIDTH_PX
     assert re.search(r"tiny\.ipynb: ok \(\d+ s\)", capsys.readouterr().out)
+    # the kernel was shut down after the notebook, not left idle until this process exits
+    text = "".join(o.get("text", "") for c in copy.cells for o in c.outputs)
+    pid = int(re.search(r"kernel pid (\d+)", text).group(1))
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     table = (tmp_path / "figures" / "timings.md").read_text(encoding="utf-8")
     assert "| notebook | seconds | cores | date |" in table
     row = re.search(r"^\| tiny\.ipynb \| (\d+) \| (\d+) \| \d{4}-\d\d-\d\d \|$", table, re.M)

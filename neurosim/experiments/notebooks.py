@@ -57,7 +57,9 @@ def _execute(nb, cwd, small: bool, timeout: int):
         with tempfile.TemporaryDirectory(prefix="neurosim-kernel-") as scratch:
             client = NotebookClient(nb, timeout=int(timeout), km=notebook_kernel_manager(scratch),
                                     resources={"metadata": {"path": os.fspath(cwd)}})
-            client.execute()
+            # cleanup_kc: nbclient leaves a kernel it was handed running (until this process
+            # exits), so one idle kernel per notebook would pile up.
+            client.execute(cleanup_kc=True)
     finally:
         for key, value in previous.items():
             if value is None:
