@@ -187,10 +187,17 @@ def plot_error_decay(result, path=None, ax=None):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     s = result.settings
-    ax.set_xlabel("channels c" if result.settings.get("conv") else "hidden width n")
-    ax.set_ylabel("Var Delta (sum over outputs, mean over inputs)")
-    ax.set_title(f"{s.get('data', '')}, depth {s.get('depth', '')}, p = {s.get('p', float('nan')):g} "
-                 "(silent hidden crashes)", fontsize=9)
+    paper = s.get("setup") == "paper"
+    ax.set_xlabel("channels c" if s.get("conv") else
+                  "first hidden width n" if paper else "hidden width n")
+    ax.set_ylabel("Var Delta (per output, mean over inputs)" if paper else
+                  "Var Delta (sum over outputs, mean over inputs)")
+    if paper:
+        ax.set_title(f"{s.get('data', '')}, paper's set-up, p = {s.get('p', float('nan')):g} "
+                     f"(first hidden layer), {s.get('repeats')} seeds", fontsize=9)
+    else:
+        ax.set_title(f"{s.get('data', '')}, depth {s.get('depth', '')}, p = "
+                     f"{s.get('p', float('nan')):g} (silent hidden crashes)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return _finish(fig, path)

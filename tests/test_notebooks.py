@@ -11,7 +11,7 @@ import struct
 import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = {"error_decay", "certify_vs_simulate", "regularizer", "chip_mapping", "conv_error_decay",
+EXPECTED = {"paper_mnist", "error_decay", "certify_vs_simulate", "regularizer", "chip_mapping", "conv_error_decay",
             "crossbar_analog"}
 # A figure shown inline at full size: the narrowest plot is 6.4 in at 120 dpi (768 px, a bit
 # less after the inline backend's tight crop); matplotlib-inline's old 72 dpi would give 460 px.
