@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 
-from neurosim.errors import param_error
-from neurosim.stats import kl_bernoulli
+import numpy as np
 
-__all__ = ["replicas_needed", "vote_failure", "paper_replicas", "inputs_needed", "width_factor",
-           "advise"]
+from neurosim.errors import param_error
+from neurosim.stats import betting_rejects, kl_bernoulli
+
+__all__ = ["replicas_needed", "vote_failure", "paper_replicas", "inputs_needed",
+           "inputs_needed_betting", "MAX_INPUTS", "width_factor", "advise"]
+
+#: :func:`inputs_needed_betting` looks no further than this many inputs.
+MAX_INPUTS = 1 << 24
 
 
 def vote_failure(R: int, p: float) -> float:
@@ -69,14 +74,51 @@ def replicas_needed(delta: float, p: float = 1.0 / 3.0) -> int:
 
 
 def inputs_needed(estimate: float, delta: float, alpha: float) -> "int | None":
-    """How many inputs the population bound of :func:`neurosim.certify.certify` needs to reach
-    ``delta`` if the failure rate over them stays at ``estimate``: the smallest ``m`` with
-    ``m d_KL(estimate || delta) >= ln(1/alpha)`` (the Chernoff-Hoeffding step at ``alpha``).
-    None when ``estimate >= delta`` (no number of inputs helps)."""
+    """How many inputs the KL population bound of :func:`neurosim.certify.certify`
+    (``population="kl"``) needs to reach ``delta`` if the failure rate over them stays at
+    ``estimate``: the smallest ``m`` with ``m d_KL(estimate || delta) >= ln(1/alpha)`` (the
+    Chernoff-Hoeffding step at ``alpha``). None when ``estimate >= delta`` (no number of
+    inputs helps)."""
     estimate = max(0.0, float(estimate))
     if estimate >= delta:
         return None
     return max(1, math.ceil(math.log(1.0 / alpha) / kl_bernoulli(estimate, delta)))
+
+
+def _betting_reaches(values: np.ndarray, n: int, delta: float, alpha: float) -> bool:
+    """Whether :func:`neurosim.stats.betting_upper` of ``np.resize(values, n)`` is at most
+    ``delta`` (the values' mean being below it): whether ``delta`` is rejected."""
+    return betting_rejects(np.resize(values, n), delta, alpha)
+
+
+def inputs_needed_betting(values, delta: float, alpha: float) -> "int | None":
+    """How many inputs the betting population bound of :func:`neurosim.certify.certify`
+    (``population="betting"``) needs to reach ``delta`` if the further inputs' estimates
+    repeat those given: the smallest ``n`` with ``betting_upper(np.resize(values, n), alpha)
+    <= delta`` (found by doubling, then bisection, on that one test). None when the values'
+    mean is at least ``delta`` (no number of inputs helps) or more than :data:`MAX_INPUTS`
+    would be needed.
+
+    All zeros (inputs that never fail) is exact: every further input adds a zero."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise param_error("inputs_needed_betting", "values", "a non-empty 1-D array",
+                          f"an array of shape {values.shape}")
+    if float(values.mean()) >= delta:
+        return None
+    high = 1
+    while not _betting_reaches(values, high, delta, alpha):
+        if high >= MAX_INPUTS:
+            return None
+        high = min(2 * high, MAX_INPUTS)
+    low = high // 2  # 0, or a count that does not reach delta
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _betting_reaches(values, mid, delta, alpha):
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def width_factor(current: float, target: float) -> float:
@@ -96,15 +138,25 @@ def advise(cert, network, faults) -> dict:
     """
     out = {}
     estimate = max(cert.delta_estimate, cert.empirical.lower)
-    alpha = (1.0 - cert.confidence) / 4.0  # the population step's share (certify)
-    need = inputs_needed(estimate, cert.delta, alpha)
-    if need is not None:
+    values = getattr(cert.input_values, "upper", None)
+    if cert.population == "betting" and values is not None:
+        alpha = (1.0 - cert.confidence) / 2.0  # one step: each side's whole share (certify)
+        below = float(np.mean(values)) < cert.delta
+        need = inputs_needed_betting(values, cert.delta, alpha) if below else None
+        rate = "if the further inputs fail as these do"
+    else:
+        alpha = (1.0 - cert.confidence) / 4.0  # the KL population step's share (certify)
+        below = estimate < cert.delta
+        need = inputs_needed(estimate, cert.delta, alpha)
+        rate = "at the same failure rate"
+    if below:
+        needed = (f"about {need} inputs ({rate}) are needed" if need is not None else
+                  f"more than {MAX_INPUTS} inputs ({rate}) would be needed")
         out["inputs"] = (
             f"the failure rate measured on these {cert.n_inputs} inputs ({estimate:.3g}) is "
             f"already below delta = {cert.delta:g}: the certificate is limited by the number of "
             f"inputs, not by the network. With {cert.n_inputs} inputs the population bound "
-            f"stays at {cert.delta_upper:.3g}; about {need} inputs (at the same failure rate) "
-            f"are needed to certify delta = {cert.delta:g}")
+            f"stays at {cert.delta_upper:.3g}; {needed} to certify delta = {cert.delta:g}")
         if cert.empirical.upper > cert.delta:
             out["inputs"] += (
                 f"; the fault sampling's own bound over these inputs is "

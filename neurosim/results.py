@@ -294,6 +294,15 @@ class Certificate:
     #: written before the choice existed load as "stratified" with no reason.
     method: str = "stratified"
     method_reason: str = ""
+    #: How ``delta_upper`` / ``delta_lower`` reach the input distribution: "betting" (one step:
+    #: a betting bound on the mean of the inputs' own estimates) or "kl" (two steps: the bound
+    #: over the given inputs, then Chernoff-Hoeffding over them); files written before the
+    #: choice existed load as "kl", the only bound there was.
+    population: str = "kl"
+    population_reason: str = ""
+    #: Each given input's estimated failure probability (``InputValues``: ``lower``, ``upper``)
+    #: in the order given; in memory only (not in the JSON), None for a loaded certificate.
+    input_values: "object | None" = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         theory = self.theory.to_dict() if self.theory is not None else None
@@ -309,8 +318,12 @@ class Certificate:
             "delta_estimate": self.delta_estimate,
             "inputs_bound": {
                 "upper": self.empirical.upper, "lower": self.empirical.lower,
-                "note": "failure probability averaged over the given inputs; delta_upper/lower "
-                        "extend it to the input distribution (Chernoff-Hoeffding over inputs)",
+                "note": "failure probability averaged over the given inputs; " + (
+                    "delta_upper/lower bound the input distribution's in one step (betting "
+                    "bound on the inputs' own estimates), not from these"
+                    if self.population == "betting" else
+                    "delta_upper/lower extend it to the input distribution "
+                    "(Chernoff-Hoeffding over inputs)"),
             },
             "delta0": theory["delta0"] if theory else None,
             "taylor": theory["taylor"] if theory else None,
@@ -326,6 +339,8 @@ class Certificate:
             "backend": self.backend,
             "method": self.method,
             "method_reason": self.method_reason,
+            "population": self.population,
+            "population_reason": self.population_reason,
             "advice": self.advice,
             "elapsed_s": self.elapsed_s,
         }
@@ -341,7 +356,7 @@ class Certificate:
                  "delta_upper", "delta_lower", "delta_estimate", "inputs_bound", "delta0",
                  "taylor", "theory", "stratification", "fault_model", "seed", "model_sha256",
                  "data_sha256", "n_inputs", "profile", "simulated_network", "backend", "advice",
-                 "elapsed_s", "method", "method_reason"}
+                 "elapsed_s", "method", "method_reason", "population", "population_reason"}
         version = d.get("format_version", CERTIFICATE_FORMAT_VERSION)
         if version != CERTIFICATE_FORMAT_VERSION:
             raise FileFormatError(
@@ -358,6 +373,8 @@ class Certificate:
             simulated_network=d["simulated_network"], advice=d.get("advice", {}),
             elapsed_s=d.get("elapsed_s", 0.0), backend=d.get("backend", "numba"),
             method=d.get("method", "stratified"), method_reason=d.get("method_reason", ""),
+            population=d.get("population", "kl"),
+            population_reason=d.get("population_reason", ""),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -419,6 +436,8 @@ class Certificate:
                 f"(k_max {self.empirical.k_max}, P(K > k_max) = {self.empirical.tail:.3g})")
         if self.method_reason:
             lines.append(f"  method: {self.method} ({self.method_reason})")
+        if self.population_reason:
+            lines.append(f"  population bound: {self.population} ({self.population_reason})")
         if self.theory is not None:
             t = self.theory
             lines.append(

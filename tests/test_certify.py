@@ -352,33 +352,63 @@ def test_replicas_needed_refuses_bad_arguments(kwargs, name):
 
 
 def test_inputs_needed_reaches_delta_with_the_population_bound():
-    from neurosim.advice import inputs_needed
+    from neurosim.advice import inputs_needed, inputs_needed_betting
+    from neurosim.stats import betting_upper
 
+    # population="kl": the Chernoff-Hoeffding step at alpha = (1 - confidence) / 4.
     alpha = 0.0125
     for estimate, delta in ((0.0, 0.05), (0.01, 0.05), (0.03, 0.04), (0.0, 1e-3)):
         m = inputs_needed(estimate, delta, alpha)
         assert C.kl_upper(estimate, m, alpha) <= delta + 1e-12
         assert C.kl_upper(estimate, m - 1, alpha) > delta if m > 1 else True
     assert inputs_needed(0.05, 0.05, alpha) is None and inputs_needed(0.2, 0.05, alpha) is None
+    # population="betting" (the default): one step at alpha = (1 - confidence) / 2, on the
+    # given per-input values repeated.
+    alpha = 0.025
+    spread = np.random.default_rng(0).beta(0.2, 10, 40)
+    for values, delta in ((np.zeros(20), 0.05), (np.full(20, 4e-4), 0.05), (spread, 0.05),
+                          (np.zeros(5), 1e-3), (np.array([0.0, 0.03]), 0.04)):
+        m = inputs_needed_betting(values, delta, alpha)
+        assert betting_upper(np.resize(values, m), alpha) <= delta + 1e-12
+        assert betting_upper(np.resize(values, m - 1), alpha) > delta if m > 1 else True
+    assert inputs_needed_betting(np.full(3, 0.05), 0.05, alpha) is None
+    assert inputs_needed_betting(np.array([0.0, 0.4]), 0.05, alpha) is None
 
 
 def test_advice_says_when_too_few_inputs_were_given():
     """A network that never fails on 20 inputs cannot certify delta = 0.05 with them: the
-    advice asks for inputs, and proposes no new widths or replicas."""
+    advice asks for inputs, and proposes no new widths or replicas. The number is exactly
+    what the betting bound needs (every further input adds the same value): with that many
+    inputs it certifies, with one fewer it does not."""
+    from neurosim.stats import betting_upper
+
     net = ns.Network.random([4, 6, 5, 2], "relu", seed=1)
     X = np.random.default_rng(0).normal(size=(20, 4))
-    cert = C.certify(net, ns.NeuronCrash(1e-4), X, delta=0.05, metric="linf", eps=10.0,
-                     confidence=0.95, seed=0, theory=False)
-    assert not cert.certified and cert.delta_estimate == 0.0
+    kw = dict(delta=0.05, metric="linf", eps=10.0, confidence=0.95, seed=0, theory=False)
+    cert = C.certify(net, ns.NeuronCrash(1e-4), X, **kw)
+    assert not cert.certified and cert.delta_estimate == 0.0 and cert.population == "betting"
     assert set(cert.advice) == {"inputs"}
     text = cert.advice["inputs"]
     assert "limited by the number of inputs" in text and "20 inputs" in text
     need = int(text.split("about ")[1].split(" inputs")[0])
-    assert need == math.ceil(math.log(1 / 0.0125) / -math.log(1 - 0.05))
-    # With that many inputs (still never failing) it certifies.
+    # Every input's upper value is the same: P(K > k_max), counted as failure (< 1 % of delta).
+    tail = cert.input_values.upper
+    assert np.all(tail == tail[0]) and 0 < tail[0] <= 0.01 * 0.05
+    smallest = next(n for n in range(1, 10_000)
+                    if betting_upper(np.full(n, tail[0]), 0.025) <= 0.05)
+    assert need == smallest
+    # With that many inputs (still never failing) it certifies; with one fewer, not.
     X_more = np.random.default_rng(1).normal(size=(need, 4))
-    assert C.certify(net, ns.NeuronCrash(1e-4), X_more, delta=0.05, metric="linf", eps=10.0,
-                     confidence=0.95, seed=0, theory=False).certified
+    assert C.certify(net, ns.NeuronCrash(1e-4), X_more, **kw).certified
+    assert not C.certify(net, ns.NeuronCrash(1e-4), X_more[:-1], **kw).certified
+    # The two-step KL bound (population="kl") needs ln(1/alpha) / -ln(1 - delta) at
+    # alpha = (1 - confidence) / 4, as before.
+    old = C.certify(net, ns.NeuronCrash(1e-4), X, population="kl", **kw)
+    need_kl = int(old.advice["inputs"].split("about ")[1].split(" inputs")[0])
+    assert need_kl == math.ceil(math.log(1 / 0.0125) / -math.log(1 - 0.05))
+    X_kl = np.random.default_rng(1).normal(size=(need_kl, 4))
+    assert C.certify(net, ns.NeuronCrash(1e-4), X_kl, population="kl", **kw).certified
+    assert need < need_kl  # (81 against 86)
 
 
 def test_sample_counts_given_k_matches_the_conditional_law():

@@ -108,7 +108,8 @@ def test_sampled_bounds_bracket_a_long_monte_carlo_run_over_seeds():
 
 # --- (c) sparse fault models: stratified, numbers unchanged ------------------------------------------
 
-# delta_upper of these cases computed before the log-space change and the method choice.
+# delta_upper of these cases computed before the log-space change and the method choice
+# (the two-step KL population bound, the only one then: population="kl").
 PINNED = {
     "crash": (ns.NeuronCrash(0.01), 0.14997000403062674, 0.015440664241186943),
     "stuck": (ns.SynapseStuck(0.001, 0.002), 0.16667062170627006, 0.023138825671004257),
@@ -122,10 +123,13 @@ def test_sparse_certificate_is_stratified_and_unchanged(name):
     faults, delta_upper, inputs_upper = PINNED[name]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cert = ns.certify(NET, faults, X, delta=0.2, seed=3, **_quick())
-    assert cert.method == "stratified"
+        cert = ns.certify(NET, faults, X, delta=0.2, seed=3, population="kl", **_quick())
+    assert cert.method == "stratified" and cert.population == "kl"
     assert cert.delta_upper == pytest.approx(delta_upper, rel=1e-12)
     assert cert.empirical.upper == pytest.approx(inputs_upper, rel=1e-12)
+    # The default (one-step betting) bound on the same run is tighter.
+    default = ns.certify(NET, faults, X, delta=0.2, seed=3, **_quick())
+    assert default.population == "betting" and default.delta_upper < delta_upper
 
 
 # --- (d) count distributions at huge expected counts -------------------------------------------------

@@ -36,6 +36,13 @@ def _count_tuple(values) -> tuple:
     return tuple(int(v) for v in np.asarray(values).tolist())
 
 
+def _add_counts(a: tuple, b: tuple) -> tuple:
+    """Element-wise sum of two count tuples (an empty one adds nothing)."""
+    if not a or not b:
+        return a or b
+    return tuple(x + y for x, y in zip(a, b))
+
+
 class BlockSet:
     """An immutable set of block indices, kept as sorted disjoint ranges ``[start, stop)``.
 
@@ -114,7 +121,10 @@ class MonteCarloStats:
     """Counts and exact sums over a set of committed blocks (``blocks``).
 
     ``merge`` adds two disjoint sets of blocks; a block counted twice is an error.
-    ``chip_failures`` (permanent mode) holds each block's chips' failure counts.
+    ``chip_failures`` (permanent mode) holds each block's chips' failure counts;
+    ``input_failures`` each input's failure count, when the run was asked for it
+    (``MonteCarlo(per_input=True)``: certify's population bound; empty otherwise, and never
+    written to a checkpoint, which only ``simulate`` keeps).
     """
 
     blocks: BlockSet
@@ -129,6 +139,7 @@ class MonteCarloStats:
     layer_failures: tuple
     core_failures: tuple
     chip_failures: _Chips
+    input_failures: tuple = ()
 
     @classmethod
     def empty(cls, n_out: int, n_layers: int, n_cores: int) -> "MonteCarloStats":
@@ -146,6 +157,7 @@ class MonteCarloStats:
             tuple(a + b for a, b in zip(self.layer_failures, other.layer_failures)),
             tuple(a + b for a, b in zip(self.core_failures, other.core_failures)),
             self.chip_failures.merge(other.chip_failures),
+            _add_counts(self.input_failures, other.input_failures),
         )
 
     def chip_failure_counts(self) -> np.ndarray:
@@ -208,7 +220,7 @@ class MonteCarlo:
     shared = ("plan", "backend", "cache", "y")
 
     def __init__(self, plan, backend, cache, y, *, metric: str, eps: float, n_samples: int,
-                 seed: int, mode: str, sub_blocks: bool = True):
+                 seed: int, mode: str, sub_blocks: bool = True, per_input: bool = False):
         self.plan = plan
         self.backend = backend
         self.cache = cache
@@ -218,6 +230,8 @@ class MonteCarlo:
         self.n_samples = int(n_samples)
         self.seed = int(seed)
         self.mode = mode
+        #: Count each input's failures too (``MonteCarloStats.input_failures``).
+        self.per_input = bool(per_input)
         self.m = cache.n_inputs
         self.rounds_per_block = max(1, BLOCK_PAIRS // self.m)
         self.n_blocks = math.ceil(self.n_samples / self.rounds_per_block)
@@ -492,6 +506,12 @@ class MonteCarlo:
         chip_failures = _Chips()
         if per_chip is not None:
             chip_failures = _Chips.leaf(block, _count_tuple(per_chip))
+        input_failures = ()
+        if self.per_input:  # every input has ``rounds`` pairs in the block; rows are computed ones
+            per_input = np.bincount(row_input[failed], minlength=m)
+            if zero_fails:
+                per_input = per_input + rounds - np.bincount(row_input, minlength=m)
+            input_failures = _count_tuple(per_input)
         return MonteCarloStats(
             blocks=BlockSet.of(block), n_pairs=n_pairs,
             n_failures=int(failed.sum()) + (n_pairs - n_rows) * int(zero_fails),
@@ -500,7 +520,7 @@ class MonteCarlo:
             sum_metric_sq=ExactSum.of(float((values ** 2).sum())),
             sum_delta=ExactSum.of(delta.sum(axis=0)), sum_delta_sq=ExactSum.of((delta ** 2).sum(axis=0)),
             layer_failures=_count_tuple(layer_failures), core_failures=_count_tuple(core_failures),
-            chip_failures=chip_failures,
+            chip_failures=chip_failures, input_failures=input_failures,
         )
 
     def result(self, stats: MonteCarloStats, confidence: float, fault_model: str,

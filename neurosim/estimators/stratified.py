@@ -18,7 +18,13 @@ independent with its own rate):
 * ``P(K > k_max)`` counts as failure in the upper bound; ``k_max`` is the smallest with this tail
   below ``tail_fraction`` of the target.
 
-This bounds the failure probability averaged over the given inputs. The work is split into
+This bounds the failure probability averaged over the given inputs. Asked for them
+(``per_input=True``), the estimator also gives each input's share of it (:class:`InputValues`):
+the same strata weighted the same way, on that input's rows alone. Those are unbiased for the
+input's failure probability except for the tail, counted as failure in ``upper`` (biased up)
+and as success in ``lower`` (biased down); with the inputs an i.i.d. sample, they are i.i.d.
+(each input's conditional draws are its own rows, drawn independently of the inputs), which is
+what certify's population bound needs. The work is split into
 tasks (single faults and exact strata by input chunks; conditional draws by round and chunk,
 each chunk's random numbers from ``SeedSequence([seed, 0x5EED, stratum, round, chunk])``)
 whose counts merge exactly, so a runner may compute them anywhere and in any order.
@@ -29,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -42,7 +48,7 @@ from neurosim.results import StratifiedResult, Stratum
 from neurosim.sampler import FaultGroup, records_from_positions, sample_faults
 from neurosim.stats import cp_lower, cp_upper
 
-__all__ = ["StratifiedEstimator", "StrataCounts", "count_distribution", "count_tails",
+__all__ = ["StratifiedEstimator", "StrataCounts", "InputValues", "count_distribution", "count_tails",
            "log_count_distribution", "composition_weights", "n_patterns", "log_n_patterns",
            "sample_counts_given_k", "exact_mass", "SEED_TAG", "ROW_MACS", "row_cost"]
 
@@ -302,13 +308,17 @@ class StrataCounts:
     ``fails[key]`` is an int (a single-fault part ``("single", gi, outcome)`` or a sampled
     stratum ``("sampled", s)``) or an int array (an exact stratum ``("exact", k)``: one count
     per pattern); ``rows[key]`` the (pattern, input) rows a sampled stratum drew;
-    ``evaluated`` the rows the backend ran.
+    ``evaluated`` the rows the backend ran. ``by_input[key]`` (only when the estimator was
+    asked for per-input values) holds the same failures by input, one entry per input (an
+    exact stratum's weighted by its patterns' probabilities); a task's inputs are its own, so
+    adding arrays is exact.
     """
 
     blocks: frozenset
     fails: dict
     rows: dict
     evaluated: int
+    by_input: dict = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> "StrataCounts":
@@ -324,8 +334,25 @@ class StrataCounts:
         rows = dict(self.rows)
         for key, value in other.rows.items():
             rows[key] = rows.get(key, 0) + value
+        by_input = dict(self.by_input)
+        for key, value in other.by_input.items():
+            by_input[key] = by_input[key] + value if key in by_input else value
         return StrataCounts(self.blocks | other.blocks, fails, rows,
-                            self.evaluated + other.evaluated)
+                            self.evaluated + other.evaluated, by_input)
+
+
+@dataclass(frozen=True)
+class InputValues:
+    """Each given input's estimated failure probability, as two bounds on it in expectation.
+
+    ``lower[i]`` counts ``P(K > k_max)`` as success, ``upper[i]`` as failure; both are in
+    [0, 1]. Over random faults ``E lower[i] <= f(x_i) <= E upper[i]``, where ``f(x)`` is the
+    failure probability of input ``x`` (exactly ``E lower[i] = E upper[i] = f(x_i)`` on the
+    sampled path, which has no tail).
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 class _Tasks:
@@ -348,6 +375,8 @@ class _Tasks:
         self.groups = plan.groups
         self.skip = {}          # group index -> (n_inputs, n) mask of single faults that cannot fail
         self.exact = {}         # k -> (batch, n_patterns)
+        self.per_input = False  # also count failures by input (StrataCounts.by_input)
+        self.exact_weights = {}  # k -> the patterns' probabilities given K = k (per_input)
         self.sampled = []       # specs of the sampled strata
         self.round_draws = {}   # round -> conditional draws per input
 
@@ -395,15 +424,18 @@ class _Tasks:
         skip = self.skip.get(gi)
         if skip is not None:
             keep &= ~skip[row_input, row_draw]
-        fails = 0
+        fail = np.zeros(row_draw.size, dtype=bool)
         if keep.any():
-            fails = int(self._fail(batch, row_draw[keep], row_input[keep]).sum())
+            fail[keep] = self._fail(batch, row_draw[keep], row_input[keep])
         # Rows without a record (a spare core failing alone) and skipped rows cannot fail,
         # unless eps <= 0 makes every row a failure.
         if self.eps <= 0:
-            fails += int((~keep).sum())
-        return StrataCounts(frozenset((task,)), {("single", gi, outcome): fails}, {},
-                            int(keep.sum()))
+            fail[~keep] = True
+        key = ("single", gi, outcome)
+        by_input = ({key: np.bincount(row_input[fail], minlength=self.m)}
+                    if self.per_input else {})
+        return StrataCounts(frozenset((task,)), {key: int(fail.sum())}, {}, int(keep.sum()),
+                            by_input)
 
     def _exact(self, task) -> StrataCounts:
         _, k, start = task
@@ -418,7 +450,13 @@ class _Tasks:
         if self.eps <= 0:
             fail[~has] = True
         counts = np.bincount(row_draw[fail], minlength=n_pat).astype(np.int64)
-        return StrataCounts(frozenset((task,)), {("exact", k): counts}, {}, int(has.sum()))
+        by_input = {}
+        if self.per_input:
+            weights = self.exact_weights[k]
+            by_input[("exact", k)] = np.bincount(row_input[fail], weights=weights[row_draw[fail]],
+                                                 minlength=self.m)
+        return StrataCounts(frozenset((task,)), {("exact", k): counts}, {}, int(has.sum()),
+                            by_input)
 
     def _provably_harmless(self, spec, batch, row_input) -> np.ndarray:
         """Draws of a sampled single-crash stratum whose crash the Prop. 2 skip mask says
@@ -461,13 +499,15 @@ class _Tasks:
         row_input = row_draw % m
         has = batch.draw_has_fault
         run = has & ~self._provably_harmless(spec, batch, row_input)
-        fails = 0
+        fail = np.zeros(n_draws, dtype=bool)
         if run.any():
-            fails = int(self._fail(batch, row_draw[run], row_input[run]).sum())
+            fail[run] = self._fail(batch, row_draw[run], row_input[run])
         if self.eps <= 0:
-            fails += int((~has).sum())
-        return StrataCounts(frozenset((task,)), {("sampled", s): fails}, {("sampled", s): n_draws},
-                            int(run.sum()))
+            fail[~has] = True
+        key = ("sampled", s)
+        by_input = {key: np.bincount(row_input[fail], minlength=m)} if self.per_input else {}
+        return StrataCounts(frozenset((task,)), {key: int(fail.sum())}, {key: n_draws},
+                            int(run.sum()), by_input)
 
 
 def _enumerate_patterns(groups, k):
@@ -518,12 +558,21 @@ class StratifiedEstimator:
     alpha_split : float
         Fraction of each side's ``(1 - confidence) / 2`` given to the strata (the certificate
         keeps the rest for the population bound over inputs).
+    per_input : bool
+        Also estimate each input's failure probability (:attr:`input_values`, an
+        :class:`InputValues`, after :meth:`run`). They are i.i.d. over an i.i.d. sample of
+        inputs when the strata do not depend on the inputs' results: with a ``tail_target``
+        and without ``rel_halfwidth`` (which stops on all inputs' results), as certify runs it.
     """
 
     def __init__(self, plan, backend, cache, y, *, metric, eps, seed=0, confidence=0.95,
                  n_samples=200, work_budget=4_000_000, tail_target=None, tail_fraction=0.01,
-                 k_cap=None, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0):
+                 k_cap=None, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0,
+                 per_input=False):
         self.tasks = _Tasks(plan, backend, cache, y, metric, float(eps), int(seed))
+        self.tasks.per_input = bool(per_input)
+        #: Each input's estimate (an :class:`InputValues`) after :meth:`run` with ``per_input``.
+        self.input_values = None
         self.confidence = float(confidence)
         self.n_samples = int(n_samples)
         self.work_budget = work_budget
@@ -549,6 +598,25 @@ class StratifiedEstimator:
             bound = fault_of[group.kind].single_fault_bound(plan, group, cache.Y)
             if bound is not None:
                 tasks.skip[gi] = bound < threshold[:, None]
+
+    def _input_values(self, counts, singles, exact_strata, sampled, tail) -> InputValues:
+        """Each input's ``sum_s P(s) P(fail | s, x_i)`` over the strata, from its own rows:
+        exact parts exactly, sampled ones as the input's failure fraction over its draws."""
+        tasks = self.tasks
+        m, groups = tasks.m, tasks.groups
+        values = np.zeros(m)
+        for st, gi in singles:
+            group = groups[gi]
+            for o, w in enumerate(group.outcomes):
+                if w != 0:
+                    values += (st.probability * w / group.n) * counts.by_input[("single", gi, o)]
+        for st, _ in exact_strata:
+            values += st.probability * counts.by_input[("exact", st.k)]
+        for s, (st, _) in enumerate(sampled):
+            draws = counts.rows[("sampled", s)] // m  # every input has as many
+            values += (st.probability / draws) * counts.by_input[("sampled", s)]
+        lower = np.clip(values, 0.0, 1.0)
+        return InputValues(lower=lower, upper=np.clip(values + tail, 0.0, 1.0))
 
     def run(self, runner, progress=None) -> StratifiedResult:
         started = time.perf_counter()
@@ -623,6 +691,8 @@ class StratifiedEstimator:
                 positions, outcomes = _positions_for_patterns(groups, patterns)
                 tasks.exact[k] = (records_from_positions(plan, positions, len(patterns),
                                                          outcomes), len(patterns))
+                if tasks.per_input:
+                    tasks.exact_weights[k] = weights
                 st = Stratum(k, f"K={k}", prob, "exact", 0.0, 0.0, 0.0, rows=int(n_pat * m),
                              patterns=n_pat)
                 exact_strata.append((st, weights))
@@ -677,6 +747,8 @@ class StratifiedEstimator:
                 break
             draws_per_input *= 2
             round_ += 1
+        if tasks.per_input:
+            self.input_values = self._input_values(counts, singles, exact_strata, sampled, tail)
         clean_accuracy = None
         if is_classification(tasks.y):
             clean_accuracy = float(np.mean(tasks.cache.output.argmax(axis=1) == tasks.y))
