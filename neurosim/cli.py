@@ -328,6 +328,7 @@ def cmd_certify(args) -> int:
         cert = certify(mapping, faults, X, y, eps=args.eps, delta=args.delta,
                        metric=args.metric, confidence=args.confidence, seed=args.seed,
                        use_float=args.use_float, n_samples=args.samples, backend=args.backend,
+                       population=args.population,
                        progress=not args.no_progress and sys.stderr.isatty(), runner=runner)
     cert.extra = {"model": str(args.model), "data": str(args.data)}
     unsaved = None
@@ -643,6 +644,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional fault draws per input in each sampled stratum, or, when "
                         "many faults are expected per draw and certify samples, plain fault "
                         "draws per input (200)")
+    p.add_argument("--population", default="auto", choices=("auto", "betting", "kl"),
+                   help="how the bound reaches the input distribution: 'betting' (one step, "
+                        "a betting bound on the inputs' own failure estimates), 'kl' (two "
+                        "steps, Chernoff-Hoeffding over the inputs), 'auto' (default: betting, "
+                        "except on analog crossbars and below 3 inputs)")
     p.add_argument("-o", "--output", default=None, metavar="CERT.json",
                    help="write the certificate as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png",

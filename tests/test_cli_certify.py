@@ -58,6 +58,25 @@ def test_certify_same_seed_same_certificate(capsys, small_data):
     assert a == b
 
 
+def test_certify_population_flag(capsys, small_data):
+    """--population picks the bound and the JSON records it; the betting default is the
+    tighter of the two on the same run."""
+    base = ["certify", "--data", small_data, "--delta", "0.5", "--fault", "crash:p=2e-3",
+            "--json"]
+    runs = {}
+    for flag in ("auto", "betting", "kl"):
+        code, out, _ = run_cli(capsys, *base, "--population", flag)
+        assert code == 0
+        runs[flag] = json.loads(out)
+    assert runs["auto"]["population"] == runs["betting"]["population"] == "betting"
+    assert runs["kl"]["population"] == "kl" and "asked for" in runs["kl"]["population_reason"]
+    assert runs["auto"]["delta_upper"] == runs["betting"]["delta_upper"]
+    assert runs["betting"]["delta_upper"] < runs["kl"]["delta_upper"]
+    with pytest.raises(SystemExit) as exc:  # argparse's own choice check
+        main(base + ["--population", "hoeffding"])
+    assert exc.value.code == 2 and "--population" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--delta", "0"], "delta"),
     (["--delta", "1.5"], "delta"),
