@@ -109,8 +109,10 @@ MAX_SAMPLED_MASS = 0.5
 #: at least :data:`MIN_BETTING_INPUTS` inputs.
 POPULATION_BOUNDS = ("auto", "betting", "kl")
 #: "auto" bets from this many inputs on: with 1 or 2 the betting bound is 1 (its first bet is
-#: made knowing nothing), the KL one 0.99 or 0.89 at 95 % confidence; from 3 on betting is the
-#: tighter of the two on every distribution measured (tests/test_population_bound.py).
+#: made knowing nothing), the KL one 0.99 or 0.89 at 95 % confidence; from 3 on betting is
+#: tighter on inputs that never fail (0.73 against 0.77 at 3), the common case of a small
+#: certificate, and at most about 1 % looser elsewhere at 3 (three values of 0.5: 1 against
+#: 0.99; at 4 inputs 0.87 against 0.97).
 MIN_BETTING_INPUTS = 3
 #: Tag of the seed of the order in which the betting bound sees the inputs.
 ORDER_SEED_TAG = 0xB377
