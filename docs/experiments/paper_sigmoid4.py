@@ -30,7 +30,7 @@ def _train(*a, **k):
 ED.train_network = _train
 
 pd, ps = float(sys.argv[1]), float(sys.argv[2])
-out = f"sig4_{pd:g}_{ps:g}"  
+out = f"sig4_{pd:g}_{ps:g}"  # .h5 and .txt in the working directory
 t = time.time()
 r = E.error_decay(setup="paper", data="mnist5k", widths=(50, 100, 200, 500, 1000), epochs=30,
                   repeats=2, p=1e-2, n_samples=1000, max_inputs=300, progress=False,
