@@ -85,17 +85,12 @@ def inputs_needed(estimate: float, delta: float, alpha: float) -> "int | None":
     return max(1, math.ceil(math.log(1.0 / alpha) / kl_bernoulli(estimate, delta)))
 
 
-def _betting_reaches(values: np.ndarray, n: int, delta: float, alpha: float) -> bool:
-    """Whether :func:`neurosim.stats.betting_upper` of ``np.resize(values, n)`` is at most
-    ``delta`` (the values' mean being below it): whether ``delta`` is rejected."""
-    return betting_rejects(np.resize(values, n), delta, alpha)
-
-
 def inputs_needed_betting(values, delta: float, alpha: float) -> "int | None":
     """How many inputs the betting population bound of :func:`neurosim.certify.certify`
     (``population="betting"``) needs to reach ``delta`` if the further inputs' estimates
     repeat those given: the smallest ``n`` with ``betting_upper(np.resize(values, n), alpha)
-    <= delta`` (found by doubling, then bisection, on that one test). None when the values'
+    <= delta`` (delta rejected by :func:`neurosim.stats.betting_rejects`; found by doubling,
+    then bisection, on that one test). None when the values'
     mean is at least ``delta`` (no number of inputs helps) or more than :data:`MAX_INPUTS`
     would be needed.
 
@@ -107,14 +102,14 @@ def inputs_needed_betting(values, delta: float, alpha: float) -> "int | None":
     if float(values.mean()) >= delta:
         return None
     high = 1
-    while not _betting_reaches(values, high, delta, alpha):
+    while not betting_rejects(np.resize(values, high), delta, alpha):
         if high >= MAX_INPUTS:
             return None
         high = min(2 * high, MAX_INPUTS)
     low = high // 2  # 0, or a count that does not reach delta
     while high - low > 1:
         mid = (low + high) // 2
-        if _betting_reaches(values, mid, delta, alpha):
+        if betting_rejects(np.resize(values, mid), delta, alpha):
             high = mid
         else:
             low = mid
