@@ -363,7 +363,7 @@ class _Tasks:
 
     shared = ("plan", "backend", "cache", "y")
 
-    def __init__(self, plan, backend, cache, y, metric, eps, seed):
+    def __init__(self, plan, backend, cache, y, metric, eps, seed, per_input=False):
         self.plan = plan
         self.backend = backend
         self.cache = cache
@@ -375,7 +375,7 @@ class _Tasks:
         self.groups = plan.groups
         self.skip = {}          # group index -> (n_inputs, n) mask of single faults that cannot fail
         self.exact = {}         # k -> (batch, n_patterns)
-        self.per_input = False  # also count failures by input (StrataCounts.by_input)
+        self.per_input = per_input  # also count failures by input (StrataCounts.by_input)
         self.exact_weights = {}  # k -> the patterns' probabilities given K = k (per_input)
         self.sampled = []       # specs of the sampled strata
         self.round_draws = {}   # round -> conditional draws per input
@@ -569,8 +569,8 @@ class StratifiedEstimator:
                  n_samples=200, work_budget=4_000_000, tail_target=None, tail_fraction=0.01,
                  k_cap=None, rel_halfwidth=None, max_seconds=600.0, alpha_split=1.0,
                  per_input=False):
-        self.tasks = _Tasks(plan, backend, cache, y, metric, float(eps), int(seed))
-        self.tasks.per_input = bool(per_input)
+        self.tasks = _Tasks(plan, backend, cache, y, metric, float(eps), int(seed),
+                            per_input=bool(per_input))
         #: Each input's estimate (an :class:`InputValues`) after :meth:`run` with ``per_input``.
         self.input_values = None
         self.confidence = float(confidence)
