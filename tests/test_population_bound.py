@@ -7,7 +7,6 @@ exact bound at the nominal level reaches with probability 0.999 (``binom.ppf(0.0
 """
 
 import importlib
-import itertools
 import math
 
 import numpy as np
@@ -21,6 +20,7 @@ from neurosim.results import Certificate
 from neurosim.runners import SerialRunner
 from neurosim.stats import (BETTING_TRUNCATION, betting_lower, betting_rejects, betting_upper,
                             kl_upper)
+from test_certify import crash_patterns, exact_failure  # the enumeration reference
 
 C = importlib.import_module("neurosim.certify")
 
@@ -201,34 +201,10 @@ def test_bad_arguments_name_the_parameter(call, name):
 
 # --- the per-input values the bound needs ----------------------------------------------------------
 
-def _patterns(n):
-    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float64)
-
-
-def exact_failure(net, X, p, metric, eps):
-    """Per-input failure probability of neuron crashes at rate p in every layer, by
-    enumerating every crash pattern with a plain float64 forward pass."""
-    n = sum(net.widths[1:])
-    masks = _patterns(n)
-    k = masks.sum(axis=1)
-    prob = p ** k * (1 - p) ** (n - k)
-    y = np.asarray(X, dtype=np.float64)[None]
-    off = 0
-    for lay in net.layers:
-        y = np.asarray(lay.activation(y @ np.asarray(lay.W, np.float64).T
-                                      + np.asarray(lay.b, np.float64)), dtype=np.float64)
-        width = lay.W.shape[0]
-        y = y * (1.0 - masks[:, None, off:off + width])
-        off += width
-    err = y - y[0]
-    value = np.abs(err).max(axis=-1) if metric == "linf" else np.sqrt((err ** 2).sum(axis=-1))
-    return prob @ (value >= eps)
-
-
 NET = ns.Network.random([4, 6, 5, 2], "relu", seed=1)
 X_POP = np.random.default_rng(1234).normal(size=(400, 4))
 P, METRIC, EPS = 0.02, "linf", 0.6
-F_POP = exact_failure(NET, X_POP, P, METRIC, EPS)
+F_POP = exact_failure(NET, X_POP, *crash_patterns(NET, P), METRIC, EPS)
 
 
 def _estimator(X, **kw):
